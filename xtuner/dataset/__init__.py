@@ -1,0 +1,17 @@
+"""Data pipeline: load -> map fn -> template -> tokenize -> pack -> collate.
+
+v0 import paths are kept: ``from xtuner.dataset import process_hf_dataset, ConcatDataset``.
+"""
+from .concat_dataset import ConcatDataset
+from .huggingface import process_hf_dataset
+from .packing import PackingStats, pack_dataset, plan_packed_rows
+from .tokenize import encode_fn
+
+__all__ = [
+    "ConcatDataset",
+    "process_hf_dataset",
+    "encode_fn",
+    "pack_dataset",
+    "plan_packed_rows",
+    "PackingStats",
+]

@@ -1,0 +1,4 @@
+"""Collate functions (v0 import path: ``xtuner.dataset.collate_fns``)."""
+from .default_collate_fn import default_collate_fn
+
+__all__ = ["default_collate_fn"]

@@ -1,0 +1,207 @@
+"""``process_hf_dataset``: XTuner v0's text pipeline on a Hugging Face ``datasets`` dataset.
+
+load -> ``dataset_map_fn`` (source format to XTuner's ``conversation``) -> ``template_map_fn``
+(chat template) -> tokenize (:func:`encode_fn`) -> drop samples with nothing to train ->
+pack into rows of ``max_length`` (:func:`pack_dataset`).
+
+In a distributed run only rank 0 processes; the other ranks wait on a gloo barrier with a
+long timeout (``XTUNER_DATASET_TIMEOUT`` minutes, default 60) instead of NCCL's 30 minutes
+and then receive the result, so slow preprocessing never trips a collective timeout.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from functools import partial
+
+from mmengine import print_log
+
+from xtuner.registry import BUILDER, MAP_FUNC
+from xtuner.utils.constants import IGNORE_INDEX
+from xtuner.utils.errors import ConfigError
+
+from .packing import pack_dataset
+from .tokenize import encode_fn
+
+__all__ = ["process_hf_dataset", "build_origin_dataset", "map_workers"]
+
+
+def build(obj):
+    """Build a config dict (``dict(type=..., ...)``) with ``BUILDER``; pass objects through."""
+    if isinstance(obj, dict):
+        return BUILDER.build(obj)
+    return obj
+
+
+def resolve_map_fn(fn):
+    """Accept a function, a ``MAP_FUNC`` name, a dotted path, or a config dict."""
+    if fn is None or callable(fn):
+        return fn
+    if isinstance(fn, dict):
+        return BUILDER.build(fn)
+    if isinstance(fn, str):
+        found = MAP_FUNC.get(fn)
+        if found is not None:
+            return found
+        from mmengine.utils import get_object_from_string
+
+        found = get_object_from_string(fn)
+        if found is None:
+            raise ConfigError(f"dataset_map_fn '{fn}' is neither a registered map fn nor an "
+                              "importable dotted path")
+        return found
+    raise ConfigError(f"dataset_map_fn must be a function, a name or a dict, not {type(fn)}")
+
+
+def map_workers(requested: int | None, num_rows: int) -> int | None:
+    """Processes worth starting for ``num_rows`` rows (``None`` means in-process).
+
+    v0 always asked for 32 processes; on a small machine or a small dataset, starting them
+    costs more than the work.
+    """
+    if not requested or requested <= 1:
+        return None
+    workers = min(requested, os.cpu_count() or 1, num_rows // 2000)
+    return workers if workers > 1 else None
+
+
+def build_origin_dataset(dataset, split: str | None):
+    """Build the ``dataset`` config and pick ``split`` from a ``DatasetDict``."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    dataset = build(dataset)
+    if isinstance(dataset, DatasetDict):
+        if split is None:
+            return concatenate_datasets(list(dataset.values()))
+        if split not in dataset:
+            raise ConfigError(f"the dataset has no split '{split}' (it has: "
+                              f"{', '.join(dataset)})")
+        return dataset[split]
+    return dataset
+
+
+def _has_trainable_token(example) -> bool:
+    return any(label != IGNORE_INDEX for label in example["labels"])
+
+
+def _is_nonempty(example) -> bool:
+    return len(example["conversation"]) > 0
+
+
+def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=None,
+             dataset_map_fn=None, template_map_fn=None, max_dataset_length=None, split="train",
+             remove_unused_columns=False, rename_maps=(), shuffle_before_pack=True,
+             pack_to_max_length=True, use_varlen_attn=False, input_ids_with_output=True,
+             with_image_token=False, map_num_proc=32, seed=0):
+    if use_varlen_attn and not pack_to_max_length:
+        raise ConfigError("use_varlen_attn=True needs pack_to_max_length=True")
+    if pack_to_max_length and split not in ("train", None):
+        raise ConfigError(f"pack_to_max_length=True is for the train split, not '{split}'")
+    if pack_to_max_length and max_length is None:
+        raise ConfigError("pack_to_max_length=True needs max_length")
+
+    dataset = build_origin_dataset(dataset, split)
+    if max_dataset_length is not None and len(dataset) > max_dataset_length:
+        dataset = dataset.shuffle(seed=seed).select(range(max_dataset_length))
+
+    num_proc = map_workers(map_num_proc, len(dataset))
+    map_fn = resolve_map_fn(dataset_map_fn)
+    if map_fn is not None:
+        dataset = dataset.map(map_fn, num_proc=num_proc, desc="Map dataset")
+    if template_map_fn is not None:
+        template_map_fn = build(template_map_fn)
+        dataset = dataset.map(template_map_fn, num_proc=num_proc, desc="Apply template")
+    if "conversation" in dataset.column_names:
+        dataset = dataset.filter(_is_nonempty, num_proc=num_proc, desc="Drop empty")
+
+    for old, new in rename_maps:
+        dataset = dataset.rename_column(old, new)
+
+    if pack_to_max_length and not remove_unused_columns:
+        print_log("pack_to_max_length=True needs remove_unused_columns=True; removing them",
+                  logger="current", level=logging.WARNING)
+        remove_unused_columns = True
+
+    if do_dataset_tokenization:
+        tokenizer = build(tokenizer)
+        dataset = dataset.map(
+            partial(encode_fn, tokenizer=tokenizer, max_length=max_length,
+                    input_ids_with_output=input_ids_with_output,
+                    with_image_token=with_image_token),
+            remove_columns=dataset.column_names if remove_unused_columns else None,
+            num_proc=num_proc, desc="Tokenize")
+    if input_ids_with_output and "labels" in dataset.column_names:
+        before = len(dataset)
+        dataset = dataset.filter(_has_trainable_token, num_proc=num_proc,
+                                 desc="Drop samples without trained tokens")
+        if len(dataset) < before:
+            print_log(f"dropped {before - len(dataset)} samples with no trained token",
+                      logger="current", level=logging.WARNING)
+
+    if pack_to_max_length:
+        dataset, stats = pack_dataset(dataset, max_length, shuffle=shuffle_before_pack,
+                                      seed=seed, num_proc=num_proc)
+        print_log(str(stats).capitalize(), logger="current")
+    elif "input_ids" in dataset.column_names and "length" not in dataset.column_names:
+        dataset = dataset.map(lambda x: {"length": len(x["input_ids"])}, num_proc=num_proc,
+                              desc="Measure")
+    if "length" in dataset.column_names:
+        # LengthGroupedSampler reads `dataset.length`, as in v0.
+        dataset.length = dataset["length"]
+    return dataset
+
+
+def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=None,
+                       dataset_map_fn=None, template_map_fn=None, max_dataset_length=None,
+                       split="train", remove_unused_columns=False, rename_maps=(),
+                       shuffle_before_pack=True, pack_to_max_length=True, use_varlen_attn=False,
+                       input_ids_with_output=True, with_image_token=False, map_num_proc=32,
+                       seed=0):
+    """Build the training dataset a config describes (XTuner v0's signature).
+
+    Args:
+        dataset: a ``datasets`` dataset or a config dict building one (e.g.
+            ``dict(type=load_dataset, path='json', data_files=...)``).
+        do_dataset_tokenization: tokenize (False for an already tokenized dataset).
+        tokenizer: a tokenizer or its config dict.
+        max_length: cut samples to this many tokens; the row size when packing.
+        dataset_map_fn: converts a source record to ``{'conversation': [...]}``.
+        template_map_fn: applies a chat template (``template_map_fn_factory(template=...)``).
+        max_dataset_length: keep a random (seeded) subset of this size.
+        split: the split to use from a ``DatasetDict`` (None: all, concatenated).
+        remove_unused_columns: keep only the tokenized columns (forced when packing).
+        rename_maps: ``[(old, new), ...]`` column renames after templating.
+        shuffle_before_pack: shuffle (seeded) before packing.
+        pack_to_max_length: pack whole samples into rows of at most ``max_length`` tokens.
+        use_varlen_attn: samples in a row do not attend to each other (needs packing).
+        input_ids_with_output: include outputs in ``input_ids`` (training).
+        with_image_token: encode ``<image>`` as ``IMAGE_TOKEN_INDEX``.
+        map_num_proc: upper bound on preprocessing processes.
+        seed: seed of the subset selection and of the pre-packing shuffle.
+    """
+    kwargs = dict(
+        dataset=dataset, do_dataset_tokenization=do_dataset_tokenization, tokenizer=tokenizer,
+        max_length=max_length, dataset_map_fn=dataset_map_fn, template_map_fn=template_map_fn,
+        max_dataset_length=max_dataset_length, split=split,
+        remove_unused_columns=remove_unused_columns, rename_maps=rename_maps,
+        shuffle_before_pack=shuffle_before_pack, pack_to_max_length=pack_to_max_length,
+        use_varlen_attn=use_varlen_attn, input_ids_with_output=input_ids_with_output,
+        with_image_token=with_image_token, map_num_proc=map_num_proc, seed=seed)
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return _process(**kwargs)
+    return _process_on_rank0(kwargs)
+
+
+def _process_on_rank0(kwargs):
+    import torch.distributed as dist
+
+    minutes = float(os.environ.get("XTUNER_DATASET_TIMEOUT", 60))
+    group = dist.new_group(backend="gloo", timeout=timedelta(minutes=minutes))
+    result = [_process(**kwargs)] if dist.get_rank() == 0 else [None]
+    dist.monitored_barrier(group=group, timeout=timedelta(minutes=minutes))
+    dist.broadcast_object_list(result, src=0, group=group)
+    dist.destroy_process_group(group)
+    return result[0]

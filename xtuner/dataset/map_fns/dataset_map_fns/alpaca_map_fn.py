@@ -1,0 +1,30 @@
+"""Map fn for Alpaca-style records (``tatsu-lab/alpaca`` and its cleaned/GPT-4 variants)."""
+from typing import Any
+
+from xtuner.utils.templates import SYSTEM_TEMPLATE
+
+
+def alpaca_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Map ``{instruction, input, output}`` to a one-turn conversation.
+
+    The input is ``f"{instruction}\\n{input}"`` even when ``input`` is empty (v0 keeps the
+    trailing newline), with the stock Alpaca system prompt.
+
+    Args:
+        example: One Alpaca record.
+
+    Returns:
+        ``{"conversation": [turn]}``; an empty conversation for records whose output is
+        ``"<nooutput>"`` (the dataset's marker for "no answer"), which the pipeline then drops.
+    """
+    if example.get("output") == "<nooutput>":
+        return {"conversation": []}
+    return {
+        "conversation": [
+            {
+                "system": SYSTEM_TEMPLATE.alpaca,
+                "input": f"{example['instruction']}\n{example['input']}",
+                "output": example["output"],
+            }
+        ]
+    }

@@ -1,0 +1,27 @@
+"""Map fn for the Chinese Alpaca translation (``silk-road/alpaca-data-gpt4-chinese``)."""
+from typing import Any
+
+from xtuner.utils.templates import SYSTEM_TEMPLATE
+
+
+def alpaca_zh_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Map ``{instruction_zh, input_zh, output_zh}`` to a one-turn conversation.
+
+    Same layout as :func:`alpaca_map_fn` (English Alpaca system prompt, ``instruction\\ninput``),
+    but without the ``<nooutput>`` filter, as in v0.
+
+    Args:
+        example: One record with the ``*_zh`` columns.
+
+    Returns:
+        ``{"conversation": [turn]}``.
+    """
+    return {
+        "conversation": [
+            {
+                "system": SYSTEM_TEMPLATE.alpaca,
+                "input": f"{example['instruction_zh']}\n{example['input_zh']}",
+                "output": example["output_zh"],
+            }
+        ]
+    }

@@ -1,0 +1,24 @@
+"""Map fn for the law-reference Q&A data (``question``/``answer`` columns)."""
+from typing import Any
+
+from xtuner.utils.templates import SYSTEM_TEMPLATE
+
+
+def law_reference_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Map ``{question, answer}`` to a one-turn conversation with the (Chinese) lawyer prompt.
+
+    Args:
+        example: One record.
+
+    Returns:
+        ``{"conversation": [turn]}``.
+    """
+    return {
+        "conversation": [
+            {
+                "system": SYSTEM_TEMPLATE.lawyer,
+                "input": example["question"],
+                "output": example["answer"],
+            }
+        ]
+    }

@@ -1,0 +1,26 @@
+"""Map fn for text-to-SQL data (``b-mc2/sql-create-context``)."""
+from typing import Any
+
+from xtuner.utils.templates import SYSTEM_TEMPLATE
+
+
+def sql_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Map ``{context, question, answer}`` to a one-turn conversation with the SQL prompt.
+
+    The input is the ``CREATE TABLE`` context, a newline, then the question.
+
+    Args:
+        example: One record.
+
+    Returns:
+        ``{"conversation": [turn]}``.
+    """
+    return {
+        "conversation": [
+            {
+                "system": SYSTEM_TEMPLATE.sql,
+                "input": f"{example['context']}\n{example['question']}",
+                "output": example["answer"],
+            }
+        ]
+    }

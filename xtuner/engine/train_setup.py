@@ -1,0 +1,142 @@
+"""Turn a loaded config plus ``xtuner train`` flags into a config mmengine can run.
+
+Everything the train tool derives lives here (not in the config files): work dir, seed,
+resume, device fallbacks, the crash-safe checkpoint hook, the collate pad id and DeepSpeed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import os.path as osp
+
+import torch
+from mmengine import print_log
+from mmengine.config import Config, ConfigDict
+
+from xtuner.engine.config import make_dumpable
+from xtuner.utils.errors import ConfigError
+
+__all__ = ["prepare_train_config", "REQUIRED_KEYS"]
+
+REQUIRED_KEYS = ("model", "train_dataloader", "train_cfg", "optim_wrapper")
+
+
+def _type_name(obj) -> str:
+    if isinstance(obj, str):
+        return obj.rsplit(".", 1)[-1]
+    return getattr(obj, "__name__", type(obj).__name__)
+
+
+def check_required_keys(cfg: Config) -> None:
+    """Report every missing top-level section at once."""
+    missing = [k for k in REQUIRED_KEYS if cfg.get(k) is None]
+    if missing:
+        raise ConfigError(f"config {cfg.filename} lacks {', '.join(missing)}; see "
+                          "`xtuner copy-cfg` output for a complete config")
+
+
+def _amp_fallback(cfg: Config) -> None:
+    """mmengine's AmpOptimWrapper asserts a GPU: on the CPU train in fp32 instead."""
+    wrapper = cfg.optim_wrapper
+    if torch.cuda.is_available() or _type_name(wrapper.get("type")) != "AmpOptimWrapper":
+        return
+    from mmengine.optim import OptimWrapper
+
+    keep = {k: v for k, v in wrapper.items() if k not in ("type", "loss_scale", "dtype",
+                                                          "use_fsdp")}
+    cfg.optim_wrapper = ConfigDict(type=OptimWrapper, **keep)
+    print_log("No CUDA device: AmpOptimWrapper replaced by OptimWrapper (fp32 training)",
+              logger="current", level=logging.WARNING)
+
+
+def _crash_safe_checkpoints(cfg: Config) -> None:
+    from mmengine.hooks import CheckpointHook as MMEngineCheckpointHook
+
+    from xtuner.engine.hooks import CheckpointHook
+
+    hook = (cfg.get("default_hooks") or {}).get("checkpoint")
+    if hook is None:
+        return
+    hook_type = hook.get("type")
+    if hook_type is MMEngineCheckpointHook or hook_type in ("CheckpointHook",
+                                                             "mmengine.hooks.CheckpointHook"):
+        hook["type"] = CheckpointHook
+
+
+def _tokenizer_pad_id(cfg: Config) -> int | None:
+    from xtuner.model.utils import build_from_cfg
+
+    tokenizer_cfg = cfg.get("tokenizer")
+    if tokenizer_cfg is None:
+        return None
+    tokenizer = build_from_cfg(tokenizer_cfg)
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id
+
+
+def _fill_pad_index(cfg: Config) -> None:
+    """Pad with the tokenizer's pad id unless the config chose one (v0 padded with 0)."""
+    collate = cfg.train_dataloader.get("collate_fn")
+    if not isinstance(collate, dict) or collate.get("pad_index") is not None:
+        return
+    if _type_name(collate.get("type")) != "default_collate_fn":
+        return
+    pad = _tokenizer_pad_id(cfg)
+    if pad is not None:
+        collate["pad_index"] = pad
+
+
+def _work_dir(cfg: Config, work_dir: str | None) -> str:
+    if work_dir:
+        return work_dir
+    if cfg.get("work_dir"):
+        return cfg.work_dir
+    return osp.join("./work_dirs", osp.splitext(osp.basename(cfg.filename))[0])
+
+
+def _resume(cfg: Config, resume: str | None) -> None:
+    if resume is None:
+        return
+    cfg.resume = True
+    if resume == "auto":
+        cfg.load_from = None
+        last = osp.join(cfg.work_dir, "last_checkpoint")
+        if not osp.exists(last):
+            print_log(f"--resume auto: no {last} yet, starting from scratch",
+                      logger="current", level=logging.WARNING)
+        return
+    if not osp.exists(resume):
+        raise ConfigError(f"--resume: checkpoint '{resume}' does not exist")
+    cfg.load_from = resume
+
+
+def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str = "none",
+                         seed: int | None = None, resume: str | None = None,
+                         deepspeed: str | None = None) -> Config:
+    """Apply ``xtuner train``'s flags and the machine's limits to ``cfg`` (in place).
+
+    Args:
+        cfg: the loaded config.
+        work_dir: ``--work-dir`` (else ``cfg.work_dir``, else ``./work_dirs/<config name>``).
+        launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi``.
+        seed: ``--seed``; when resuming, the checkpoint's seed wins (mmengine restores it).
+        resume: ``auto`` (latest in the work dir) or a checkpoint path.
+        deepspeed: a DeepSpeed JSON path or shipped name.
+    """
+    check_required_keys(cfg)
+    cfg.launcher = launcher
+    cfg.work_dir = _work_dir(cfg, work_dir)
+    if seed is not None:
+        cfg.setdefault("randomness", ConfigDict())
+        cfg.randomness["seed"] = seed
+    _resume(cfg, resume)
+    _crash_safe_checkpoints(cfg)
+    _fill_pad_index(cfg)
+    if deepspeed:
+        from xtuner.engine.deepspeed_config import apply_deepspeed
+
+        apply_deepspeed(cfg, deepspeed)
+    else:
+        _amp_fallback(cfg)
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    return make_dumpable(cfg)

@@ -1,0 +1,199 @@
+"""``SupervisedFinetune``: the mmengine model that fine-tunes a causal LM (XTuner v0's API).
+
+Full fine-tuning, LoRA and QLoRA (bitsandbytes 4-bit + LoRA) of any
+``AutoModelForCausalLM``; packed rows with variable-length attention; adapter-only
+checkpoints for LoRA; ``to_hf`` export.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from mmengine import print_log
+from mmengine.model import BaseModel
+
+from xtuner.registry import BUILDER
+
+from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
+
+__all__ = ["SupervisedFinetune"]
+
+
+def _build_llm(llm, max_position_embeddings):
+    if isinstance(llm, torch.nn.Module):
+        return llm
+    cfg = apply_device_fallbacks(dict(llm))
+    if max_position_embeddings is not None:
+        cfg = _extend_context(cfg, max_position_embeddings)
+    return build_from_cfg(cfg)
+
+
+def _extend_context(cfg: dict, max_position_embeddings: int) -> dict:
+    """Linear RoPE scaling so the model covers ``max_position_embeddings`` (v0 behaviour)."""
+    from transformers import AutoConfig
+
+    path = cfg.get("pretrained_model_name_or_path")
+    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.get("trust_remote_code"))
+    old = getattr(config, "max_position_embeddings", None)
+    if old and max_position_embeddings > old:
+        factor = math.ceil(max_position_embeddings / old)
+        config.rope_scaling = {"type": "linear", "rope_type": "linear", "factor": float(factor)}
+        config.max_position_embeddings = max_position_embeddings
+        cfg["config"] = config
+        print_log(f"Extended the context from {old} to {max_position_embeddings} tokens with "
+                  f"linear RoPE scaling x{factor}", logger="current")
+    return cfg
+
+
+class SupervisedFinetune(BaseModel):
+    """Supervised fine-tuning of a causal language model.
+
+    Args:
+        llm: the model, or a config dict building it (usually
+            ``dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=...)``).
+        lora: a ``peft.LoraConfig`` (or its config dict) to train LoRA adapters instead of the
+            full model. ``target_modules=None`` adapts every linear layer except the output head.
+            With a 4-bit/8-bit model this is QLoRA.
+        peft_model: a checkpoint of adapter weights to start from.
+        use_activation_checkpointing: recompute activations in the backward pass (saves memory,
+            costs ~30% speed).
+        use_varlen_attn: packed rows carry several samples; attention stays within each sample.
+        tokenizer: the tokenizer (or its config); the embeddings are resized when it has more
+            tokens than the model.
+        max_position_embeddings: extend the context with linear RoPE scaling.
+    """
+
+    def __init__(self, llm, lora=None, peft_model=None, use_activation_checkpointing=True,
+                 use_varlen_attn=False, tokenizer=None, max_position_embeddings=None):
+        super().__init__()
+        self.llm = _build_llm(llm, max_position_embeddings)
+        self.llm.config.use_cache = False
+        self.use_varlen_attn = use_varlen_attn
+        if tokenizer is not None:
+            self._resize_embeddings(build_from_cfg(tokenizer))
+        self.use_activation_checkpointing = use_activation_checkpointing
+        self.use_lora = lora is not None
+        if self.use_lora:
+            self._prepare_lora(lora, use_activation_checkpointing)
+        if use_activation_checkpointing:
+            self.gradient_checkpointing_enable()
+        if peft_model is not None:
+            self._load_adapter(peft_model)
+
+    # -- building ---------------------------------------------------------------------------
+    def _resize_embeddings(self, tokenizer) -> None:
+        vocab = self.llm.get_input_embeddings().weight.shape[0]
+        if len(tokenizer) > vocab:
+            # New rows start at the mean of the old ones (transformers' mean_resizing).
+            self.llm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64,
+                                             mean_resizing=True)
+            print_log(f"Resized the embeddings from {vocab} to "
+                      f"{self.llm.get_input_embeddings().weight.shape[0]} rows for "
+                      f"{len(tokenizer)} tokens", logger="current")
+
+    def _prepare_lora(self, lora, use_activation_checkpointing: bool) -> None:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        if isinstance(lora, dict):
+            lora = BUILDER.build(lora)
+        if is_quantized(self.llm):
+            # Casts norms to fp32 and freezes the quantized base (QLoRA).
+            self.llm = prepare_model_for_kbit_training(
+                self.llm, use_gradient_checkpointing=use_activation_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora.target_modules is None:
+            lora.target_modules = find_all_linear_names(self.llm)
+        self.llm = get_peft_model(self.llm, lora)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Turn on activation checkpointing (non-reentrant, so frozen inputs are fine)."""
+        self.llm.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Turn off activation checkpointing (e.g. while generating in a hook)."""
+        self.llm.gradient_checkpointing_disable()
+
+    def _load_adapter(self, path: str) -> None:
+        from mmengine.runner import load_checkpoint
+
+        load_checkpoint(self, path, map_location="cpu", strict=False, logger="current")
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, data, data_samples=None, mode="loss"):
+        """mmengine's entry: ``mode`` is ``'loss'``, ``'predict'`` or ``'tensor'``."""
+        if mode == "loss":
+            return self.compute_loss(data)
+        if mode == "predict":
+            return self.predict(data)
+        if mode == "tensor":
+            return self._forward_llm(data)
+        raise NotImplementedError(f"unknown forward mode '{mode}'")
+
+    def _model_inputs(self, data: dict) -> dict:
+        inputs = {k: data[k] for k in ("input_ids", "attention_mask", "position_ids", "labels")
+                  if data.get(k) is not None}
+        if self.use_varlen_attn and data.get("cumulative_len") is not None:
+            cu_seqlens = data["cumulative_len"]
+            if isinstance(cu_seqlens, (list, tuple)):
+                if len(cu_seqlens) != 1:
+                    raise ValueError("varlen batches must be concatenated into one row")
+                cu_seqlens = cu_seqlens[0]
+            cu_seqlens = cu_seqlens.to(device=inputs["input_ids"].device, dtype=torch.int32)
+            max_seqlen = data.get("max_seqlen")
+            if max_seqlen is None:
+                max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+            # transformers forwards these kwargs to the attention function (flash/varlen).
+            inputs.update(cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
+                          max_length_q=int(max_seqlen), max_length_k=int(max_seqlen))
+        return inputs
+
+    def _forward_llm(self, data: dict):
+        return self.llm(**self._model_inputs(data))
+
+    def compute_loss(self, data: dict) -> dict:
+        """Mean cross-entropy over the trained tokens of the batch."""
+        outputs = self._forward_llm(data)
+        return {"loss": outputs.loss}
+
+    @torch.no_grad()
+    def predict(self, data: dict) -> list:
+        """Logits per sample (mmengine's predict mode)."""
+        inputs = self._model_inputs(data)
+        inputs.pop("labels", None)
+        logits = self.llm(**inputs).logits
+        return [{"logits": row} for row in logits]
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _trainable_state_keys(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    def state_dict(self, *args, **kwargs):
+        """With LoRA only the trainable (adapter) weights, so checkpoints stay small."""
+        state = super().state_dict(*args, **kwargs)
+        if not self.use_lora:
+            return state
+        prefix = kwargs.get("prefix", "")
+        keep = {prefix + k for k in self._trainable_state_keys()}
+        return OrderedDict((k, v) for k, v in state.items() if k in keep)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a checkpoint; with LoRA, an adapter-only state dict is complete."""
+        if not self.use_lora:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = sorted(self._trainable_state_keys() - set(state_dict))
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"adapter checkpoint mismatch: missing {missing[:5]}, "
+                               f"unexpected {result.unexpected_keys[:5]}")
+        return result
+
+    def __getattr__(self, name: str):
+        # v0 behaviour: `model.generate(...)` etc. reach the wrapped LLM.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.llm, name)
+
+

@@ -1,0 +1,123 @@
+"""Helpers to build a Hugging Face model from an xtuner config dict."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+
+import torch
+from mmengine import print_log
+
+from xtuner.registry import BUILDER
+
+__all__ = [
+    "build_from_cfg",
+    "normalize_dtype",
+    "find_all_linear_names",
+    "is_quantized",
+    "apply_device_fallbacks",
+]
+
+_DTYPES = {
+    "torch.float16": torch.float16, "float16": torch.float16, "fp16": torch.float16,
+    "torch.bfloat16": torch.bfloat16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "torch.float32": torch.float32, "float32": torch.float32, "fp32": torch.float32,
+}
+_HALF = (torch.float16, torch.bfloat16)
+_DTYPE_KEYS = ("dtype", "torch_dtype", "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage")
+
+
+def normalize_dtype(value):
+    """Turn ``'torch.float16'`` (how a dumped config stores dtypes) back into the dtype."""
+    if isinstance(value, str) and value in _DTYPES:
+        return _DTYPES[value]
+    return value
+
+
+def _convert(obj):
+    """Recursively build nested ``dict(type=...)`` values and restore dtype strings."""
+    if isinstance(obj, dict):
+        obj = {k: _convert(v) for k, v in obj.items()}
+        for key in _DTYPE_KEYS:
+            if key in obj:
+                obj[key] = normalize_dtype(obj[key])
+        if "type" in obj:
+            return BUILDER.build(obj)
+        return obj
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_convert(v) for v in obj)
+    return obj
+
+
+def apply_device_fallbacks(llm_cfg: dict) -> dict:
+    """Adapt a model config dict to the machine it is built on.
+
+    * transformers 5 renamed ``torch_dtype`` to ``dtype``.
+    * Without CUDA, fp16/bf16 requests become fp32 (one warning): a catalog config can then be
+      smoke-tested on a laptop.
+    * ``device_map='auto'`` would shard the model over all GPUs of every rank; in a
+      distributed run each rank loads onto its own GPU, and on the CPU the map is dropped.
+    """
+    cfg = copy.copy(llm_cfg)
+    if "torch_dtype" in cfg:
+        cfg.setdefault("dtype", cfg.pop("torch_dtype"))
+    if "dtype" in cfg:
+        cfg["dtype"] = normalize_dtype(cfg["dtype"])
+    cfg.pop("low_cpu_mem_usage", None)  # transformers 5 always loads lazily
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        demoted = []
+        if cfg.get("dtype") in _HALF:
+            demoted.append(f"dtype={cfg['dtype']}")
+            cfg["dtype"] = torch.float32
+        quant = cfg.get("quantization_config")
+        if isinstance(quant, dict):
+            quant = dict(quant)
+            for key in ("bnb_4bit_compute_dtype", "bnb_4bit_quant_storage"):
+                if normalize_dtype(quant.get(key)) in _HALF:
+                    demoted.append(f"{key}={quant[key]}")
+                    quant[key] = torch.float32
+            cfg["quantization_config"] = quant
+        if demoted:
+            print_log(f"No CUDA device: using float32 instead of {', '.join(demoted)}",
+                      logger="current", level=logging.WARNING)
+        cfg.pop("device_map", None)
+    elif "device_map" in cfg and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        cfg["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return cfg
+
+
+def build_from_cfg(cfg):
+    """Build a model/tokenizer/config from a config dict, or return an already built object."""
+    if not isinstance(cfg, dict):
+        return cfg
+    return _convert(dict(cfg))
+
+
+def is_quantized(model) -> bool:
+    """True for a bitsandbytes 4-bit or 8-bit model."""
+    return bool(getattr(model, "is_loaded_in_4bit", False)
+                or getattr(model, "is_loaded_in_8bit", False)
+                or getattr(model, "quantization_method", None) == "bitsandbytes"
+                or getattr(getattr(model, "config", None), "quantization_config", None))
+
+
+def find_all_linear_names(model) -> list[str]:
+    """Names of the linear layers LoRA should adapt: every linear layer except the output head.
+
+    bitsandbytes' ``Linear4bit``/``Linear8bitLt`` count as linear layers.
+    """
+    linear_types: tuple = (torch.nn.Linear,)
+    try:
+        import bitsandbytes as bnb
+
+        linear_types += (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    except ImportError:
+        pass
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = set()
+    for name, module in model.named_modules():
+        if isinstance(module, linear_types) and module is not head:
+            names.add(name.split(".")[-1])
+    names -= {"lm_head", "output_layer", "output"}
+    return sorted(names)
