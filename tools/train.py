@@ -41,15 +41,18 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from mmengine import print_log
-
+    # Cheap checks first: a typo in a name or key is reported before torch is imported.
     from xtuner.engine.config import load_config, merge_cfg_options
-    from xtuner.engine.train_setup import prepare_train_config
     from xtuner.utils.paths import resolve_config
 
-    path = resolve_config(args.config)
-    cfg = load_config(path)
-    for note in merge_cfg_options(cfg, args.cfg_options):
+    cfg = load_config(resolve_config(args.config))
+    notes = merge_cfg_options(cfg, args.cfg_options)
+
+    from mmengine import print_log
+
+    from xtuner.engine.train_setup import prepare_train_config
+
+    for note in notes:
         print_log(f"note: {note}", logger="current")
     prepare_train_config(cfg, work_dir=args.work_dir, launcher=args.launcher, seed=args.seed,
                          resume=args.resume, deepspeed=args.deepspeed)

@@ -15,6 +15,7 @@ from mmengine.model import BaseModel
 
 from xtuner.registry import BUILDER
 
+from .attention import register_varlen_attention
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -24,9 +25,28 @@ def _build_llm(llm, max_position_embeddings):
     if isinstance(llm, torch.nn.Module):
         return llm
     cfg = apply_device_fallbacks(dict(llm))
+    cfg = _prepare_qlora_for_zero3(cfg)
     if max_position_embeddings is not None:
         cfg = _extend_context(cfg, max_position_embeddings)
     return build_from_cfg(cfg)
+
+
+def _prepare_qlora_for_zero3(cfg: dict) -> dict:
+    """ZeRO-3 shards parameters by dtype: store 4-bit weights in the compute dtype (bf16, or
+    fp16 without bf16 support) so ZeRO-3 can partition them (QLoRA + ZeRO-3)."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    quant = cfg.get("quantization_config")
+    if quant is None or not is_deepspeed_zero3_enabled() or not torch.cuda.is_available():
+        return cfg
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    quant = dict(quant) if isinstance(quant, dict) else quant
+    if isinstance(quant, dict):
+        quant.update(bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+    else:
+        quant.bnb_4bit_compute_dtype = dtype
+        quant.bnb_4bit_quant_storage = dtype
+    return dict(cfg, quantization_config=quant, dtype=dtype)
 
 
 def _extend_context(cfg: dict, max_position_embeddings: int) -> dict:
@@ -70,6 +90,10 @@ class SupervisedFinetune(BaseModel):
         self.llm = _build_llm(llm, max_position_embeddings)
         self.llm.config.use_cache = False
         self.use_varlen_attn = use_varlen_attn
+        if use_varlen_attn:
+            # Samples packed in one row must not see each other: a dedicated attention
+            # backend receives their boundaries from `forward` (see xtuner.model.attention).
+            self.llm.set_attn_implementation(register_varlen_attention())
         if tokenizer is not None:
             self._resize_embeddings(build_from_cfg(tokenizer))
         self.use_activation_checkpointing = use_activation_checkpointing

@@ -1,0 +1,4 @@
+"""Training strategies for mmengine's ``FlexibleRunner``."""
+from .deepspeed import DeepSpeedStrategy
+
+__all__ = ["DeepSpeedStrategy"]

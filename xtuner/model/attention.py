@@ -1,0 +1,114 @@
+"""Variable-length attention for packed rows, as a transformers attention backend.
+
+``SupervisedFinetune(use_varlen_attn=True)`` selects the backend ``"xtuner_varlen"``
+(registered through transformers' ``AttentionInterface``; no model code is patched). Each
+packed row holds several samples; the model's forward receives their boundaries
+(``cu_seq_lens_q``) and the backend keeps every token's attention inside its own sample:
+
+* CUDA, fp16/bf16: one fused kernel over the whole row, torch's
+  ``torch.nn.attention.varlen.varlen_attn`` (FlashAttention).
+* otherwise (CPU, fp32): causal SDPA run per sample -- slow but exact, used by tests.
+
+Calls without sample boundaries (generation, evaluation) go to transformers' SDPA backend.
+"""
+from __future__ import annotations
+
+import inspect
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["VARLEN_ATTN_IMPLEMENTATION", "register_varlen_attention", "varlen_attention_forward"]
+
+VARLEN_ATTN_IMPLEMENTATION = "xtuner_varlen"
+
+
+@lru_cache(maxsize=1)
+def _torch_varlen_kernel():
+    """torch's fused varlen kernel and how to ask it for causal masking, or None."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+    if "is_causal" in params:
+        causal = {"is_causal": True}
+    elif "window_size" in params:
+        causal = {"window_size": (-1, 0)}
+    else:
+        return None
+    return varlen_attn, causal, "enable_gqa" in params
+
+
+def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+
+
+def _per_sample_sdpa(q, k, v, cu_seqlens, scale):
+    """Exact reference: causal attention within each sample, one SDPA call per sample."""
+    out = torch.empty_like(q)
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end <= start:
+            continue
+        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))  # (H, L, D)
+        out[start:end] = F.scaled_dot_product_attention(
+            qs, ks, vs, is_causal=True, scale=scale).transpose(0, 1)
+    return out
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, dropout=0.0,
+                             scaling=None, cu_seq_lens_q=None, cu_seq_lens_k=None,
+                             max_length_q=None, max_length_k=None, **kwargs):
+    """transformers attention function: ``query`` (B, H, S, D) -> ((B, S, H, D), None)."""
+    if cu_seq_lens_q is None or attention_mask is not None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
+    if dropout and module.training:
+        raise ValueError("attention dropout is not supported with use_varlen_attn=True; "
+                         "set the model's attention_dropout to 0")
+    batch, heads, seq, dim = query.shape
+    kv_heads = key.shape[1]
+    # A packed batch is one row; rows of a padded batch are laid end to end.
+    q = query.transpose(1, 2).reshape(batch * seq, heads, dim)
+    k = key.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
+    v = value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
+    cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
+    kernel = _torch_varlen_kernel()
+    if kernel is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        varlen_attn, causal, has_gqa = kernel
+        if not has_gqa:
+            k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
+        extra = {"enable_gqa": True} if has_gqa and kv_heads != heads else {}
+        max_len = int(max_length_q) if max_length_q is not None else int((cu[1:] - cu[:-1]).max())
+        out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **causal, **extra)
+    else:
+        k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
+        out = _per_sample_sdpa(q, k, v, cu, scaling)
+    return out.reshape(batch, seq, heads, dim), None
+
+
+def varlen_attention_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0,
+                          mask_function=None, attention_mask=None, **kwargs):
+    """Mask builder paired with the backend: no mask unless a batch has padding."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    from transformers.masking_utils import causal_mask_function, sdpa_mask
+
+    return sdpa_mask(batch_size=batch_size, q_length=q_length, kv_length=kv_length,
+                     q_offset=q_offset, kv_offset=kv_offset,
+                     mask_function=mask_function or causal_mask_function,
+                     attention_mask=attention_mask, **kwargs)
+
+
+def register_varlen_attention() -> str:
+    """Register the backend with transformers (idempotent) and return its name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(VARLEN_ATTN_IMPLEMENTATION, varlen_attention_forward)
+    AttentionMaskInterface.register(VARLEN_ATTN_IMPLEMENTATION, varlen_attention_mask)
+    return VARLEN_ATTN_IMPLEMENTATION
