@@ -201,3 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cli() -> None:
     """Console-script entry: exit with :func:`main`'s status."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -105,6 +105,10 @@ class SupervisedFinetune(BaseModel):
         if peft_model is not None:
             self._load_adapter(peft_model)
 
+    def init_weights(self) -> None:
+        """Nothing to do: weights come from ``from_pretrained`` (mmengine's default would
+        compute the mean of every parameter, which fails on 4-bit weights)."""
+
     # -- building ---------------------------------------------------------------------------
     def _resize_embeddings(self, tokenizer) -> None:
         vocab = self.llm.get_input_embeddings().weight.shape[0]

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GPU checks of the training surface, run on a lent GPU machine from the repo root:
+#   bash tests/gpu/run_checks.sh single     # one GPU: pytest -m gpu + demo runs (full/LoRA/QLoRA, +/- ZeRO)
+#   bash tests/gpu/run_checks.sh multi      # two GPUs: NPROC_PER_NODE=2 with ZeRO-2/ZeRO-3/QLoRA+ZeRO-3
+# Prints the last logged losses of each run. Expects the dependencies installed (see
+# ../shared/gpu/prepare-wheels.sh for machines without them).
+set -uo pipefail
+mode=${1:-single}
+out=${OUT:-/tmp/xtuner-gpu}
+mkdir -p "$out"
+run() {  # name, then xtuner train arguments
+  local name=$1; shift
+  local t0=$SECONDS
+  python -m xtuner train "$@" --work-dir "$out/$name" > "$out/$name.log" 2>&1
+  local rc=$?
+  echo "== $name rc=$rc ($((SECONDS - t0)) s)"
+  grep -o "Iter(train) \[ *[0-9]*/[0-9]*\].*loss: [0-9.]*" "$out/$name.log" \
+    | sed -E 's/lr:.*(loss: [0-9.]+)/\1/' | sed -n '1p;$p'
+  grep -E "Error|error:" "$out/$name.log" | grep -v "error_if_nonfinite" | tail -3
+}
+short=(--cfg-options train_cfg.max_epochs=6)
+if [ "$mode" = single ]; then
+  python -m pytest -m gpu tests/gpu -q -p no:cacheprovider 2>&1 | tail -5
+  run full_amp demo_tiny_full_colorist_e40 "${short[@]}"
+  run full_zero2 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
+  run lora_amp demo_tiny_lora_colorist_e40 "${short[@]}"
+  run lora_zero2 demo_tiny_lora_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
+  run qlora_amp demo_tiny_qlora_colorist_e40 "${short[@]}"
+  run qlora_zero2 demo_tiny_qlora_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
+  run full_zero3 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3 "${short[@]}"
+else
+  export NPROC_PER_NODE=2
+  run ddp2 demo_tiny_full_colorist_e40 "${short[@]}"
+  run full_zero2_x2 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
+  run full_zero3_x2 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3 "${short[@]}"
+  run qlora_zero3_x2 demo_tiny_qlora_colorist_e40 --deepspeed deepspeed_zero3 "${short[@]}"
+fi
