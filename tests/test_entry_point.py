@@ -103,8 +103,8 @@ def test_convert_help_lists_sub_modes(capsys):
 def test_unknown_convert_sub_mode(capsys):
     assert main(["convert", "mergee"]) == 2
     assert _err_lines(capsys) == [
-        "xtuner: error: unknown convert mode 'mergee' (did you mean 'merge'?); "
-        "choose one of: pth_to_hf, merge, split"
+        ("xtuner: error: unknown convert mode 'mergee' (did you mean 'merge'?); "
+         "choose one of: pth_to_hf, merge, split")
     ]
 
 
@@ -157,8 +157,8 @@ def test_train_bad_cfg_options_key_names_it(capsys):
             "--cfg-options", "train_dataloader.batch_sise=4"]
     assert main(argv) == 2
     assert _err_lines(capsys) == [
-        "xtuner train: error: --cfg-options key 'train_dataloader.batch_sise' does not exist "
-        "in the config (did you mean 'batch_size'?)"
+        ("xtuner train: error: --cfg-options key 'train_dataloader.batch_sise' does not exist "
+         "in the config (did you mean 'batch_size'?)")
     ]
 
 
@@ -197,8 +197,8 @@ def test_console_script_usage_and_bad_config(tmp_path):
     proc = _run_cli("train", "no_such_config_abc", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        "xtuner train: error: no config file or catalog config named 'no_such_config_abc'; "
-        "see `xtuner list-cfg`"
+        ("xtuner train: error: no config file or catalog config named 'no_such_config_abc'; "
+         "see `xtuner list-cfg`")
     ]
 
 
@@ -323,4 +323,17 @@ def test_bad_launch_env_is_a_one_line_error(monkeypatch, capsys):
     assert main(["train", "some_cfg"]) == 2
     assert _err_lines(capsys) == [
         "xtuner: error: environment variable NPROC_PER_NODE='many' is not an integer"
+    ]
+
+
+def test_python_dash_m_xtuner_is_the_same_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "xtuner", "version"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{__version__}\n"
+    proc = subprocess.run([sys.executable, "-m", "xtuner", "trian"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "xtuner: error: unknown mode 'trian' (did you mean 'train'?); run `xtuner help`"
     ]

@@ -1,5 +1,7 @@
 # Offline demo, LoRA variant: adapters on every linear layer of the tiny demo Llama.
 #     xtuner train demo_tiny_lora_colorist_e40
+# The demo model is randomly initialised, so its embeddings and output head are trained too
+# (`modules_to_save`); with a real pretrained model leave `modules_to_save` out.
 from mmengine.config import read_base
 from peft import LoraConfig
 
@@ -8,5 +10,6 @@ with read_base():
 
 model.update(
     lora=dict(type=LoraConfig, r=32, lora_alpha=64, lora_dropout=0.0, bias='none',
-              target_modules=None, task_type='CAUSAL_LM'))
+              target_modules=None, task_type='CAUSAL_LM',
+              modules_to_save=['embed_tokens', 'lm_head']))
 optim_wrapper.optimizer.update(lr=1e-2)

@@ -2,8 +2,19 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from xtuner.testing import tiny_llm_and_tokenizer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core runner OpenMP's
+    spinning threads make these tests 5-30x slower; run them on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,11 @@ __all__ = ["process_hf_dataset", "build_origin_dataset", "map_workers"]
 
 
 def build(obj):
-    """Build a config dict (``dict(type=..., ...)``) with ``BUILDER``; pass objects through."""
-    if isinstance(obj, dict):
+    """Build a config dict (``dict(type=..., ...)``) with ``BUILDER``; pass objects through.
+
+    A ``datasets.DatasetDict`` is a dict too, so only dicts with a ``type`` are built.
+    """
+    if isinstance(obj, dict) and "type" in obj:
         return BUILDER.build(obj)
     return obj
 

@@ -58,7 +58,10 @@ def _extend_context(cfg: dict, max_position_embeddings: int) -> dict:
     old = getattr(config, "max_position_embeddings", None)
     if old and max_position_embeddings > old:
         factor = math.ceil(max_position_embeddings / old)
-        config.rope_scaling = {"type": "linear", "rope_type": "linear", "factor": float(factor)}
+        # transformers 5 keeps RoPE settings (theta included) in `rope_parameters`.
+        params = dict(getattr(config, "rope_parameters", None) or {})
+        params.update(rope_type="linear", factor=float(factor))
+        config.rope_parameters = params
         config.max_position_embeddings = max_position_embeddings
         cfg["config"] = config
         print_log(f"Extended the context from {old} to {max_position_embeddings} tokens with "

@@ -21,25 +21,41 @@ def get_length_grouped_indices(lengths, group_batch_size: int, generator=None) -
     """A random order in which each megabatch of ``group_batch_size`` is sorted by length.
 
     Positive lengths are multimodal samples and negative ones text-only (LLaVA's
-    ``modality_length``); mixed data is grouped per modality so batches do not mix them.
-    The megabatch holding the longest sample comes first, so an out-of-memory shows at once.
+    ``modality_length``); mixed data is grouped per modality so batches do not mix them, and
+    the two short remainders go last. The longest sample comes first, so an out-of-memory
+    shows at once.
     """
     def shuffled(idx: list[int]) -> list[int]:
         perm = torch.randperm(len(idx), generator=generator).tolist()
         return [idx[i] for i in perm]
 
+    if any(n == 0 for n in lengths):
+        raise ValueError("LengthGroupedSampler got a sample of length 0")
     positive = [i for i, n in enumerate(lengths) if n > 0]
     negative = [i for i, n in enumerate(lengths) if n < 0]
     if positive and negative:
-        groups = (_megabatches(shuffled(positive), lengths, group_batch_size)
-                  + _megabatches(shuffled(negative), lengths, group_batch_size))
+        mm = _megabatches(shuffled(positive), lengths, group_batch_size)
+        text = _megabatches(shuffled(negative), lengths, group_batch_size)
+        # Only full megabatches are shuffled; the two remainders go last so that batch
+        # boundaries stay aligned with megabatch boundaries.
+        tail = mm.pop() + text.pop()
+        groups = mm + text
         order = torch.randperm(len(groups), generator=generator).tolist()
         groups = [groups[i] for i in order]
+        if tail:
+            groups.append(sorted(tail, key=lambda i: abs(lengths[i]), reverse=True))
     else:
         groups = _megabatches(shuffled(list(range(len(lengths)))), lengths, group_batch_size)
     if groups:
+        # Put the longest sample first: swap its megabatch to the front when both are full
+        # size (batch boundaries stay aligned), else swap just the two first samples (as v0).
         longest = max(range(len(groups)), key=lambda g: abs(lengths[groups[g][0]]))
-        groups[0], groups[longest] = groups[longest], groups[0]
+        if longest != 0 and len(groups[longest]) == len(groups[0]):
+            groups[0], groups[longest] = groups[longest], groups[0]
+        elif longest != 0:
+            groups[0][0], groups[longest][0] = groups[longest][0], groups[0][0]
+            for g in (0, longest):
+                groups[g].sort(key=lambda i: abs(lengths[i]), reverse=True)
     return [i for group in groups for i in group]
 
 

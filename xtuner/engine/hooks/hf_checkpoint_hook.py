@@ -23,11 +23,15 @@ class HFCheckpointHook(Hook):
     def __init__(self, out_dir: str | None = None):
         self.out_dir = out_dir
 
+    def before_run(self, runner) -> None:
+        # Refuse at the start, not after hours of training.
+        if type(runner).__name__ == "FlexibleRunner":
+            raise NotImplementedError("HFCheckpointHook under DeepSpeed is not supported yet; "
+                                      "remove it and use `xtuner convert pth_to_hf` on the "
+                                      "checkpoint")
+
     @master_only
     def after_run(self, runner) -> None:
-        if type(runner).__name__ == "FlexibleRunner":
-            raise NotImplementedError("HFCheckpointHook under DeepSpeed needs the ZeRO "
-                                      "gather; use `xtuner convert pth_to_hf` on the checkpoint")
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         out_dir = self.out_dir or osp.join(runner.work_dir, "hf_model")
         model.llm.save_pretrained(out_dir, safe_serialization=True)

@@ -53,8 +53,10 @@ class ThroughputHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         llm = getattr(model, "llm", model)
         self._config = getattr(llm, "config", None)
-        total = sum(p.numel() for p in llm.parameters())
-        trainable = sum(p.numel() for p in llm.parameters() if p.requires_grad)
+        # ZeRO-3 leaves each rank a shard; `ds_numel` is the full size.
+        sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in llm.parameters()]
+        total = sum(n for n, _ in sizes)
+        trainable = sum(n for n, grad in sizes if grad)
         self._trainable_fraction = trainable / max(1, total)
 
     @staticmethod

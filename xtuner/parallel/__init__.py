@@ -1,0 +1,1 @@
+"""Parallelism beyond data parallel (v0 import path ``xtuner.parallel``)."""
