@@ -70,7 +70,7 @@ _REMOTE_VARLEN = ("remote-code model: its attention does not go through transfor
                   "samples attend to each other, as in v0)")
 _GEMMA_WINDOW = ("Gemma {v} has sliding-window attention layers, which xtuner's varlen "
                  "backend does not implement; packed samples attend to each other (as in v0)")
-_GATED = "gated on the Hub: accept {who}'s license and `huggingface-cli login` first"
+_GATED = "Gated on the Hub: accept {who}'s license and `huggingface-cli login` first"
 _QWEN3 = ("Qwen3 chats in ChatML (v0 has no qwen3 template): answers are trained without a "
           "<think> block, i.e. non-thinking mode")
 _R1 = ("approximated: v0 has no DeepSeek-R1 template; deepseek_v2 is the closest DeepSeek chat "
@@ -118,7 +118,7 @@ def _models() -> list[Model]:
     for size in ("1b", "4b", "12b", "27b"):
         notes = [_GATED.format(who="Google")]
         if size != "1b":
-            notes.append("multimodal checkpoint (Gemma3ForConditionalGeneration): trained here "
+            notes.append("Multimodal checkpoint (Gemma3ForConditionalGeneration): trained here "
                          "on text only; LoRA also wraps the vision tower's linear layers")
         models.append(Model(f"gemma3_{size}_it", f"google/gemma-3-{size}-it",
                             f"Gemma 3 {size.upper()} IT", "gemma", "gemma",

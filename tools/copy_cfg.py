@@ -1,10 +1,12 @@
 """``xtuner copy-cfg NAME DIR``: write a shipped config to ``DIR/NAME_copy.py`` for editing.
 
-The copy is flattened: everything it inherits through ``_base_`` is written into the one file,
-so it runs from any directory.
+A self-contained config is copied as it is (comments included); one that inherits through
+``_base_`` is flattened, everything it inherits written into the one file, so the copy runs
+from any directory.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"save_dir '{save_dir}' exists and is not a folder")
     save_dir.mkdir(parents=True, exist_ok=True)
     target = save_dir / f"{source.stem}_copy.py"
-    flatten_config(source, target)
+    text = source.read_text(encoding="utf-8")
+    if "read_base" in text or "_base_" in text:
+        flatten_config(source, target)  # inherits: write everything into one file
+    else:
+        shutil.copyfile(source, target)  # self-contained: keep its comments and layout
     print(f"Copied {source.stem} to {target}")
     return 0
 

@@ -1,6 +1,7 @@
 """Loading, overriding and flattening xtuner configs (mmengine ``Config``)."""
 from __future__ import annotations
 
+import enum
 import inspect
 import traceback
 from collections.abc import Mapping
@@ -16,7 +17,9 @@ __all__ = ["load_config", "merge_cfg_options", "flatten_config", "make_dumpable"
 def _config_error_location(exc: BaseException, path: Path) -> str:
     """``file:line`` of the innermost frame of ``exc`` that lies in the config file."""
     if isinstance(exc, SyntaxError) and exc.lineno:
-        return f"{exc.filename or path}:{exc.lineno}"
+        # mmengine parses without a file name, so Python reports '<unknown>'.
+        name = exc.filename if exc.filename and not exc.filename.startswith("<") else path
+        return f"{name}:{exc.lineno}"
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if Path(frame.filename).name == path.name:
             return f"{frame.filename}:{frame.lineno}"
@@ -50,13 +53,59 @@ def _lookup(cfg: Config, dotted: str):
             raise ConfigError(f"--cfg-options key '{dotted}': "
                               f"'{'.'.join(parts[:depth])}' is not a dict")
         if part not in node:
-            # A new keyword argument of a callable (`dict(type=..., ...)`) is allowed.
+            # A new keyword argument of a callable (`dict(type=..., ...)`) is allowed when
+            # the callable takes it.
             if is_leaf and "type" in node:
-                return
+                accepted = _accepted_kwargs(dict.get(node, "type"))
+                if accepted is None or part in accepted:
+                    return
+                raise ConfigError(f"--cfg-options key '{dotted}': {_type_label(node)} takes "
+                                  f"no argument '{part}'{did_you_mean(part, accepted)}")
             known = list(node.keys())
             raise ConfigError(f"--cfg-options key '{dotted}' does not exist in the config"
                               f"{did_you_mean(part, known)}")
         node = node[part]
+
+
+def _resolve_type(obj):
+    from mmengine.config.lazy import LazyAttr, LazyObject
+    from mmengine.utils import get_object_from_string
+
+    if isinstance(obj, (LazyObject, LazyAttr)):
+        return obj.build()
+    if isinstance(obj, str):
+        return get_object_from_string(obj)
+    return obj
+
+
+def _type_label(node) -> str:
+    obj = _resolve_type(dict.get(node, "type"))
+    return getattr(obj, "__qualname__", None) or str(obj)
+
+
+def _accepted_kwargs(type_obj) -> set[str] | None:
+    """Keyword arguments a config callable accepts, or None when it takes any (``**kw``).
+
+    For a class, ``**kwargs`` passed on to parent classes are followed up the MRO.
+    """
+    target = _resolve_type(type_obj)
+    if target is None:
+        return None
+    functions = ([klass.__init__ for klass in target.__mro__ if "__init__" in vars(klass)]
+                 if isinstance(target, type) else [target])
+    accepted: set[str] = set()
+    for function in functions:
+        try:
+            params = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        accepted |= {p.name for p in params
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return accepted - {"self"}
+        if not isinstance(target, type):
+            return None
+    return None
 
 
 def merge_cfg_options(cfg: Config, options: Mapping | None) -> list[str]:
@@ -69,11 +118,12 @@ def merge_cfg_options(cfg: Config, options: Mapping | None) -> list[str]:
     notes: list[str] = []
     if not options:
         return notes
-    for key in options:
+    for key in options:  # every key is checked before anything is imported for the notes
         _lookup(cfg, key)
-        if "." not in key and not isinstance(cfg._cfg_dict.get(key), Mapping):
-            old = cfg._cfg_dict.get(key)
-            users = _keys_with_value(cfg._cfg_dict, old, key)
+    for key in options:
+        old = dict.get(cfg._cfg_dict, key)
+        if "." not in key and not isinstance(old, Mapping):
+            users = _keys_with_value(cfg._cfg_dict, old)
             if users:
                 notes.append(f"'{key}' is a Settings value copied into {', '.join(users)} when "
                              f"the config was read; override those keys to change them")
@@ -81,21 +131,24 @@ def merge_cfg_options(cfg: Config, options: Mapping | None) -> list[str]:
     return notes
 
 
-def _keys_with_value(node, value, skip: str, prefix: str = "") -> list[str]:
+def _keys_with_value(node, value, prefix: str = "") -> list[str]:
+    """Nested keys (never top-level Settings) whose value equals ``value``."""
+    from mmengine.config.lazy import LazyAttr, LazyObject
+
     found: list[str] = []
     if isinstance(node, Mapping):
-        items = node.items()
+        items = dict.items(node)
     elif isinstance(node, (list, tuple)):
         items = ((str(i), v) for i, v in enumerate(node))
     else:
         return found
     for k, v in items:
         path = f"{prefix}{k}"
-        if path == skip:
-            continue
+        if isinstance(v, (LazyObject, LazyAttr)):
+            continue  # comparing would import it
         if isinstance(v, (Mapping, list, tuple)):
-            found += _keys_with_value(v, value, skip, path + ".")
-        elif type(v) is type(value) and v == value:
+            found += _keys_with_value(v, value, path + ".")
+        elif prefix and type(v) is type(value) and v == value:
             found.append(path)
     return found
 
@@ -129,6 +182,8 @@ def _dumpable(value):
 
     if isinstance(value, (LazyObject, LazyAttr)):
         built = value.build()
+        if isinstance(built, enum.Enum):  # e.g. peft's TaskType.CAUSAL_LM
+            return built.value
         # Constants imported into a config (paths, templates) are written as their values,
         # so the dumped file does not hold a dotted name where a value is expected.
         if isinstance(built, (str, int, float, bool, dict, list, tuple)):

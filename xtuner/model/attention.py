@@ -70,6 +70,15 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     if dropout and module.training:
         raise ValueError("attention dropout is not supported with use_varlen_attn=True; "
                          "set the model's attention_dropout to 0")
+    if kwargs.get("softcap") is not None:
+        raise ValueError("attention logit soft-capping (Gemma 2) is not supported with "
+                         "use_varlen_attn=True; set use_varlen_attn=False")
+    window = kwargs.get("sliding_window")
+    longest = int((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).max())
+    if window is not None and longest > window:
+        raise ValueError(f"a {longest}-token sample exceeds the model's sliding window "
+                         f"({window}), which use_varlen_attn=True does not apply; use "
+                         "shorter max_length or use_varlen_attn=False")
     batch, heads, seq, dim = query.shape
     kv_heads = key.shape[1]
     # A packed batch is one row; rows of a padded batch are laid end to end.
@@ -83,7 +92,7 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
         if not has_gqa:
             k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
         extra = {"enable_gqa": True} if has_gqa and kv_heads != heads else {}
-        max_len = int(max_length_q) if max_length_q is not None else int((cu[1:] - cu[:-1]).max())
+        max_len = int(max_length_q) if max_length_q is not None else longest
         out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **causal, **extra)
     else:
         k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)

@@ -139,12 +139,25 @@ class SupervisedFinetune(BaseModel):
 
     def gradient_checkpointing_enable(self) -> None:
         """Turn on activation checkpointing (non-reentrant, so frozen inputs are fine)."""
-        self.llm.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.2x renamed the method; older 5.x releases only have the old name.
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.llm, "activation_checkpointing_enable"):
+            self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
         """Turn off activation checkpointing (e.g. while generating in a hook)."""
-        self.llm.gradient_checkpointing_disable()
+        disable = getattr(self.llm, "activation_checkpointing_disable", None)
+        (disable or self.llm.gradient_checkpointing_disable)()
+
+    @property
+    def is_checkpointing_activations(self) -> bool:
+        """Whether activation checkpointing is on."""
+        value = getattr(self.llm, "is_activation_checkpointing", None)
+        if value is None:  # transformers releases before the rename
+            value = getattr(self.llm, "is_gradient_checkpointing", False)
+        return bool(value)
 
     def _load_adapter(self, path: str) -> None:
         from mmengine.runner import load_checkpoint

@@ -1,7 +1,7 @@
 # Gemma 2 27B IT (google/gemma-2-27b-it), full fine-tuning (every weight is trained), on your
 # own chat data (OpenAI `messages` format, JSON or JSONL), 1 epoch.
 #     NPROC_PER_NODE=8 xtuner train gemma2_27b_it_full_custom_sft_e1 --deepspeed deepspeed_zero3
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"messages": [{"role": "system", "content": "..."},
 #                   {"role": "user", "content": "..."},

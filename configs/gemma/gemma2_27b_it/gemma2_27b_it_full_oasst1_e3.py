@@ -1,7 +1,7 @@
 # Gemma 2 27B IT (google/gemma-2-27b-it), full fine-tuning (every weight is trained), on
 # OpenAssistant Guanaco (10k multi-turn conversations from oasst1), 3 epochs.
 #     NPROC_PER_NODE=8 xtuner train gemma2_27b_it_full_oasst1_e3 --deepspeed deepspeed_zero3
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key
 # (e.g. `--cfg-options optim_wrapper.optimizer.lr=1e-5`).

@@ -1,7 +1,7 @@
 # Gemma 2 2B IT (google/gemma-2-2b-it), full fine-tuning (every weight is trained), on your own
 # raw text (continued pretraining, JSON or JSONL), 1 epoch.
 #     NPROC_PER_NODE=8 xtuner train gemma2_2b_it_full_custom_pretrain_e1 --deepspeed deepspeed_zero3
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"text": "..."}
 # The text is trained on as is: no chat template, no EOS between documents.

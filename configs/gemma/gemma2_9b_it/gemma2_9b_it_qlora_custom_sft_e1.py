@@ -1,7 +1,7 @@
 # Gemma 2 9B IT (google/gemma-2-9b-it), QLoRA (4-bit NF4 base model + LoRA on every linear
 # layer), on your own chat data (OpenAI `messages` format, JSON or JSONL), 1 epoch.
 #     xtuner train gemma2_9b_it_qlora_custom_sft_e1 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"messages": [{"role": "system", "content": "..."},
 #                   {"role": "user", "content": "..."},

@@ -1,8 +1,8 @@
 # Gemma 3 12B IT (google/gemma-3-12b-it), QLoRA (4-bit NF4 base model + LoRA on every linear
 # layer), on CodeAlpaca (20k code instructions), 3 epochs.
 #     xtuner train gemma3_12b_it_qlora_code_alpaca_e3 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
-# multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
 # wraps the vision tower's linear layers.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key

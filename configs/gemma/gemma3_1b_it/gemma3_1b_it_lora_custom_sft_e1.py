@@ -1,7 +1,7 @@
 # Gemma 3 1B IT (google/gemma-3-1b-it), LoRA on every linear layer (bf16 base model), on your
 # own chat data (OpenAI `messages` format, JSON or JSONL), 1 epoch.
 #     xtuner train gemma3_1b_it_lora_custom_sft_e1 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"messages": [{"role": "system", "content": "..."},
 #                   {"role": "user", "content": "..."},

@@ -1,8 +1,8 @@
 # Gemma 3 27B IT (google/gemma-3-27b-it), LoRA on every linear layer (bf16 base model), on
 # CodeAlpaca (20k code instructions), 3 epochs.
 #     xtuner train gemma3_27b_it_lora_code_alpaca_e3 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
-# multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
 # wraps the vision tower's linear layers.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key

@@ -1,8 +1,8 @@
 # Gemma 3 27B IT (google/gemma-3-27b-it), QLoRA (4-bit NF4 base model + LoRA on every linear
 # layer), on Alpaca-zh (52k Chinese instructions, GPT-4 answers), 3 epochs.
 #     xtuner train gemma3_27b_it_qlora_alpaca_zh_e3 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
-# multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
 # wraps the vision tower's linear layers.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key

@@ -1,8 +1,8 @@
 # Gemma 3 4B IT (google/gemma-3-4b-it), LoRA on every linear layer (bf16 base model), on your
 # own raw text (continued pretraining, JSON or JSONL), 1 epoch.
 #     xtuner train gemma3_4b_it_lora_custom_pretrain_e1 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
-# multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
 # wraps the vision tower's linear layers.
 # Data format, one object per line (or a JSON list of them):
 #     {"text": "..."}

@@ -1,8 +1,8 @@
 # Gemma 3 4B IT (google/gemma-3-4b-it), LoRA on every linear layer (bf16 base model), on
 # OpenAssistant Guanaco (10k multi-turn conversations from oasst1), 3 epochs.
 #     xtuner train gemma3_4b_it_lora_oasst1_e3 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Google's license and `huggingface-cli login` first.
-# multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
+# Gated on the Hub: accept Google's license and `huggingface-cli login` first.
+# Multimodal checkpoint (Gemma3ForConditionalGeneration): trained here on text only; LoRA also
 # wraps the vision tower's linear layers.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key

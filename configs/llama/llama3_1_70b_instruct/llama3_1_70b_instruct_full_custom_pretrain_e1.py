@@ -1,7 +1,7 @@
 # Llama 3.1 70B Instruct (meta-llama/Llama-3.1-70B-Instruct), full fine-tuning (every weight is
 # trained), on your own raw text (continued pretraining, JSON or JSONL), 1 epoch.
 #     NPROC_PER_NODE=8 xtuner train llama3_1_70b_instruct_full_custom_pretrain_e1 --deepspeed deepspeed_zero3
-# gated on the Hub: accept Meta's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Meta's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"text": "..."}
 # The text is trained on as is: no chat template, no EOS between documents.

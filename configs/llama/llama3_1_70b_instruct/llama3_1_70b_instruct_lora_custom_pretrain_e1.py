@@ -1,7 +1,7 @@
 # Llama 3.1 70B Instruct (meta-llama/Llama-3.1-70B-Instruct), LoRA on every linear layer (bf16
 # base model), on your own raw text (continued pretraining, JSON or JSONL), 1 epoch.
 #     xtuner train llama3_1_70b_instruct_lora_custom_pretrain_e1 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Meta's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Meta's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"text": "..."}
 # The text is trained on as is: no chat template, no EOS between documents.

@@ -1,7 +1,7 @@
 # Llama 3.1 8B Instruct (meta-llama/Llama-3.1-8B-Instruct), QLoRA (4-bit NF4 base model + LoRA
 # on every linear layer), on Alpaca (52k English instructions), 3 epochs.
 #     xtuner train llama3_1_8b_instruct_qlora_alpaca_e3 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Meta's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Meta's license and `huggingface-cli login` first.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key
 # (e.g. `--cfg-options optim_wrapper.optimizer.lr=1e-5`).

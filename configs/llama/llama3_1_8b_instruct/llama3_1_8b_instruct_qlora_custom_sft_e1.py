@@ -2,7 +2,7 @@
 # on every linear layer), on your own chat data (OpenAI `messages` format, JSON or JSONL), 1
 # epoch.
 #     xtuner train llama3_1_8b_instruct_qlora_custom_sft_e1 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Meta's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Meta's license and `huggingface-cli login` first.
 # Data format, one object per line (or a JSON list of them):
 #     {"messages": [{"role": "system", "content": "..."},
 #                   {"role": "user", "content": "..."},

@@ -2,7 +2,7 @@
 # on every linear layer), on OpenAssistant Guanaco (10k multi-turn conversations from oasst1), 3
 # epochs.
 #     xtuner train llama3_2_1b_instruct_qlora_oasst1_e3 --deepspeed deepspeed_zero2
-# gated on the Hub: accept Meta's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Meta's license and `huggingface-cli login` first.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key
 # (e.g. `--cfg-options optim_wrapper.optimizer.lr=1e-5`).

@@ -1,7 +1,7 @@
 # Llama 3.2 3B Instruct (meta-llama/Llama-3.2-3B-Instruct), full fine-tuning (every weight is
 # trained), on Alpaca-zh (52k Chinese instructions, GPT-4 answers), 3 epochs.
 #     NPROC_PER_NODE=8 xtuner train llama3_2_3b_instruct_full_alpaca_zh_e3 --deepspeed deepspeed_zero3
-# gated on the Hub: accept Meta's license and `huggingface-cli login` first.
+# Gated on the Hub: accept Meta's license and `huggingface-cli login` first.
 # Values in PART 1 are copied into the dicts below when the file is read: to change one
 # for a run, edit a copy (`xtuner copy-cfg NAME DIR`) or override the nested key
 # (e.g. `--cfg-options optim_wrapper.optimizer.lr=1e-5`).

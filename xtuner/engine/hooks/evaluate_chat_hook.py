@@ -100,7 +100,7 @@ class EvaluateChatHook(Hook):
     def _evaluate(self, runner, max_new_tokens: int, save_eval_output: bool = False) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         was_training = model.training
-        checkpointing = getattr(model.llm, "is_gradient_checkpointing", False)
+        checkpointing = model.is_checkpointing_activations
         use_cache = model.llm.config.use_cache
         if checkpointing:
             model.gradient_checkpointing_disable()
