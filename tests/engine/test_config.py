@@ -130,8 +130,6 @@ def test_settings_note_with_demo_list_path():
     assert cfg._cfg_dict["custom_hooks"][1]["max_new_tokens"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the Settings note lists other top-level Settings "
-                   "values that merely equal the old value (save_total_limit) as copies")
 def test_settings_note_names_only_nested_copies():
     cfg = _small_cfg()
     notes = merge_cfg_options(cfg, {"batch_size": 4})
@@ -142,9 +140,6 @@ def test_settings_note_names_only_nested_copies():
     assert "save_total_limit" not in notes[0]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: any new key under a `type=` dict is accepted, so "
-                   "a typo of a real argument (AdamW's lr) fails 20 s later with a TypeError "
-                   "traceback and exit 1 instead of a ConfigError naming the key")
 def test_typo_of_a_callable_argument_is_rejected():
     cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
     with pytest.raises(ConfigError, match="'optim_wrapper.optimizer.lrr'"):
@@ -176,8 +171,6 @@ def test_load_config_name_error_names_file_and_line(tmp_path):
                                "name 'undefined_setting' is not defined")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: mmengine parses the file without a filename, so "
-                   "SyntaxError.filename is '<unknown>' and the message says '<unknown>:2'")
 def test_load_config_syntax_error_names_file_and_line(tmp_path):
     bad = _write(tmp_path / "bad_syntax.py", """\
         lr = 1e-3

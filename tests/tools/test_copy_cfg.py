@@ -1,4 +1,7 @@
-"""``xtuner copy-cfg``: a flattened copy that loads anywhere and keeps every setting."""
+"""``xtuner copy-cfg``: a copy that loads anywhere and keeps every setting.
+
+A config that inherits (the LoRA demo) is flattened; a self-contained one is copied as is.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +18,8 @@ from xtuner.entry_point import main
 from xtuner.utils import PROMPT_TEMPLATE
 from xtuner.utils.paths import resolve_config
 
-DEMO = "demo_tiny_full_colorist_e40"
+DEMO = "demo_tiny_lora_colorist_e40"  # inherits from the full demo through read_base
+SELF_CONTAINED = "demo_tiny_full_colorist_e40"
 PLAIN = (str, int, float, bool, type(None))
 
 
@@ -95,6 +99,12 @@ def test_copy_is_self_contained(copied):
     text = copied[3].read_text()
     assert "import" not in text  # flattened: no imports, no read_base
     assert "TINY_LLM_PATH" not in text and "PROMPT_TEMPLATE" not in text
+
+
+def test_self_contained_config_is_copied_verbatim(tmp_path):
+    assert main(["copy-cfg", SELF_CONTAINED, str(tmp_path)]) == 0
+    copy = tmp_path / f"{SELF_CONTAINED}_copy.py"
+    assert copy.read_bytes() == resolve_config(SELF_CONTAINED).read_bytes()
 
 
 def test_copy_keeps_every_literal_setting(copy_cfg):

@@ -197,8 +197,6 @@ def test_broken_config_exits_2_with_one_line(tmp_path):
     assert not (tmp_path / "work_dirs").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a syntax error is reported as '<unknown>:3', "
-                   "not as the config file's path and line")
 def test_broken_config_error_names_file_and_line(tmp_path):
     (tmp_path / "broken.py").write_text(BROKEN)
     proc = _cli(tmp_path, "train", "broken.py")
