@@ -11,6 +11,7 @@ mkdir -p "$out"
 run() {  # name, then xtuner train arguments
   local name=$1; shift
   local t0=$SECONDS
+  # shellcheck disable=SC2068
   python -m xtuner train "$@" --work-dir "$out/$name" > "$out/$name.log" 2>&1
   local rc=$?
   echo "== $name rc=$rc ($((SECONDS - t0)) s)"
@@ -29,6 +30,19 @@ if [ "$mode" = single ]; then
   run qlora_zero2 demo_tiny_qlora_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
   run full_zero3 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3 "${short[@]}"
 else
+  # Same global batch (2 rows) on one GPU and on two: the first losses should agree.
+  parity=(--cfg-options train_cfg.max_epochs=1 default_hooks.logger.interval=1)
+  CUDA_VISIBLE_DEVICES=0 run one_gpu_bs2 demo_tiny_full_colorist_e40 "${parity[@]}" \
+    train_dataloader.batch_size=2
+  for ds in deepspeed_zero2 deepspeed_zero3; do
+    CUDA_VISIBLE_DEVICES=0 run "one_gpu_bs2_$ds" demo_tiny_full_colorist_e40 --deepspeed $ds \
+      "${parity[@]}" train_dataloader.batch_size=2
+    NPROC_PER_NODE=2 run "two_gpu_bs1_$ds" demo_tiny_full_colorist_e40 --deepspeed $ds \
+      "${parity[@]}" train_dataloader.batch_size=1
+  done
+  for f in "$out"/one_gpu_bs2*.log "$out"/two_gpu_bs1*.log; do
+    echo "$(basename "$f"): $(grep -o 'loss: [0-9.]*' "$f" | head -5 | cut -d' ' -f2 | tr '\n' ' ')"
+  done
   export NPROC_PER_NODE=2
   run ddp2 demo_tiny_full_colorist_e40 "${short[@]}"
   run full_zero2_x2 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"

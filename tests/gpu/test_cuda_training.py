@@ -74,3 +74,21 @@ def test_qlora_trains_on_cuda(tmp_path):
         optim.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_liger_kernels_keep_the_loss(tmp_path):
+    pytest.importorskip("liger_kernel")
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, hidden_size=64)
+    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
+    batch = default_collate_fn(rows, use_varlen_attn=True)["data"]
+    batch = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
+                 if isinstance(v, list) else v) for k, v in batch.items()}
+    losses = {}
+    for liger in (False, True):
+        model = SupervisedFinetune(_llm_cfg(model_dir, torch.bfloat16), use_varlen_attn=True,
+                                   use_liger_kernel=liger).cuda()
+        assert model.use_liger_kernel is liger
+        loss = model(batch, mode="loss")["loss"]
+        loss.backward()
+        losses[liger] = loss.item()
+    assert abs(losses[True] - losses[False]) < 2e-2 * abs(losses[False])

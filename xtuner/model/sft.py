@@ -16,6 +16,7 @@ from mmengine.model import BaseModel
 from xtuner.registry import BUILDER
 
 from .attention import register_varlen_attention
+from .kernels import apply_liger_kernels
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -85,10 +86,13 @@ class SupervisedFinetune(BaseModel):
         tokenizer: the tokenizer (or its config); the embeddings are resized when it has more
             tokens than the model.
         max_position_embeddings: extend the context with linear RoPE scaling.
+        use_liger_kernel: fused liger kernels (fused linear cross-entropy, RMSNorm, SwiGLU):
+            ``'auto'`` (on with CUDA for supported models), ``True`` (required) or ``False``.
     """
 
     def __init__(self, llm, lora=None, peft_model=None, use_activation_checkpointing=True,
-                 use_varlen_attn=False, tokenizer=None, max_position_embeddings=None):
+                 use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
+                 use_liger_kernel="auto"):
         super().__init__()
         self.llm = _build_llm(llm, max_position_embeddings)
         self.llm.config.use_cache = False
@@ -97,6 +101,8 @@ class SupervisedFinetune(BaseModel):
             # Samples packed in one row must not see each other: a dedicated attention
             # backend receives their boundaries from `forward` (see xtuner.model.attention).
             self.llm.set_attn_implementation(register_varlen_attention())
+        # Before PEFT wraps the model: the kernels replace modules of the base model.
+        self.use_liger_kernel = apply_liger_kernels(self.llm, use_liger_kernel)
         if tokenizer is not None:
             self._resize_embeddings(build_from_cfg(tokenizer))
         self.use_activation_checkpointing = use_activation_checkpointing

@@ -1,0 +1,65 @@
+"""Fused Triton kernels from liger-kernel, applied to one model instance.
+
+``SupervisedFinetune(use_liger_kernel=...)``:
+
+* ``'auto'`` (default): on when CUDA and liger-kernel are available and liger supports the
+  model type; off otherwise.
+* ``True``: required; raises when it cannot be applied.
+* ``False``: off.
+
+What is applied: fused linear + cross-entropy (the logits of a packed row are never
+materialized), RMSNorm and SwiGLU. liger's RoPE kernel is left out because liger installs it by
+replacing a function in the transformers modeling module (process-wide), and xtuner only
+patches the instance it was given.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import torch
+from mmengine import print_log
+
+__all__ = ["liger_supported", "apply_liger_kernels"]
+
+_LIGER_OPTIONS = dict(rope=False, fused_linear_cross_entropy=True, cross_entropy=False,
+                      rms_norm=True, swiglu=True)
+
+
+def _liger_table():
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+    return MODEL_TYPE_TO_APPLY_LIGER_FN
+
+
+def liger_supported(model) -> tuple[bool, str]:
+    """Whether liger kernels can be applied to ``model`` here, and if not, why."""
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return False, "liger-kernel is not installed (pip install 'xtuner[kernels]')"
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in _liger_table():
+        return False, f"liger-kernel has no kernels for model type '{model_type}'"
+    return True, ""
+
+
+def apply_liger_kernels(model, mode="auto") -> bool:
+    """Apply liger kernels to ``model`` according to ``mode``; returns whether they are on.
+
+    Raises:
+        RuntimeError: ``mode`` is True and the kernels cannot be applied.
+    """
+    if mode is False or mode is None:
+        return False
+    ok, reason = liger_supported(model)
+    if not ok:
+        if mode is True:
+            raise RuntimeError(f"use_liger_kernel=True but {reason}")
+        return False
+    from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
+
+    _apply_liger_kernel_to_instance(model=model, **_LIGER_OPTIONS)
+    print_log(f"liger kernels on for {model.config.model_type}: fused linear cross-entropy, "
+              "RMSNorm, SwiGLU", logger="current", level=logging.INFO)
+    return True
