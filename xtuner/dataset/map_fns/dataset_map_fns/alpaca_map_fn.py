@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def alpaca_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{instruction, input, output}`` to a one-turn conversation.
@@ -19,12 +21,7 @@ def alpaca_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """
     if example.get("output") == "<nooutput>":
         return {"conversation": []}
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.alpaca,
-                "input": f"{example['instruction']}\n{example['input']}",
-                "output": example["output"],
-            }
-        ]
-    }
+    return single_turn(
+        f"{example['instruction']}\n{example['input']}", example["output"],
+        system=SYSTEM_TEMPLATE.alpaca,
+    )

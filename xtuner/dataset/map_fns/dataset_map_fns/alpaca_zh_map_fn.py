@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def alpaca_zh_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{instruction_zh, input_zh, output_zh}`` to a one-turn conversation.
@@ -16,12 +18,7 @@ def alpaca_zh_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.alpaca,
-                "input": f"{example['instruction_zh']}\n{example['input_zh']}",
-                "output": example["output_zh"],
-            }
-        ]
-    }
+    return single_turn(
+        f"{example['instruction_zh']}\n{example['input_zh']}", example["output_zh"],
+        system=SYSTEM_TEMPLATE.alpaca,
+    )

@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def arxiv_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{abstract, title}`` to a one-turn conversation asking for the paper's title.
@@ -13,12 +15,4 @@ def arxiv_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     Returns:
         ``{"conversation": [turn]}`` with ``SYSTEM_TEMPLATE.arxiv_gentile`` as system prompt.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.arxiv_gentile,
-                "input": example["abstract"],
-                "output": example["title"],
-            }
-        ]
-    }
+    return single_turn(example["abstract"], example["title"], system=SYSTEM_TEMPLATE.arxiv_gentile)

@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def code_alpaca_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{prompt, completion}`` to a one-turn conversation with the coder system prompt.
@@ -13,12 +15,4 @@ def code_alpaca_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.coder,
-                "input": example["prompt"],
-                "output": example["completion"],
-            }
-        ]
-    }
+    return single_turn(example["prompt"], example["completion"], system=SYSTEM_TEMPLATE.coder)

@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def colors_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{description, color}`` to a one-turn conversation with the colorist prompt.
@@ -18,12 +20,4 @@ def colors_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         ``{"conversation": [turn]}``.
     """
     _, _, desc = example["description"].partition(":")
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.colorist,
-                "input": desc.strip(),
-                "output": example["color"],
-            }
-        ]
-    }
+    return single_turn(desc.strip(), example["color"], system=SYSTEM_TEMPLATE.colorist)

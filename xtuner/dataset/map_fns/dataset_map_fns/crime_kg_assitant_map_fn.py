@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def crime_kg_assitant_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{input, output}`` to a one-turn conversation with the (Chinese) lawyer prompt.
@@ -13,12 +15,4 @@ def crime_kg_assitant_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.lawyer,
-                "input": example["input"],
-                "output": example["output"],
-            }
-        ]
-    }
+    return single_turn(example["input"], example["output"], system=SYSTEM_TEMPLATE.lawyer)

@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def law_reference_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{question, answer}`` to a one-turn conversation with the (Chinese) lawyer prompt.
@@ -13,12 +15,4 @@ def law_reference_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, An
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.lawyer,
-                "input": example["question"],
-                "output": example["answer"],
-            }
-        ]
-    }
+    return single_turn(example["question"], example["answer"], system=SYSTEM_TEMPLATE.lawyer)

@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def medical_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{instruction, input, output}`` to a one-turn conversation with the doctor prompt.
@@ -15,12 +17,7 @@ def medical_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.medical,
-                "input": f"{example['instruction']}\n{example['input']}",
-                "output": example["output"],
-            }
-        ]
-    }
+    return single_turn(
+        f"{example['instruction']}\n{example['input']}", example["output"],
+        system=SYSTEM_TEMPLATE.medical,
+    )

@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def sql_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{context, question, answer}`` to a one-turn conversation with the SQL prompt.
@@ -15,12 +17,7 @@ def sql_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.sql,
-                "input": f"{example['context']}\n{example['question']}",
-                "output": example["answer"],
-            }
-        ]
-    }
+    return single_turn(
+        f"{example['context']}\n{example['question']}", example["answer"],
+        system=SYSTEM_TEMPLATE.sql,
+    )

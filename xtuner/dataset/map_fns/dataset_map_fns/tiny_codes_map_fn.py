@@ -3,6 +3,8 @@ from typing import Any
 
 from xtuner.utils.templates import SYSTEM_TEMPLATE
 
+from ._single_turn import single_turn
+
 
 def tiny_codes_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{prompt, response}`` to a one-turn conversation with the coder system prompt.
@@ -13,12 +15,4 @@ def tiny_codes_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return {
-        "conversation": [
-            {
-                "system": SYSTEM_TEMPLATE.coder,
-                "input": example["prompt"],
-                "output": example["response"],
-            }
-        ]
-    }
+    return single_turn(example["prompt"], example["response"], system=SYSTEM_TEMPLATE.coder)
