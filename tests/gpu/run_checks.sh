@@ -29,6 +29,17 @@ if [ "$mode" = single ]; then
   run qlora_amp demo_tiny_qlora_colorist_e40 "${short[@]}"
   run qlora_zero2 demo_tiny_qlora_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
   run full_zero3 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3 "${short[@]}"
+  run full_zero2_offload demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2_offload "${short[@]}"
+  run full_zero3_offload demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3_offload "${short[@]}"
+  # HF export at the end of a run, under DeepSpeed ZeRO-3, for a full and a LoRA run.
+  for name in full lora; do
+    python -m xtuner copy-cfg "demo_tiny_${name}_colorist_e40" "$out" > /dev/null 2>&1
+    echo "custom_hooks.append(dict(type='xtuner.engine.hooks.HFCheckpointHook'))" \
+      >> "$out/demo_tiny_${name}_colorist_e40_copy.py"
+    run "${name}_zero3_hf" "$out/demo_tiny_${name}_colorist_e40_copy.py" \
+      --deepspeed deepspeed_zero3 "${short[@]}"
+    ls "$out/${name}_zero3_hf/hf_model"
+  done
 else
   # Same global batch (2 rows) on one GPU and on two: the first losses should agree.
   parity=(--cfg-options train_cfg.max_epochs=1 default_hooks.logger.interval=1)

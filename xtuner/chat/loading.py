@@ -1,0 +1,118 @@
+"""Load the model, tokenizer and adapter for ``xtuner chat``, with one-line errors."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from xtuner.utils.errors import CheckpointError, SetupError, UsageError
+
+__all__ = ["TORCH_DTYPES", "check_adapter_dir", "check_model_path", "load_model",
+           "resolve_dtype"]
+
+TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+                "auto": "auto"}
+
+
+def _warn(message: str) -> None:
+    print(f"xtuner chat: warning: {message}", file=sys.stderr, flush=True)
+
+
+def resolve_dtype(name: str, cuda: bool | None = None):
+    """``--torch-dtype`` as a torch dtype; fp16 without CUDA becomes fp32 (one warning)."""
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if name == "fp16" and not cuda:
+        _warn("no CUDA device: loading in fp32 instead of fp16 (pass --torch-dtype to choose)")
+        return torch.float32
+    return TORCH_DTYPES[name]
+
+
+def _looks_local(path: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else can only be a local path."""
+    return (path.startswith((".", "/", "~")) or os.sep != "/" and os.sep in path
+            or path.count("/") > 1)
+
+
+def check_model_path(path: str) -> None:
+    """Fail in one line when ``path`` is meant as a local model folder but is not one."""
+    local = Path(path).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise UsageError(f"model '{path}' is a file; expected a Hugging Face model folder "
+                             "(with config.json) or a hub id")
+        if not (local / "config.json").is_file():
+            raise UsageError(f"model folder '{path}' has no config.json; point at a folder "
+                             "written by save_pretrained (or `xtuner convert merge`)")
+    elif _looks_local(path):
+        raise UsageError(f"model folder '{path}' does not exist")
+
+
+def check_adapter_dir(path: str) -> None:
+    """An adapter must be a folder holding ``adapter_config.json`` (what peft saves)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"adapter folder '{path}' does not exist; pass the folder "
+                              "`xtuner convert pth_to_hf` wrote")
+    if not (folder / "adapter_config.json").is_file():
+        raise CheckpointError(f"adapter folder '{path}' has no adapter_config.json; is it a "
+                              "merged model? Then chat with it as MODEL, without --adapter")
+
+
+def _quantization(bits: int | None):
+    if bits is None:
+        return None
+    if not torch.cuda.is_available():
+        raise SetupError(f"--bits {bits} quantises with bitsandbytes, which needs a CUDA GPU; "
+                         "this machine has none: drop --bits")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise SetupError(f"--bits {bits} needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    if bits == 4:  # v0's QLoRA settings: NF4 with double quantisation, fp16 compute
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.float16,
+                                  bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4",
+                                  llm_int8_threshold=6.0, llm_int8_has_fp16_weight=False)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def load_model(model_path: str, adapter: str | None = None, bits: int | None = None,
+               torch_dtype: str = "fp16", offload_folder: str | None = None):
+    """Load ``(model, tokenizer)`` as v0 did (``trust_remote_code=True``; ``device_map="auto"``
+    on CUDA), then ``PeftModel.from_pretrained`` the adapter if one is given.
+
+    Raises:
+        UsageError: the model folder is missing or not a model.
+        CheckpointError: the adapter folder is missing or has no ``adapter_config.json``.
+        SetupError: ``--bits`` without CUDA/bitsandbytes, or a hub model that cannot be
+            fetched (offline, unknown id).
+    """
+    check_model_path(model_path)
+    if adapter is not None:
+        check_adapter_dir(adapter)
+    quantization = _quantization(bits)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(trust_remote_code=True, dtype=resolve_dtype(torch_dtype))
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    if torch.cuda.is_available():
+        kwargs["device_map"] = "auto"
+    if offload_folder is not None:
+        kwargs["offload_folder"] = offload_folder
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
+        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    except OSError as exc:  # not found on the hub / offline: transformers raises OSError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SetupError(f"cannot load model '{model_path}': {first}") from exc
+    if adapter is not None:
+        from peft import PeftModel
+
+        extra = {"offload_folder": offload_folder} if offload_folder else {}
+        model = PeftModel.from_pretrained(model, adapter, **extra)
+    model.eval()
+    return model, tokenizer
