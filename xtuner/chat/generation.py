@@ -1,6 +1,7 @@
 """One chat session: prompt fitting, generation, stop words and streamed printing."""
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable, Iterable
 from typing import TextIO
@@ -72,7 +73,7 @@ def context_length(model, tokenizer=None) -> int | None:
 
 
 class StopWordStreamer(BaseStreamer):
-    """Print an answer while ``generate`` produces it, exactly as :meth:`ChatSession.ask` returns it.
+    """Print an answer while ``generate`` produces it, as :meth:`ChatSession.ask` returns it.
 
     Each step decodes all answer tokens so far (special tokens skipped), cuts at the first stop
     word and prints what is new, holding back a tail that might still become a stop word or is
@@ -224,10 +225,11 @@ class ChatSession:
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         streamer = StopWordStreamer(self.tokenizer, self.stop_words, stream) if stream else None
+        config = copy.deepcopy(self.generation_config)
+        config.max_new_tokens = max_new
         output = self.model.generate(
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-            generation_config=self.generation_config, max_new_tokens=max_new,
-            tokenizer=self.tokenizer, streamer=streamer)
+            generation_config=config, tokenizer=self.tokenizer, streamer=streamer)
         new_ids = output[0, len(ids):].tolist()
         answer, _ = cut_at_stop_words(self.tokenizer.decode(new_ids, skip_special_tokens=True),
                                       self.stop_words)
