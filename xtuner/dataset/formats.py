@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["DataFormat", "DATA_FORMATS", "format_for_map_fn", "fields_read_by",
-           "guess_format"]
+           "guess_formats"]
 
 # Nested layouts that need more than top-level field checks (see xtuner.dataset.validation).
 CONVERSATION, MESSAGES, SHAREGPT = "conversation", "messages", "sharegpt"
@@ -61,7 +61,7 @@ _LLAVA_EXAMPLE = {"id": "0", "image": "coco/0001.jpg",
 _FORMATS = [
     DataFormat(
         "conversation", None,
-        "XTuner's own multi-turn format (dataset_map_fn=None); each output is trained",
+        "XTuner's own multi-turn format; every output is trained (system optional)",
         {"conversation": [{"system": "You are a helpful assistant.", "input": "Hi",
                            "output": "Hello!"},
                           {"input": "What is 2+2?", "output": "4"}]},
@@ -209,10 +209,9 @@ def format_for_map_fn(map_fn: Callable | None) -> DataFormat:
     return DataFormat(name, name, f"fields read by {name}", {}, fields=dict.fromkeys(required))
 
 
-def guess_format(record: dict) -> DataFormat | None:
-    """The first common format whose required fields ``record`` has, or None."""
-    for name in _GUESS_ORDER:
-        fmt = DATA_FORMATS[name]
-        if all(k in record for k in fmt.fields):
-            return fmt
-    return None
+def guess_formats(record) -> list[DataFormat]:
+    """The common formats whose required fields ``record`` has, most specific first."""
+    if not isinstance(record, dict):
+        return []
+    return [DATA_FORMATS[name] for name in _GUESS_ORDER
+            if all(k in record for k in DATA_FORMATS[name].fields)]

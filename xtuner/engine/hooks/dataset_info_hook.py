@@ -3,42 +3,10 @@ from __future__ import annotations
 
 from mmengine.hooks import Hook
 
+from xtuner.dataset.render import decode_with_image_tokens, render_trained_spans
 from xtuner.model.utils import build_from_cfg
-from xtuner.utils.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 __all__ = ["DatasetInfoHook", "decode_with_image_tokens", "render_trained_spans"]
-
-
-def decode_with_image_tokens(tokenizer, input_ids) -> str:
-    """Decode ids, writing ``<image>`` where ``IMAGE_TOKEN_INDEX`` stands."""
-    pieces, chunk = [], []
-    for token in input_ids:
-        if token == IMAGE_TOKEN_INDEX:
-            pieces.append(tokenizer.decode(chunk))
-            pieces.append("<image>")
-            chunk = []
-        else:
-            chunk.append(abs(int(token)))
-    pieces.append(tokenizer.decode(chunk))
-    return "".join(pieces)
-
-
-def render_trained_spans(tokenizer, input_ids, labels, start: str = "[[",
-                         end: str = "]]") -> str:
-    """Decode a sample with the trained spans wrapped in ``start``/``end`` markers."""
-    out, span, trained = [], [], None
-    for token, label in zip(input_ids, labels):
-        is_trained = label != IGNORE_INDEX
-        if trained is not None and is_trained != trained:
-            text = decode_with_image_tokens(tokenizer, span)
-            out.append(f"{start}{text}{end}" if trained else text)
-            span = []
-        span.append(token)
-        trained = is_trained
-    if span:
-        text = decode_with_image_tokens(tokenizer, span)
-        out.append(f"{start}{text}{end}" if trained else text)
-    return "".join(out)
 
 
 class DatasetInfoHook(Hook):

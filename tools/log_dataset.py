@@ -1,0 +1,97 @@
+"""``xtuner log-dataset CONFIG``: build a config's training dataset and print its first samples.
+
+``--show text`` decodes ``input_ids``; ``masked_text`` shows what the loss sees: untrained
+tokens as ``[-100 xN]`` runs and trained text between ``[[`` and ``]]``; ``input_ids`` and
+``labels`` print the id lists; ``all`` prints the four.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from mmengine.config import DictAction
+
+from xtuner.utils.cli import ArgumentParser, run_main
+
+SHOW = ("text", "masked_text", "input_ids", "labels", "all")
+
+
+def parse_args(argv: Sequence[str] | None):
+    parser = ArgumentParser(prog="xtuner log-dataset", description=__doc__)
+    parser.add_argument("config", help="config file or catalog name (see `xtuner list-cfg`)")
+    parser.add_argument("--show", choices=SHOW, default="text",
+                        help="what to print for each sample (default: text)")
+    parser.add_argument("-n", type=int, default=1, metavar="N",
+                        help="print the first N samples (default 1)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config keys")
+    return parser.parse_args(argv)
+
+
+def _heading(title: str) -> str:
+    return "#" * 20 + f"   {title}   " + "#" * 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from xtuner.engine.config import load_config, merge_cfg_options
+    from xtuner.utils.errors import ConfigError, UsageError
+    from xtuner.utils.paths import resolve_config
+
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
+    cfg = load_config(resolve_config(args.config))
+    for note in merge_cfg_options(cfg, args.cfg_options):
+        print(f"note: {note}", file=sys.stderr)
+    if str(cfg.get("framework", "mmengine")).lower() == "huggingface":
+        dataset_cfg, where = cfg.get("train_dataset"), "train_dataset"
+    else:
+        loader = cfg.get("train_dataloader")
+        dataset_cfg = loader.get("dataset") if isinstance(loader, dict) else None
+        where = "train_dataloader.dataset"
+    if dataset_cfg is None:
+        raise ConfigError(f"the config has no {where}")
+    tokenizer_cfg = cfg.get("tokenizer") or dataset_cfg.get("tokenizer")
+    if tokenizer_cfg is None:
+        raise ConfigError("the config has no tokenizer to decode the samples with")
+
+    from datasets.exceptions import DatasetGenerationError
+
+    from xtuner.dataset.huggingface import build
+    from xtuner.dataset.render import render_masked
+    from xtuner.utils.errors import DataError
+
+    tokenizer = build(tokenizer_cfg)
+    try:
+        dataset = build(dataset_cfg)
+    except DatasetGenerationError as exc:
+        cause = exc.__cause__ or exc
+        raise DataError(f"datasets cannot load the data ({type(cause).__name__}: "
+                        f"{str(cause).splitlines()[0] if str(cause) else ''}); "
+                        f"`xtuner check-custom-dataset {args.config}` names the broken "
+                        "records") from exc
+    if len(dataset) == 0:
+        raise ConfigError(f"{where} is empty: every record was dropped; run "
+                          "`xtuner check-custom-dataset` on the config")
+    for index in range(min(args.n, len(dataset))):
+        sample = dataset[index]
+        ids, labels = list(sample["input_ids"]), sample.get("labels")
+        suffix = f" {index}" if args.n > 1 else ""
+        if args.show in ("text", "all"):
+            print(_heading("text" + suffix))
+            print(tokenizer.decode(ids))
+        if args.show in ("masked_text", "all"):
+            print(_heading("text(masked)" + suffix))
+            print(render_masked(tokenizer, ids, labels) if labels is not None
+                  else "(the sample has no labels)")
+        if args.show in ("input_ids", "all"):
+            print(_heading("input_ids" + suffix))
+            print(ids)
+        if args.show in ("labels", "all"):
+            print(_heading("labels" + suffix))
+            print(list(labels) if labels is not None else "(the sample has no labels)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog="xtuner log-dataset"))
