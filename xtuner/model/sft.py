@@ -246,4 +246,26 @@ class SupervisedFinetune(BaseModel):
         except AttributeError:
             return getattr(self.llm, name)
 
+    def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, dtype=None):
+        """Write the model as a Hugging Face model (full fine-tuning, with the tokenizer of
+        ``cfg.tokenizer``) or as a PEFT adapter (LoRA/QLoRA), v0's API.
+
+        Args:
+            cfg: the training config (its ``tokenizer`` is saved with a full model).
+            save_dir: the output directory.
+            fp32: keep float32 (v0's flag); otherwise float16, or ``dtype`` when given.
+            save_pretrained_kwargs: passed to ``save_pretrained`` (``max_shard_size``,
+                ``safe_serialization``...).
+            dtype: the dtype to write (overrides ``fp32``).
+
+        The exported weights are cast in place. See :func:`xtuner.model.export.save_hf`.
+        """
+        from .export import save_hf
+
+        if dtype is None:
+            dtype = torch.float32 if fp32 else torch.float16
+        print_log(f"Saving the {'adapter' if self.use_lora else 'model'} "
+                  f"({str(dtype).replace('torch.', '')}) to {save_dir}", logger="current")
+        save_hf(self, cfg, save_dir, dtype=dtype, save_pretrained_kwargs=save_pretrained_kwargs)
+
 

@@ -1,0 +1,206 @@
+"""``xtuner convert pth_to_hf CONFIG PTH SAVE_DIR``: a training checkpoint as a Hugging Face model.
+
+PTH is an ``iter_N.pth`` file or a DeepSpeed checkpoint directory (ZeRO-1/2/3; consolidated on
+the CPU, no GPU needed). A LoRA/QLoRA config gives a PEFT adapter directory
+(``peft.PeftModel.from_pretrained(base, SAVE_DIR)``); full fine-tuning gives a model directory
+with its tokenizer (``AutoModelForCausalLM.from_pretrained(SAVE_DIR)``). The config is copied to
+``SAVE_DIR/xtuner_config.py``.
+
+Unless ``--no-verify``, a few fixed prompts run through the checkpoint loaded into the training
+model and through the written model, and the conversion fails if their logits differ (the
+source is rounded to the written dtype first, so the check is tight in every dtype). SAVE_DIR
+appears only when everything succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmengine.config import DictAction
+
+from xtuner.utils.cli import ArgumentParser, run_main
+
+DTYPE_HELP = ("dtype of the written weights: 'auto' (default) writes bf16 when the config loads "
+              "the LLM in bf16 (model.llm.dtype, or the checkpoint's own dtype for 'auto'), "
+              "else fp16 as XTuner v0 did; fp16, bf16 or fp32 force one")
+
+
+def parse_args(argv: Sequence[str] | None):
+    parser = ArgumentParser(prog="xtuner convert pth_to_hf", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="the training config (file or catalog name)")
+    parser.add_argument("pth", metavar="PTH", help="iter_N.pth file or DeepSpeed checkpoint "
+                        "directory (work_dirs/CONFIG/iter_N.pth)")
+    parser.add_argument("save_dir", metavar="SAVE_DIR", help="output directory")
+    parser.add_argument("--fp32", action="store_true", help="write float32 (= --dtype fp32)")
+    parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"], default="auto",
+                        help=DTYPE_HELP)
+    parser.add_argument("--max-shard-size", default="2GB",
+                        help="largest weight file of a full model (default 2GB)")
+    parser.add_argument("--safe-serialization", action=argparse.BooleanOptionalAction,
+                        default=True, help="write safetensors (default) or, with "
+                        "--no-safe-serialization, pickled .bin files")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+                        help="override config keys, as for `xtuner train`")
+    parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="skip the logits parity check of the written model")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace SAVE_DIR if it exists and is not empty")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="unpickle any object in PTH (torch.load weights_only=False); "
+                        "needed only for checkpoints not written by xtuner")
+    return parser.parse_args(argv)
+
+
+def _export_dtype(args, cfg):
+    import torch
+
+    from xtuner.model.export import config_dtype, parse_dtype
+
+    if args.fp32:
+        if args.dtype not in ("auto", "fp32"):
+            from xtuner.utils.errors import UsageError
+
+            raise UsageError(f"--fp32 contradicts --dtype {args.dtype}")
+        return torch.float32
+    if args.dtype != "auto":
+        return parse_dtype(args.dtype)
+    return torch.bfloat16 if config_dtype(cfg) == torch.bfloat16 else torch.float16
+
+
+def _compute_dtype(llm):
+    """The dtype the parity forwards run in: fp32, or a 4-bit model's compute dtype."""
+    import torch
+
+    from xtuner.model.utils import is_quantized, normalize_dtype
+
+    if not is_quantized(llm):
+        return torch.float32
+    quant = getattr(llm.config, "quantization_config", None)
+    value = (quant.get("bnb_4bit_compute_dtype") if isinstance(quant, dict)
+             else getattr(quant, "bnb_4bit_compute_dtype", None))
+    value = normalize_dtype(value)
+    return value if isinstance(value, torch.dtype) else torch.float16
+
+
+def _write_config(source: Path, cfg, cfg_options, target: Path) -> None:
+    from xtuner.engine.config import make_dumpable
+
+    text = source.read_text(encoding="utf-8")
+    if cfg_options or "read_base" in text or "_base_" in text:
+        # Inherited or overridden values: write the resolved config as one file.
+        make_dumpable(copy.deepcopy(cfg)).dump(str(target))
+    else:
+        shutil.copyfile(source, target)
+
+
+def _load_written(save_dir: Path, use_lora: bool, llm_cfg, vocab_size: int, compute_dtype):
+    import torch
+
+    from xtuner.model.export import build_base_llm
+    from xtuner.model.utils import is_quantized
+
+    trust = bool(llm_cfg.get("trust_remote_code", False)) if isinstance(llm_cfg, dict) else False
+    if not use_lora:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(save_dir), dtype=compute_dtype,
+                                                    trust_remote_code=trust)
+    from peft import PeftModel
+
+    base = build_base_llm(llm_cfg)
+    if not is_quantized(base):
+        base = base.to(torch.float32)
+    if base.get_input_embeddings().weight.shape[0] != vocab_size:
+        base.resize_token_embeddings(vocab_size)  # as training did for a larger tokenizer
+    return PeftModel.from_pretrained(base, str(save_dir))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from xtuner.engine.config import load_config, merge_cfg_options
+    from xtuner.utils.errors import CheckpointError
+    from xtuner.utils.paths import resolve_config
+
+    config_path = resolve_config(args.config)
+    cfg = load_config(config_path)
+    notes = merge_cfg_options(cfg, args.cfg_options)
+    pth = Path(args.pth).expanduser()
+    if not pth.exists():
+        raise CheckpointError(f"checkpoint not found: {pth}")
+
+
+    from xtuner.model.export import (
+        atomic_output_dir,
+        build_model,
+        check_finite,
+        check_output_dir,
+        compare_logits,
+        compute_logits,
+        dtype_name,
+        exported_parameters,
+        free,
+        load_into_model,
+        load_training_checkpoint,
+        max_abs_diff,
+        parity_inputs,
+        round_to_dtype_,
+    )
+    from xtuner.model.utils import build_from_cfg, is_quantized
+
+    for note in notes:
+        print(f"note: {note}")
+    save_dir = check_output_dir(args.save_dir, args.overwrite)
+    dtype = _export_dtype(args, cfg)
+
+    print(f"Loading checkpoint {pth}")
+    state = load_training_checkpoint(pth, trust=args.trust_checkpoint)
+    model = build_model(cfg)
+    load_into_model(model, state, source=str(pth), config=config_path.name)
+    del state
+    use_lora = bool(getattr(model, "use_lora", False))
+    quantized = is_quantized(model.llm)
+    compute_dtype = _compute_dtype(model.llm)
+    vocab_size = model.llm.get_input_embeddings().weight.shape[0]
+
+    if args.verify:
+        if not quantized:
+            model.float()  # compare in fp32: the check then sees only what was written
+        tokenizer = build_from_cfg(cfg.tokenizer) if cfg.get("tokenizer") else None
+        inputs = parity_inputs(tokenizer, vocab_size)
+        exact = compute_logits(model.llm, inputs)
+        # The source at the precision that will be written: the check stays tight in fp16.
+        round_to_dtype_(exported_parameters(model), dtype)
+        reference = compute_logits(model.llm, inputs)
+        check_finite(reference, dtype)
+        rounding = max_abs_diff(exact, reference)
+        del exact
+
+    kwargs = dict(max_shard_size=args.max_shard_size, safe_serialization=args.safe_serialization)
+    with atomic_output_dir(save_dir, args.overwrite) as tmp:
+        model.to_hf(cfg, tmp, dtype=dtype, save_pretrained_kwargs=kwargs)
+        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
+        if args.verify:
+            llm_cfg = cfg.model.llm
+            del model
+            free()
+            written = _load_written(tmp, use_lora, llm_cfg, vocab_size, compute_dtype)
+            got = compute_logits(written, inputs)
+            del written
+            diff = compare_logits(reference, got, compute_dtype,
+                                  what=f"the written {'adapter' if use_lora else 'model'}")
+            print(f"Parity check passed: max |logits difference| {diff:.3g} over {len(inputs)} "
+                  f"prompts ({dtype_name(compute_dtype)} compute); rounding the weights to "
+                  f"{dtype_name(dtype)} moved the logits by up to {rounding:.3g}")
+        files = sorted(p.name for p in tmp.iterdir())
+    what = "PEFT adapter" if use_lora else "model"
+    print(f"Saved the {what} ({dtype_name(dtype)}) to {save_dir}: {', '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog="xtuner convert pth_to_hf"))
