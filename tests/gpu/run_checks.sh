@@ -2,6 +2,8 @@
 # GPU checks of the training surface, run on a lent GPU machine from the repo root:
 #   bash tests/gpu/run_checks.sh single     # one GPU: pytest -m gpu + demo runs (full/LoRA/QLoRA, +/- ZeRO)
 #   bash tests/gpu/run_checks.sh multi      # two GPUs: NPROC_PER_NODE=2 with ZeRO-2/ZeRO-3/QLoRA+ZeRO-3
+#   bash tests/gpu/run_checks.sh export     # two GPUs: offload, HF export hook, convert a ZeRO-3
+#                                           # checkpoint, merge, chat --bits 4
 # Prints the last logged losses of each run. Expects the dependencies installed (see
 # ../shared/gpu/prepare-wheels.sh for machines without them).
 set -uo pipefail
@@ -20,7 +22,39 @@ run() {  # name, then xtuner train arguments
   grep -E "Error|error:" "$out/$name.log" | grep -v "error_if_nonfinite" | tail -3
 }
 short=(--cfg-options train_cfg.max_epochs=6)
-if [ "$mode" = single ]; then
+latest() { ls -d "$1"/iter_*.pth | sort -V | tail -1; }
+if [ "$mode" = export ]; then
+  [ -z "${SKIP_OFFLOAD:-}" ] && CUDA_VISIBLE_DEVICES=0 run full_zero2_offload demo_tiny_full_colorist_e40 \
+    --deepspeed deepspeed_zero2_offload "${short[@]}"
+  [ -z "${SKIP_OFFLOAD:-}" ] && CUDA_VISIBLE_DEVICES=0 run full_zero3_offload demo_tiny_full_colorist_e40 \
+    --deepspeed deepspeed_zero3_offload "${short[@]}"
+  prompt="Give me the hex code for alice blue, an off-white with a hint of blue."
+  for name in full lora; do
+    # A whole demo run on two GPUs under ZeRO-3, with the HF export hook added.
+    cfg="$out/demo_tiny_${name}_colorist_e40_copy.py"
+    if [ ! -f "$cfg" ]; then
+      python -m xtuner copy-cfg "demo_tiny_${name}_colorist_e40" "$out" > /dev/null 2>&1
+      echo "custom_hooks.append(dict(type='xtuner.engine.hooks.HFCheckpointHook'))" >> "$cfg"
+    fi
+    [ -f "$out/${name}_zero3_x2/last_checkpoint" ] ||
+      NPROC_PER_NODE=2 run "${name}_zero3_x2" "$cfg" --deepspeed deepspeed_zero3
+    echo "hf_model: $(ls "$out/${name}_zero3_x2/hf_model" | tr '\n' ' ')"
+    ckpt=$(latest "$out/${name}_zero3_x2")
+    python -m xtuner convert pth_to_hf "$cfg" "$ckpt" "$out/${name}_hf" > "$out/convert_$name.log" 2>&1
+    echo "convert $name rc=$?: $(grep -E "Parity|Saved|rror" "$out/convert_$name.log" | tail -3)"
+  done
+  python -m xtuner convert merge xtuner/demo/tiny_llm "$out/lora_hf" "$out/lora_merged" \
+    > "$out/merge.log" 2>&1
+  echo "merge rc=$?: $(grep -E "Parity|Saved|rror" "$out/merge.log" | tail -3)"
+  for model in full_hf lora_merged; do
+    for bits in none 4; do
+      extra=(); [ "$bits" = 4 ] && extra=(--bits 4)
+      answer=$(python -m xtuner chat "$out/$model" "${extra[@]}" --prompt-template qwen_chat \
+        --temperature 0 --max-new-tokens 12 --prompt "$prompt" 2> "$out/chat_${model}_$bits.err")
+      echo "chat $model bits=$bits rc=$?: $answer $(grep -E "rror" "$out/chat_${model}_$bits.err" | tail -2)"
+    done
+  done
+elif [ "$mode" = single ]; then
   python -m pytest -m gpu tests/gpu -q -p no:cacheprovider 2>&1 | tail -5
   run full_amp demo_tiny_full_colorist_e40 "${short[@]}"
   run full_zero2 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
@@ -29,17 +63,6 @@ if [ "$mode" = single ]; then
   run qlora_amp demo_tiny_qlora_colorist_e40 "${short[@]}"
   run qlora_zero2 demo_tiny_qlora_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
   run full_zero3 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3 "${short[@]}"
-  run full_zero2_offload demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2_offload "${short[@]}"
-  run full_zero3_offload demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero3_offload "${short[@]}"
-  # HF export at the end of a run, under DeepSpeed ZeRO-3, for a full and a LoRA run.
-  for name in full lora; do
-    python -m xtuner copy-cfg "demo_tiny_${name}_colorist_e40" "$out" > /dev/null 2>&1
-    echo "custom_hooks.append(dict(type='xtuner.engine.hooks.HFCheckpointHook'))" \
-      >> "$out/demo_tiny_${name}_colorist_e40_copy.py"
-    run "${name}_zero3_hf" "$out/demo_tiny_${name}_colorist_e40_copy.py" \
-      --deepspeed deepspeed_zero3 "${short[@]}"
-    ls "$out/${name}_zero3_hf/hf_model"
-  done
 else
   # Same global batch (2 rows) on one GPU and on two: the first losses should agree.
   parity=(--cfg-options train_cfg.max_epochs=1 default_hooks.logger.interval=1)

@@ -278,6 +278,9 @@ def build_model(cfg):
     model_cfg = copy.deepcopy(cfg.model)
     if "use_activation_checkpointing" in model_cfg or _is_sft(model_cfg.get("type")):
         model_cfg["use_activation_checkpointing"] = False
+    if _is_sft(model_cfg.get("type")):
+        # The export runs on the CPU and writes plain modules: no fused Triton kernels.
+        model_cfg["use_liger_kernel"] = False
     try:
         model = BUILDER.build(model_cfg)
     except OSError as exc:  # a model path that does not exist, or no access to the hub

@@ -26,28 +26,44 @@ def _build_llm(llm, max_position_embeddings):
     if isinstance(llm, torch.nn.Module):
         return llm
     cfg = apply_device_fallbacks(dict(llm))
-    cfg = _prepare_qlora_for_zero3(cfg)
+    cfg = _prepare_for_zero3(cfg)
     if max_position_embeddings is not None:
         cfg = _extend_context(cfg, max_position_embeddings)
     return build_from_cfg(cfg)
 
 
-def _prepare_qlora_for_zero3(cfg: dict) -> dict:
-    """ZeRO-3 shards parameters by dtype: store 4-bit weights in the compute dtype (bf16, or
-    fp16 without bf16 support) so ZeRO-3 can partition them (QLoRA + ZeRO-3)."""
+def _zero3_dtype():
+    """The half dtype a ZeRO-3 run trains in (from the DeepSpeed config), or None."""
     from transformers.integrations import is_deepspeed_zero3_enabled
+    from transformers.integrations.deepspeed import deepspeed_config
 
-    quant = cfg.get("quantization_config")
-    if quant is None or not is_deepspeed_zero3_enabled() or not torch.cuda.is_available():
+    if not is_deepspeed_zero3_enabled() or not torch.cuda.is_available():
+        return None
+    config = deepspeed_config() or {}
+    if (config.get("bf16") or {}).get("enabled") is True:
+        return torch.bfloat16
+    if (config.get("fp16") or {}).get("enabled") is True:
+        return torch.float16
+    return None
+
+
+def _prepare_for_zero3(cfg: dict) -> dict:
+    """ZeRO-3 partitions the trainable parameters into one flat buffer per dtype group and
+    requires them all to share the run's dtype: load the model in it, and for QLoRA store the
+    4-bit weights in it too, so ZeRO-3 can partition them (QLoRA + ZeRO-3)."""
+    dtype = _zero3_dtype()
+    if dtype is None:
         return cfg
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    quant = dict(quant) if isinstance(quant, dict) else quant
-    if isinstance(quant, dict):
-        quant.update(bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
-    else:
-        quant.bnb_4bit_compute_dtype = dtype
-        quant.bnb_4bit_quant_storage = dtype
-    return dict(cfg, quantization_config=quant, dtype=dtype)
+    quant = cfg.get("quantization_config")
+    if quant is not None:
+        quant = dict(quant) if isinstance(quant, dict) else quant
+        if isinstance(quant, dict):
+            quant.update(bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+        else:
+            quant.bnb_4bit_compute_dtype = dtype
+            quant.bnb_4bit_quant_storage = dtype
+        cfg = dict(cfg, quantization_config=quant)
+    return dict(cfg, dtype=dtype)
 
 
 def _extend_context(cfg: dict, max_position_embeddings: int) -> dict:
@@ -141,7 +157,10 @@ class SupervisedFinetune(BaseModel):
                 gradient_checkpointing_kwargs={"use_reentrant": False})
         if lora.target_modules is None:
             lora.target_modules = find_all_linear_names(self.llm)
-        self.llm = get_peft_model(self.llm, lora)
+        # Under ZeRO-3 the adapters must share the base model's dtype (see _prepare_for_zero3);
+        # elsewhere peft keeps them in fp32 for stable updates.
+        self.llm = get_peft_model(self.llm, lora,
+                                  autocast_adapter_dtype=_zero3_dtype() is None)
 
     def gradient_checkpointing_enable(self) -> None:
         """Turn on activation checkpointing (non-reentrant, so frozen inputs are fine)."""
