@@ -5,8 +5,8 @@
 packed row holds several samples; the model's forward receives their boundaries
 (``cu_seq_lens_q``) and the backend keeps every token's attention inside its own sample:
 
-* CUDA, fp16/bf16: one fused kernel over the whole row, torch's
-  ``torch.nn.attention.varlen.varlen_attn`` (FlashAttention).
+* CUDA, fp16/bf16: one fused kernel over the whole row: ``flash_attn_varlen_func`` when the
+  flash-attn package is installed, else torch's ``torch.nn.attention.varlen.varlen_attn``.
 * otherwise (CPU, fp32): causal SDPA run per sample -- slow but exact, used by tests.
 
 Calls without sample boundaries (generation, evaluation) go to transformers' SDPA backend.
@@ -22,6 +22,16 @@ import torch.nn.functional as F
 __all__ = ["VARLEN_ATTN_IMPLEMENTATION", "register_varlen_attention", "varlen_attention_forward"]
 
 VARLEN_ATTN_IMPLEMENTATION = "xtuner_varlen"
+
+
+@lru_cache(maxsize=1)
+def _flash_attn_varlen():
+    """flash-attn's varlen kernel when the package is installed (it handles GQA itself)."""
+    try:
+        from flash_attn import flash_attn_varlen_func
+    except ImportError:
+        return None
+    return flash_attn_varlen_func
 
 
 @lru_cache(maxsize=1)
@@ -87,12 +97,16 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     v = value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
     cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
     kernel = _torch_varlen_kernel()
-    if kernel is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+    fused = q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+    max_len = int(max_length_q) if max_length_q is not None else longest
+    if fused and _flash_attn_varlen() is not None:
+        out = _flash_attn_varlen()(q, k, v, cu, cu, max_len, max_len, softmax_scale=scaling,
+                                   causal=True)
+    elif fused and kernel is not None:
         varlen_attn, causal, has_gqa = kernel
         if not has_gqa:
             k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
         extra = {"enable_gqa": True} if has_gqa and kv_heads != heads else {}
-        max_len = int(max_length_q) if max_length_q is not None else longest
         out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **causal, **extra)
     else:
         k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
