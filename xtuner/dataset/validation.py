@@ -28,6 +28,7 @@ from glob import glob
 from pathlib import Path
 from typing import Any
 
+from xtuner.engine.config import resolve_type
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError, DataError
 
@@ -622,18 +623,6 @@ def iter_source(source: DataSource) -> Iterator[tuple[str, str, Any]]:
 # --------------------------------------------------------------------------- config -> specs
 
 
-def _resolve(obj):
-    """The callable a config ``type`` names (a function, a dotted string or a lazy object)."""
-    from mmengine.config.lazy import LazyAttr, LazyObject
-    from mmengine.utils import get_object_from_string
-
-    if isinstance(obj, (LazyObject, LazyAttr)):
-        return obj.build()
-    if isinstance(obj, str):
-        return get_object_from_string(obj)
-    return obj
-
-
 def _name(obj) -> str:
     return getattr(obj, "__name__", None) or str(obj)
 
@@ -693,7 +682,7 @@ def resolve_sources(dataset_cfg, split: str | None, where: str) -> list[DataSour
         raise ConfigError(f"{where} is {type(dataset_cfg).__name__}; check-custom-dataset "
                           "needs a config dict such as dict(type=load_dataset, path='json', "
                           "data_files=...)")
-    fn_name = _name(_resolve(dataset_cfg["type"]))
+    fn_name = _name(resolve_type(dataset_cfg["type"]))
     if fn_name == "load_from_disk":
         path = dataset_cfg.get("dataset_path") or dataset_cfg.get("path")
         if not path or not os.path.isdir(path):
@@ -832,12 +821,12 @@ def dataset_specs(cfg) -> tuple[list[DatasetSpec], list[str]]:
     if not isinstance(root, dict) or "type" not in root:
         raise ConfigError(f"the config has no {root_name} to check")
     members = [(root_name, root)]
-    if _name(_resolve(root["type"])) == "ConcatDataset":
+    if _name(resolve_type(root["type"])) == "ConcatDataset":
         members = [(f"{root_name}.datasets[{i}]", d)
                    for i, d in enumerate(root.get("datasets") or [])]
     specs, notes, tokenizers = [], [], {}
     for name, ds_cfg in members:
-        kind = _name(_resolve(ds_cfg.get("type"))) if isinstance(ds_cfg, dict) else None
+        kind = _name(resolve_type(ds_cfg.get("type"))) if isinstance(ds_cfg, dict) else None
         if kind != "process_hf_dataset":
             notes.append(f"{name} ({kind or type(ds_cfg).__name__}) is not a "
                          "process_hf_dataset and is not checked")

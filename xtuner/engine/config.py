@@ -67,7 +67,8 @@ def _lookup(cfg: Config, dotted: str):
         node = node[part]
 
 
-def _resolve_type(obj):
+def resolve_type(obj):
+    """The callable a config ``type`` names (a function, a dotted string or a lazy object)."""
     from mmengine.config.lazy import LazyAttr, LazyObject
     from mmengine.utils import get_object_from_string
 
@@ -79,7 +80,7 @@ def _resolve_type(obj):
 
 
 def _type_label(node) -> str:
-    obj = _resolve_type(dict.get(node, "type"))
+    obj = resolve_type(dict.get(node, "type"))
     return getattr(obj, "__qualname__", None) or str(obj)
 
 
@@ -88,7 +89,7 @@ def _accepted_kwargs(type_obj) -> set[str] | None:
 
     For a class, ``**kwargs`` passed on to parent classes are followed up the MRO.
     """
-    target = _resolve_type(type_obj)
+    target = resolve_type(type_obj)
     if target is None:
         return None
     functions = ([klass.__init__ for klass in target.__mro__ if "__init__" in vars(klass)]
