@@ -17,7 +17,7 @@ from xtuner.version import __version__
 # Every mode (and sub-mode) v0 had, as a user types it.
 ALL_MODES = [
     "list-cfg", "copy-cfg", "train", "convert pth_to_hf", "convert merge", "convert split",
-    "chat", "check-custom-dataset", "log-dataset", "list-dataset-format", "version",
+    "chat", "check-custom-dataset", "preprocess", "log-dataset", "list-dataset-format", "version",
 ]  # fmt: skip
 
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"

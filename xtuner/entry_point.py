@@ -46,6 +46,8 @@ MODES: dict[str, Mode | dict[str, Mode]] = {
     "chat": Mode("chat.py", "chat with a model (and adapter) in the terminal"),
     "check-custom-dataset": Mode("check_custom_dataset.py",
                                  "validate the training data a config describes"),
+    "preprocess": Mode("preprocess.py",
+                       "tokenize and pack a config's training data into DIR ahead of time"),
     "log-dataset": Mode("log_dataset.py", "show processed samples of a config's dataset"),
     "list-dataset-format": Mode("list_dataset_format.py", "list the supported data formats"),
     "version": Mode("", "print the version"),
@@ -66,6 +68,7 @@ Examples:
   xtuner convert merge BASE ./hf ./merged --max-shard-size 2GB
   xtuner chat ./merged --prompt-template qwen_chat
   xtuner check-custom-dataset CONFIG
+  xtuner preprocess CONFIG --save-dir DIR
 
 Multi-GPU: NPROC_PER_NODE=N (and NNODES, NODE_RANK, ADDR, PORT for several nodes) runs the
 mode under torchrun; under Slurm use `srun ... xtuner train CONFIG --launcher slurm`.

@@ -19,6 +19,14 @@ def bos_tokenizer(tmp_path_factory):
     return train_tiny_tokenizer(DEFAULT_CORPUS + EXTRA_CORPUS, tmp_path_factory.mktemp("bos"))
 
 
+@pytest.fixture(autouse=True)
+def _private_dataset_cache(tmp_path_factory, monkeypatch):
+    """Each test gets an empty processed-dataset cache, not the user's ~/.cache."""
+    monkeypatch.setenv("XTUNER_CACHE_DIR", str(tmp_path_factory.mktemp("xtuner_cache")))
+    monkeypatch.delenv("XTUNER_DATASET_CACHE", raising=False)
+    monkeypatch.delenv("XTUNER_SKIP_BAD_RECORDS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def qwen2_tokenizer(tmp_path_factory):
     """A real ``Qwen2Tokenizer`` without BOS: ``<|endoftext|>``=0 EOS."""

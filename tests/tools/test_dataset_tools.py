@@ -371,9 +371,11 @@ def test_log_dataset_default_shows_text_of_n_samples(capsys):
 def test_log_dataset_on_broken_data_points_at_the_checker(tmp_path, conv_file, capsys):
     cfg = _config(tmp_path, _json_data(conv_file))
     assert main(["log-dataset", cfg]) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("xtuner log-dataset: error: datasets cannot load the data (")
-    assert err.endswith(f"`xtuner check-custom-dataset {cfg}` names the broken records")
+    # process_hf_dataset checks the raw records first and names the broken ones.
+    err = capsys.readouterr().err
+    assert "xtuner log-dataset: error: " in err and "bad record" in err
+    assert ": error: invalid JSON" in err and "Traceback" not in err
+    assert "xtuner check-custom-dataset CONFIG" in err
 
 
 def test_rendering_marks_exactly_the_trained_span():

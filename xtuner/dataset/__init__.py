@@ -2,6 +2,7 @@
 
 v0 import paths are kept: ``from xtuner.dataset import process_hf_dataset, ConcatDataset``.
 """
+from .cache import load_processed_dataset
 from .concat_dataset import ConcatDataset
 from .huggingface import process_hf_dataset
 from .packing import PackingStats, pack_dataset, plan_packed_rows
@@ -10,6 +11,7 @@ from .tokenize import encode_fn
 __all__ = [
     "ConcatDataset",
     "process_hf_dataset",
+    "load_processed_dataset",
     "encode_fn",
     "pack_dataset",
     "plan_packed_rows",

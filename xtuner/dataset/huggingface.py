@@ -4,9 +4,14 @@ load -> ``dataset_map_fn`` (source format to XTuner's ``conversation``) -> ``tem
 (chat template) -> tokenize (:func:`encode_fn`) -> drop samples with nothing to train ->
 pack into rows of ``max_length`` (:func:`pack_dataset`).
 
+The result is cached on disk (:mod:`.cache`): a second run of the same config loads it.
+Bad raw records of local JSON data fail early with ``file:line`` messages, or are skipped with
+``skip_bad_records=True`` / ``XTUNER_SKIP_BAD_RECORDS=1``.
+
 In a distributed run only rank 0 processes; the other ranks wait on a gloo barrier with a
 long timeout (``XTUNER_DATASET_TIMEOUT`` minutes, default 60) instead of NCCL's 30 minutes
-and then receive the result, so slow preprocessing never trips a collective timeout.
+and then load rank 0's cache folder (or, with the cache off, receive the pickled result), so
+slow preprocessing never trips a collective timeout.
 """
 from __future__ import annotations
 
@@ -21,6 +26,17 @@ from xtuner.registry import BUILDER, MAP_FUNC
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError
 
+from .cache import (
+    cache_disabled_by_env,
+    cache_root,
+    cached_or_none,
+    check_raw_records,
+    dataset_cache_key,
+    load_processed,
+    local_sources,
+    save_processed,
+    skip_bad_records_by_env,
+)
 from .packing import pack_dataset
 from .tokenize import encode_fn
 
@@ -96,7 +112,7 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
              dataset_map_fn=None, template_map_fn=None, max_dataset_length=None, split="train",
              remove_unused_columns=False, rename_maps=(), shuffle_before_pack=True,
              pack_to_max_length=True, use_varlen_attn=False, input_ids_with_output=True,
-             with_image_token=False, map_num_proc=32, seed=0):
+             with_image_token=False, map_num_proc=32, seed=0, skip_bad_records=False):
     if use_varlen_attn and not pack_to_max_length:
         raise ConfigError("use_varlen_attn=True needs pack_to_max_length=True")
     if pack_to_max_length and split not in ("train", None):
@@ -104,6 +120,11 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
     if pack_to_max_length and max_length is None:
         raise ConfigError("pack_to_max_length=True needs max_length")
 
+    if do_dataset_tokenization:
+        # Structure errors surface here as file:line messages, not as an Arrow cast error
+        # from deep inside `datasets`.
+        dataset = check_raw_records(dataset, split, resolve_map_fn(dataset_map_fn),
+                                    skip_bad_records)
     dataset = build_origin_dataset(dataset, split)
     if max_dataset_length is not None and len(dataset) > max_dataset_length:
         dataset = dataset.shuffle(seed=seed).select(range(max_dataset_length))
@@ -160,7 +181,7 @@ def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, ma
                        split="train", remove_unused_columns=False, rename_maps=(),
                        shuffle_before_pack=True, pack_to_max_length=True, use_varlen_attn=False,
                        input_ids_with_output=True, with_image_token=False, map_num_proc=32,
-                       seed=0):
+                       seed=0, cache=True, skip_bad_records=False):
     """Build the training dataset a config describes (XTuner v0's signature).
 
     Args:
@@ -182,6 +203,11 @@ def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, ma
         with_image_token: encode ``<image>`` as ``IMAGE_TOKEN_INDEX``.
         map_num_proc: upper bound on preprocessing processes.
         seed: seed of the subset selection and of the pre-packing shuffle.
+        cache: reuse / store the result under ``$XTUNER_CACHE_DIR`` (default
+            ``~/.cache/xtuner/datasets``), keyed on the data files' content and every setting
+            that changes the rows. ``XTUNER_DATASET_CACHE=0`` turns it off too.
+        skip_bad_records: drop raw records that fail the format checks (counted in the log)
+            instead of raising :class:`DataError`; ``XTUNER_SKIP_BAD_RECORDS=1`` too.
     """
     kwargs = dict(
         dataset=dataset, do_dataset_tokenization=do_dataset_tokenization, tokenizer=tokenizer,
@@ -190,21 +216,58 @@ def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, ma
         remove_unused_columns=remove_unused_columns, rename_maps=rename_maps,
         shuffle_before_pack=shuffle_before_pack, pack_to_max_length=pack_to_max_length,
         use_varlen_attn=use_varlen_attn, input_ids_with_output=input_ids_with_output,
-        with_image_token=with_image_token, map_num_proc=map_num_proc, seed=seed)
+        with_image_token=with_image_token, map_num_proc=map_num_proc, seed=seed,
+        skip_bad_records=bool(skip_bad_records or skip_bad_records_by_env()))
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return _process(**kwargs)
-    return _process_on_rank0(kwargs)
+        return _process_cached(kwargs, cache)[1]
+    return _process_on_rank0(kwargs, cache)
 
 
-def _process_on_rank0(kwargs):
+def _process_cached(kwargs, cache: bool):
+    """``(cache folder or None, dataset)``: load the cached result or process and store it."""
+    if not cache or cache_disabled_by_env():
+        return None, _process(**kwargs)
+    sources, reason = local_sources(kwargs["dataset"], kwargs["split"])
+    if sources is None:
+        print_log(f"the processed dataset is not cached: {reason}", logger="current")
+        return None, _process(**kwargs)
+    # Built once here: the key needs its vocabulary and _process reuses it.
+    tokenizer = build(kwargs["tokenizer"])
+    kwargs = {**kwargs, "tokenizer": tokenizer}
+    key, material = dataset_cache_key(kwargs, sources, tokenizer)
+    folder = cache_root() / key
+    dataset = cached_or_none(key)
+    if dataset is None:
+        dataset = _process(**kwargs)
+        save_processed(dataset, folder, material)
+        print_log(f"saved processed dataset to {folder} ({len(dataset)} rows)",
+                  logger="current")
+    return folder, dataset
+
+
+def _process_on_rank0(kwargs, cache: bool):
     import torch.distributed as dist
 
     minutes = float(os.environ.get("XTUNER_DATASET_TIMEOUT", 60))
     group = dist.new_group(backend="gloo", timeout=timedelta(minutes=minutes))
-    result = [_process(**kwargs)] if dist.get_rank() == 0 else [None]
+    rank = dist.get_rank()
+    folder, dataset = _process_cached(kwargs, cache) if rank == 0 else (None, None)
     dist.monitored_barrier(group=group, timeout=timedelta(minutes=minutes))
-    dist.broadcast_object_list(result, src=0, group=group)
+    where = [str(folder) if folder is not None else None]
+    dist.broadcast_object_list(where, src=0, group=group)
+    if rank != 0 and where[0] is not None:
+        # Rank 0 has just verified or written the folder: sizes suffice here.
+        dataset, _ = load_processed(where[0], check_hashes=False)
+    loaded = [None] * dist.get_world_size()
+    dist.all_gather_object(loaded, dataset is not None, group=group)
+    if not all(loaded):
+        # Caching off, or a rank that cannot see rank 0's cache (another node's disk):
+        # send the pickled dataset.
+        result = [dataset if rank == 0 else None]
+        dist.broadcast_object_list(result, src=0, group=group)
+        if dataset is None:
+            dataset = result[0]
     dist.destroy_process_group(group)
-    return result[0]
+    return dataset
