@@ -84,7 +84,10 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
         raise ValueError("attention logit soft-capping (Gemma 2) is not supported with "
                          "use_varlen_attn=True; set use_varlen_attn=False")
     window = kwargs.get("sliding_window")
-    longest = int((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).max())
+    # The collate function passes the longest sample as a Python int; computing it from the
+    # CUDA tensor would stall the GPU once per layer.
+    longest = (int(max_length_q) if max_length_q is not None
+               else int((cu_seq_lens_q[1:] - cu_seq_lens_q[:-1]).max()))
     if window is not None and longest > window:
         raise ValueError(f"a {longest}-token sample exceeds the model's sliding window "
                          f"({window}), which use_varlen_attn=True does not apply; use "
@@ -98,16 +101,15 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
     kernel = _torch_varlen_kernel()
     fused = q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
-    max_len = int(max_length_q) if max_length_q is not None else longest
     if fused and _flash_attn_varlen() is not None:
-        out = _flash_attn_varlen()(q, k, v, cu, cu, max_len, max_len, softmax_scale=scaling,
+        out = _flash_attn_varlen()(q, k, v, cu, cu, longest, longest, softmax_scale=scaling,
                                    causal=True)
     elif fused and kernel is not None:
         varlen_attn, causal, has_gqa = kernel
         if not has_gqa:
             k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
         extra = {"enable_gqa": True} if has_gqa and kv_heads != heads else {}
-        out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, **causal, **extra)
+        out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **causal, **extra)
     else:
         k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
         out = _per_sample_sdpa(q, k, v, cu, scaling)
