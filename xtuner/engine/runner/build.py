@@ -13,6 +13,6 @@ def build_runner(cfg: Config):
 
         cfg.pop("runner_type", None)
         return FlexibleRunner.from_cfg(cfg)
-    from mmengine.runner import Runner
+    from .runner import Runner
 
     return Runner.from_cfg(cfg)

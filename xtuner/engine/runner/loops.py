@@ -8,6 +8,8 @@ from mmengine.runner.loops import _InfiniteDataloaderIterator
 
 from xtuner.utils.errors import ConfigError
 
+from .schedulers import drop_empty_schedulers
+
 __all__ = ["TrainLoop"]
 
 
@@ -59,5 +61,7 @@ class TrainLoop(IterBasedTrainLoop):
                                   "samples than one batch (check the data and batch_size)")
             iters = max(1, math.ceil(max_epochs * len(dataloader)))
         super().__init__(runner=runner, dataloader=dataloader, max_iters=iters, **kwargs)
+        drop_empty_schedulers(runner, len(self.dataloader))
         if getattr(self.dataloader, "num_workers", 0) == 0:
             self.dataloader_iterator = _EpochCyclingIterator(self.dataloader)
+
