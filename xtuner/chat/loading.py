@@ -7,13 +7,12 @@ from pathlib import Path
 
 import torch
 
+from xtuner.model.utils import normalize_dtype
 from xtuner.utils.errors import CheckpointError, SetupError, UsageError
 
-__all__ = ["TORCH_DTYPES", "check_adapter_dir", "check_model_path", "load_model",
+__all__ = ["check_adapter_dir", "check_model_path", "load_model",
            "resolve_dtype"]
 
-TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
-                "auto": "auto"}
 
 
 def _warn(message: str) -> None:
@@ -26,7 +25,7 @@ def resolve_dtype(name: str, cuda: bool | None = None):
     if name == "fp16" and not cuda:
         _warn("no CUDA device: loading in fp32 instead of fp16 (pass --torch-dtype to choose)")
         return torch.float32
-    return TORCH_DTYPES[name]
+    return "auto" if name == "auto" else normalize_dtype(name)
 
 
 def _looks_local(path: str) -> bool:

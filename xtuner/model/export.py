@@ -61,8 +61,6 @@ PARITY_PROMPTS: tuple[str, ...] = (
 )
 
 DTYPE_CHOICES = ("auto", "fp16", "bf16", "fp32")
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
-           "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _DTYPE_NAMES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 
 # Relative tolerance of the parity check, by the precision the compared forwards run in:
@@ -83,10 +81,12 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def parse_dtype(name: str) -> torch.dtype:
     """``'fp16'``/``'bf16'``/``'fp32'`` (or ``'float16'``...) -> ``torch.dtype``."""
-    try:
-        return _DTYPES[name]
-    except KeyError:
-        raise UsageError(f"unknown dtype '{name}'; choose one of fp16, bf16, fp32") from None
+    from .utils import normalize_dtype
+
+    dtype = normalize_dtype(name)
+    if not isinstance(dtype, torch.dtype):
+        raise UsageError(f"unknown dtype '{name}'; choose one of fp16, bf16, fp32")
+    return dtype
 
 
 # -- output directory -------------------------------------------------------------------------
