@@ -43,6 +43,8 @@ MODES: dict[str, Mode | dict[str, Mode]] = {
         "merge": Mode("model_converters/merge.py", "merge an adapter into its base model"),
         "split": Mode("model_converters/split.py", "re-shard a model to one tensor per shard"),
     },
+    "benchmark": Mode("benchmark.py", "measure training speed and memory of a config "
+                      "(synthetic data)", distributed=True),
     "chat": Mode("chat.py", "chat with a model (and adapter) in the terminal"),
     "check-custom-dataset": Mode("check_custom_dataset.py",
                                  "validate the training data a config describes"),
@@ -68,6 +70,7 @@ Examples:
   xtuner convert merge BASE ./hf ./merged --max-shard-size 2GB
   xtuner chat ./merged --prompt-template qwen_chat
   xtuner check-custom-dataset CONFIG
+  xtuner benchmark CONFIG --baseline [--random-init] [--deepspeed deepspeed_zero2]
   xtuner preprocess CONFIG --save-dir DIR
 
 Multi-GPU: NPROC_PER_NODE=N (and NNODES, NODE_RANK, ADDR, PORT for several nodes) runs the

@@ -79,6 +79,14 @@ def resolve_type(obj):
     return obj
 
 
+def type_name(obj) -> str:
+    """The short name of a config ``type`` (``'AdamW'`` for the class, ``'torch.optim.AdamW'``
+    or a lazy object), without importing anything."""
+    if isinstance(obj, str):
+        return obj.rsplit(".", 1)[-1]
+    return getattr(obj, "__name__", None) or str(obj).rsplit(".", 1)[-1].strip("'>")
+
+
 def _type_label(node) -> str:
     obj = resolve_type(dict.get(node, "type"))
     return getattr(obj, "__qualname__", None) or str(obj)
@@ -170,10 +178,26 @@ def flatten_config(source: str | Path, target: str | Path) -> Path:
 
 
 def _dotted_path(obj) -> str | None:
+    """A dotted name that mmengine resolves back to ``obj``.
+
+    mmengine walks the name attribute by attribute, so ``pkg.mod.func`` fails when the package
+    re-exports ``func`` under the module's own name (``pkg.mod`` is then the function): the
+    package's name is tried too.
+    """
+    from mmengine.utils import get_object_from_string
+
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
         return None
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        path = ".".join(parts[:end] + [qualname])
+        try:
+            if get_object_from_string(path) is obj:
+                return path
+        except Exception:  # noqa: BLE001 - an unimportable candidate: try the next one
+            continue
     return f"{module}.{qualname}"
 
 

@@ -13,18 +13,12 @@ import torch
 from mmengine import print_log
 from mmengine.config import Config, ConfigDict
 
-from xtuner.engine.config import make_dumpable
+from xtuner.engine.config import make_dumpable, type_name
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["prepare_train_config", "REQUIRED_KEYS"]
+__all__ = ["prepare_train_config", "apply_speed_defaults", "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("model", "train_dataloader", "train_cfg", "optim_wrapper")
-
-
-def _type_name(obj) -> str:
-    if isinstance(obj, str):
-        return obj.rsplit(".", 1)[-1]
-    return getattr(obj, "__name__", type(obj).__name__)
 
 
 def check_required_keys(cfg: Config) -> None:
@@ -38,7 +32,7 @@ def check_required_keys(cfg: Config) -> None:
 def _amp_fallback(cfg: Config) -> None:
     """mmengine's AmpOptimWrapper asserts a GPU: on the CPU train in fp32 instead."""
     wrapper = cfg.optim_wrapper
-    if torch.cuda.is_available() or _type_name(wrapper.get("type")) != "AmpOptimWrapper":
+    if torch.cuda.is_available() or type_name(wrapper.get("type")) != "AmpOptimWrapper":
         return
     from mmengine.optim import OptimWrapper
 
@@ -79,11 +73,34 @@ def _fill_pad_index(cfg: Config) -> None:
     collate = cfg.train_dataloader.get("collate_fn")
     if not isinstance(collate, dict) or collate.get("pad_index") is not None:
         return
-    if _type_name(collate.get("type")) != "default_collate_fn":
+    if type_name(collate.get("type")) != "default_collate_fn":
         return
     pad = _tokenizer_pad_id(cfg)
     if pad is not None:
         collate["pad_index"] = pad
+
+
+def _deepspeed_offloads(cfg: Config) -> bool:
+    zero = ((cfg.get("strategy") or {}).get("config") or {}).get("zero_optimization") or {}
+    device = (zero.get("offload_optimizer") or {}).get("device", "none")
+    return device not in (None, "none")
+
+
+def apply_speed_defaults(cfg: Config) -> Config:
+    """GPU defaults that change no result: fused optimizer kernels, no loss scaling for bf16
+    (:func:`xtuner.engine.optim.fast_optimizer_defaults`) and the hook that fits
+    ``use_activation_checkpointing='auto'`` to the memory budget."""
+    if not torch.cuda.is_available():
+        return cfg
+    from xtuner.engine.optim import fast_optimizer_defaults
+
+    fast_optimizer_defaults(cfg.optim_wrapper, offload=_deepspeed_offloads(cfg))
+    hooks = cfg.setdefault("custom_hooks", [])
+    if not any(type_name(h.get("type")) == "ActivationCheckpointingHook" for h in hooks):
+        from xtuner.engine.hooks import ActivationCheckpointingHook
+
+        hooks.append(ConfigDict(type=ActivationCheckpointingHook))
+    return cfg
 
 
 def _work_dir(cfg: Config, work_dir: str | None) -> str:
@@ -138,5 +155,6 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         apply_deepspeed(cfg, deepspeed)
     else:
         _amp_fallback(cfg)
+    apply_speed_defaults(cfg)
     os.makedirs(cfg.work_dir, exist_ok=True)
     return make_dumpable(cfg)

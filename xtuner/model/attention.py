@@ -14,7 +14,8 @@ Calls without sample boundaries (generation, evaluation) go to transformers' SDP
 from __future__ import annotations
 
 import inspect
-from functools import lru_cache
+import logging
+from functools import cache, lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,15 @@ def _per_sample_sdpa(q, k, v, cu_seqlens, scale):
     return out
 
 
+@cache
+def _warn_unfused(dtype) -> None:
+    from mmengine import print_log
+
+    print_log(f"use_varlen_attn: {dtype} inputs on CUDA have no fused varlen kernel; "
+              "attention runs one sample at a time (slow). Train in bf16/fp16 or with "
+              "AmpOptimWrapper.", logger="current", level=logging.WARNING)
+
+
 def varlen_attention_forward(module, query, key, value, attention_mask, dropout=0.0,
                              scaling=None, cu_seq_lens_q=None, cu_seq_lens_k=None,
                              max_length_q=None, max_length_k=None, **kwargs):
@@ -100,7 +110,14 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     v = value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
     cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
     kernel = _torch_varlen_kernel()
+    if q.is_cuda and q.dtype == torch.float32 and torch.is_autocast_enabled("cuda"):
+        # Under autocast over float32 weights, RoPE's float32 cos/sin promote q and k back
+        # to float32; SDPA would cast them to the autocast dtype, and so does this backend.
+        dtype = torch.get_autocast_dtype("cuda")
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     fused = q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+    if q.is_cuda and not fused:
+        _warn_unfused(q.dtype)
     if fused and _flash_attn_varlen() is not None:
         out = _flash_attn_varlen()(q, k, v, cu, cu, longest, longest, softmax_scale=scaling,
                                    causal=True)

@@ -20,7 +20,14 @@ import logging
 import torch
 from mmengine import print_log
 
-__all__ = ["liger_supported", "apply_liger_kernels"]
+__all__ = ["liger_supported", "apply_liger_kernels", "liger_loss_kwargs"]
+
+# liger's fused linear cross-entropy splits the tokens into chunks whose logits take at most
+# ``chunk_mem_const * tokens * hidden`` elements. Its default (1) makes chunks tiny for large
+# vocabularies over small hidden sizes (128 tokens for Qwen2-1.5B at 8k tokens: 64 chunks, each
+# re-reading the whole output head and its fp32 gradient), which costs more than the logits it
+# saves; 8 gives 1024-token chunks there (~300 MB of transient logits) and is 5x cheaper.
+FLCE_CHUNK_MEM_CONST = 8
 
 _LIGER_OPTIONS = dict(rope=False, fused_linear_cross_entropy=True, cross_entropy=False,
                       rms_norm=True, swiglu=True)
@@ -42,6 +49,12 @@ def liger_supported(model) -> tuple[bool, str]:
     if model_type not in _liger_table():
         return False, f"liger-kernel has no kernels for model type '{model_type}'"
     return True, ""
+
+
+def liger_loss_kwargs() -> dict:
+    """Extra keyword arguments for a forward pass of a liger-patched model that computes the
+    loss (transformers passes model kwargs through to liger's loss function)."""
+    return {"chunk_mem_const": FLCE_CHUNK_MEM_CONST}
 
 
 def apply_liger_kernels(model, mode="auto") -> bool:

@@ -14,9 +14,16 @@ from mmengine import print_log
 from mmengine.model import BaseModel
 
 from xtuner.registry import BUILDER
+from xtuner.utils.errors import ConfigError
 
 from .attention import register_varlen_attention
-from .kernels import apply_liger_kernels
+from .checkpointing import (
+    ActivationCheckpointingPlan,
+    checkpointable_layers,
+    parse_memory,
+    set_plain_layers,
+)
+from .kernels import apply_liger_kernels, liger_loss_kwargs
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -30,6 +37,17 @@ def _build_llm(llm, max_position_embeddings):
     if max_position_embeddings is not None:
         cfg = _extend_context(cfg, max_position_embeddings)
     return build_from_cfg(cfg)
+
+
+def _checkpointing_mode(value):
+    """``'auto'`` is a plan on a GPU; on the CPU memory is not measured and nothing is
+    checkpointed."""
+    if value == "auto":
+        return "auto" if torch.cuda.is_available() else False
+    if value not in (True, False, None):
+        raise ConfigError(f"model.use_activation_checkpointing must be True, False or "
+                          f"'auto', got {value!r}")
+    return bool(value)
 
 
 def _zero3_dtype():
@@ -96,8 +114,18 @@ class SupervisedFinetune(BaseModel):
             full model. ``target_modules=None`` adapts every linear layer except the output head.
             With a 4-bit/8-bit model this is QLoRA.
         peft_model: a checkpoint of adapter weights to start from.
-        use_activation_checkpointing: recompute activations in the backward pass (saves memory,
-            costs ~30% speed).
+        use_activation_checkpointing: recompute activations in the backward pass instead of
+            keeping them (saves memory, costs up to a third more compute). ``'auto'`` (default):
+            on a GPU, checkpoint only as many decoder layers as needed to stay under
+            ``activation_memory_budget`` (measured during the first steps, see
+            :mod:`xtuner.model.checkpointing`); off on the CPU. ``True``: every layer (v0's
+            default); ``False``: none.
+        activation_memory_budget: the peak memory ``'auto'`` aims at (GiB as a number, or a
+            string such as ``'34GB'``); default 90% of the GPU's memory.
+        use_torch_compile: compile each decoder layer with ``torch.compile`` (regional
+            compilation: the element-wise work around the matmuls is fused, so far fewer
+            kernels are launched; the first steps are slower while it compiles). ``True``, or a
+            dict of ``torch.compile`` arguments.
         use_varlen_attn: packed rows carry several samples; attention stays within each sample.
         tokenizer: the tokenizer (or its config); the embeddings are resized when it has more
             tokens than the model.
@@ -106,9 +134,10 @@ class SupervisedFinetune(BaseModel):
             ``'auto'`` (on with CUDA for supported models), ``True`` (required) or ``False``.
     """
 
-    def __init__(self, llm, lora=None, peft_model=None, use_activation_checkpointing=True,
+    def __init__(self, llm, lora=None, peft_model=None, use_activation_checkpointing="auto",
                  use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
-                 use_liger_kernel="auto"):
+                 use_liger_kernel="auto", activation_memory_budget=None,
+                 use_torch_compile=False):
         super().__init__()
         self.llm = _build_llm(llm, max_position_embeddings)
         self.llm.config.use_cache = False
@@ -121,14 +150,33 @@ class SupervisedFinetune(BaseModel):
         self.use_liger_kernel = apply_liger_kernels(self.llm, use_liger_kernel)
         if tokenizer is not None:
             self._resize_embeddings(build_from_cfg(tokenizer))
-        self.use_activation_checkpointing = use_activation_checkpointing
+        checkpointing = _checkpointing_mode(use_activation_checkpointing)
+        self.use_activation_checkpointing = checkpointing
         self.use_lora = lora is not None
         if self.use_lora:
-            self._prepare_lora(lora, use_activation_checkpointing)
-        if use_activation_checkpointing:
+            self._prepare_lora(lora, bool(checkpointing))
+        self.checkpointing_plan = None
+        if checkpointing:
             self.gradient_checkpointing_enable()
+        if checkpointing == "auto":
+            try:
+                budget = parse_memory(activation_memory_budget)
+            except ValueError as exc:
+                raise ConfigError(f"model.activation_memory_budget: {exc}") from None
+            self.checkpointing_plan = ActivationCheckpointingPlan(self.llm, budget)
+        if use_torch_compile:
+            self._compile_layers({} if use_torch_compile is True else dict(use_torch_compile))
         if peft_model is not None:
             self._load_adapter(peft_model)
+
+    def _compile_layers(self, kwargs: dict) -> None:
+        layers = checkpointable_layers(self.llm)
+        if not layers:
+            raise ConfigError("model.use_torch_compile: this model has no decoder layers "
+                              "transformers can address one by one")
+        for layer in layers:
+            layer.compile(**kwargs)
+        print_log(f"torch.compile: {len(layers)} decoder layers", logger="current")
 
     def init_weights(self) -> None:
         """Nothing to do: weights come from ``from_pretrained`` (mmengine's default would
@@ -170,6 +218,16 @@ class SupervisedFinetune(BaseModel):
             self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
         else:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        plan = getattr(self, "checkpointing_plan", None)
+        if plan is not None:  # back to the layers 'auto' chose, not all of them
+            set_plain_layers(plan.layers, plan.plain)
+
+    def fit_activation_checkpointing(self, peak_bytes: int) -> None:
+        """``'auto'`` mode: refit the checkpointed layers to the budget after a training step
+        whose peak allocated memory was ``peak_bytes`` (called by
+        :class:`~xtuner.engine.hooks.ActivationCheckpointingHook` and ``xtuner benchmark``)."""
+        if self.checkpointing_plan is not None:
+            self.checkpointing_plan.update(peak_bytes)
 
     def gradient_checkpointing_disable(self) -> None:
         """Turn off activation checkpointing (e.g. while generating in a hook)."""
@@ -219,11 +277,16 @@ class SupervisedFinetune(BaseModel):
         return inputs
 
     def _forward_llm(self, data: dict):
-        return self.llm(**self._model_inputs(data))
+        inputs = self._model_inputs(data)
+        if self.use_liger_kernel and "labels" in inputs:
+            inputs.update(liger_loss_kwargs())
+        return self.llm(**inputs)
 
     def compute_loss(self, data: dict) -> dict:
         """Mean cross-entropy over the trained tokens of the batch."""
         outputs = self._forward_llm(data)
+        if self.checkpointing_plan is not None and self.training:
+            self.checkpointing_plan.note_forward_end()
         return {"loss": outputs.loss}
 
     @torch.no_grad()

@@ -52,7 +52,10 @@ def _convert(obj):
 def apply_device_fallbacks(llm_cfg: dict) -> dict:
     """Adapt a model config dict to the machine it is built on.
 
-    * transformers 5 renamed ``torch_dtype`` to ``dtype``.
+    * transformers 5 renamed ``torch_dtype`` to ``dtype``, and loads a checkpoint in its stored
+      dtype (usually bf16) when none is given, where transformers 4 (XTuner v0) loaded float32.
+      Without a ``dtype`` the weights load in float32 as in v0: configs for full fine-tuning
+      rely on it for fp32 master weights under ``AmpOptimWrapper``.
     * Without CUDA, fp16/bf16 requests become fp32 (one warning): a catalog config can then be
       smoke-tested on a laptop.
     * ``device_map='auto'`` would shard the model over all GPUs of every rank; in a
@@ -63,6 +66,8 @@ def apply_device_fallbacks(llm_cfg: dict) -> dict:
         cfg.setdefault("dtype", cfg.pop("torch_dtype"))
     if "dtype" in cfg:
         cfg["dtype"] = normalize_dtype(cfg["dtype"])
+    elif str(getattr(cfg.get("type"), "__name__", cfg.get("type"))).endswith("from_pretrained"):
+        cfg["dtype"] = torch.float32
     cfg.pop("low_cpu_mem_usage", None)  # transformers 5 always loads lazily
     cuda = torch.cuda.is_available()
     if not cuda:

@@ -5,14 +5,15 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-__all__ = ["ThroughputHook", "estimate_flops_per_token"]
+__all__ = ["ThroughputHook", "estimate_flops_per_token", "trainable_fraction"]
 
 
 def estimate_flops_per_token(config, sample_lengths, trainable_fraction: float = 1.0) -> float:
     """Training FLOPs for one token, averaged over a batch.
 
-    ``6 * N`` for the dense weights (2 forward + 4 backward FLOPs per parameter and token; only
-    2 + 2 when the weights are frozen, as with LoRA, since no weight gradient is computed) plus
+    ``6 * N`` for the dense weights (2 forward + 4 backward FLOPs per parameter and token:
+    2 for the input gradient, 2 for the weight gradient; frozen weights, as with LoRA, get no
+    weight gradient, so ``(4 + 2 * trainable_fraction) * N``) plus
     causal attention over each sample's real length: ``6 * layers * hidden * L`` per token on
     average for a sample of length ``L`` (QK^T and AV, forward and backward, halved by the
     causal mask). Recomputation by activation checkpointing is not counted.
@@ -27,10 +28,18 @@ def estimate_flops_per_token(config, sample_lengths, trainable_fraction: float =
     attn_params = hidden * head_dim * (2 * heads + 2 * kv_heads)
     mlp_params = 3 * hidden * inter
     dense = layers * (attn_params + mlp_params) + hidden * vocab
-    weight_factor = 2 + 4 * trainable_fraction
+    weight_factor = 4 + 2 * trainable_fraction
     total_tokens = sum(sample_lengths)
     attention = sum(6 * layers * heads * head_dim * n * n for n in sample_lengths)
     return weight_factor * dense + attention / max(1, total_tokens)
+
+
+def trainable_fraction(model) -> float:
+    """The fraction of ``model``'s weights that train (1.0 for full fine-tuning)."""
+    # ZeRO-3 leaves each rank a shard; `ds_numel` is the full size.
+    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]
+    total = sum(n for n, _ in sizes)
+    return sum(n for n, grad in sizes if grad) / max(1, total)
 
 
 class ThroughputHook(Hook):
@@ -53,14 +62,12 @@ class ThroughputHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         llm = getattr(model, "llm", model)
         self._config = getattr(llm, "config", None)
-        # ZeRO-3 leaves each rank a shard; `ds_numel` is the full size.
-        sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in llm.parameters()]
-        total = sum(n for n, _ in sizes)
-        trainable = sum(n for n, grad in sizes if grad)
-        self._trainable_fraction = trainable / max(1, total)
+        self._trainable_fraction = trainable_fraction(llm)
 
     @staticmethod
-    def _sample_lengths(data: dict) -> list[int]:
+    def sample_lengths(data: dict) -> list[int]:
+        """Real (non-padding) sample lengths of a collated batch; packed rows count each
+        sample."""
         if data.get("cumulative_len") is not None:
             lengths = []
             for cu in data["cumulative_len"]:
@@ -76,7 +83,7 @@ class ThroughputHook(Hook):
         if self._config is None or not data_batch:
             return
         data = data_batch.get("data", data_batch)
-        lengths = self._sample_lengths(data)
+        lengths = self.sample_lengths(data)
         tokens = sum(lengths)
         iter_time = runner.message_hub.get_scalar("train/time").current()
         if not iter_time:

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Speed runs on a lent GPU machine, from the repo root (the README's performance table):
+#   bash tests/gpu/run_benchmarks.sh w1     # 1 GPU: XTuner 0.2.0 vs xtuner vs plain HF on W1,
+#                                           # W1 under a 34 GB budget, demo loss fast vs plain
+#   bash tests/gpu/run_benchmarks.sh w2     # 1 GPU: the same for W2 (QLoRA 8B), 10 GB budget
+#   bash tests/gpu/run_benchmarks.sh compile  # 1 GPU: W1 with torch.compile of the layers
+#   bash tests/gpu/run_benchmarks.sh multi  # 2 GPUs: W1 with ZeRO-2 on 1 and on 2 GPUs
+# XTuner 0.2.0 runs from BENCH (a copy of ../shared/bench/xtuner-v0-reference) with its wheels
+# in .whlref; xtuner's dependencies come from .whl (../shared/gpu/prepare-wheels.sh).
+set -uo pipefail
+mode=${1:-w1}
+out=${BENCH_OUT:-/tmp/xtuner-bench}
+BENCH=${BENCH:-$PWD/bench_v0}
+mkdir -p "$out" /tmp/wl
+export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
+ours_env() { PYTHONPATH=/tmp/site:$PWD "$@"; }
+if [ ! -d /tmp/site ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl > /dev/null
+fi
+if [ "$mode" != multi ] && [ ! -d /tmp/ref ]; then
+  # .whlref/shared.txt names the wheels both sets use, carried once in .whl
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --target /tmp/ref .whlref/*.whl $(sed 's|^|.whl/|' .whlref/shared.txt 2>/dev/null) > /dev/null
+fi
+v0() {  # name, config, extra args: XTuner 0.2.0's own train tool, tokens/s and memory
+  local name=$1 cfg=$2; shift 2
+  local t0=$SECONDS
+  (cd /tmp/wl && PYTHONPATH=/tmp/ref timeout 240 python3 /tmp/ref/xtuner/tools/train.py "$cfg" \
+    --work-dir "/tmp/wl/$name" "$@" > "$out/$name.log" 2>&1)
+  echo "== $name rc=$? ($((SECONDS - t0)) s)"
+  grep -o "Iter(train) \[ *[0-9]*/[0-9]*\].*" "$out/$name.log" \
+    | grep -oE "\[ *[0-9]+/|memory: [0-9]+|tokens_per_sec: [0-9.]+|time: [0-9.]+" | paste -sd' ' \
+    | sed 's/ \[/\n[/g' | tail -4
+  grep -E "Error|error:" "$out/$name.log" | grep -v error_if_nonfinite | tail -3
+}
+bench() {  # name, then xtuner benchmark arguments
+  local name=$1; shift
+  local t0=$SECONDS
+  ours_env timeout ${BENCH_TIMEOUT:-300} python3 -m xtuner benchmark "$@" --json "$out/$name.json" \
+    > "$out/$name.log" 2>&1
+  echo "== $name rc=$? ($((SECONDS - t0)) s)"
+  sed -n '/tokens\/s per GPU/,/^model FLOPs/p' "$out/$name.log" | grep -v "^model FLOPs"
+  [ -n "${PROFILE:-}" ] && grep -B2 -A30 "Self CUDA %\|Self Device %\|Self CPU %" "$out/$name.log" \
+    | cut -c1-250 | head -36
+  grep -E "Error|error:|Activation checkpointing" "$out/$name.log" | grep -v error_if_nonfinite | tail -4
+}
+losses() {  # the demo's first 50 losses, fast defaults vs the plain path
+  for variant in fast plain; do
+    extra=()
+    [ $variant = plain ] && extra=(model.use_liger_kernel=False model.use_activation_checkpointing=True
+                                   optim_wrapper.optimizer.fused=False)
+    ours_env python3 -m xtuner train demo_tiny_full_colorist_e40 --work-dir "$out/demo_$variant" \
+      --seed 0 --cfg-options train_cfg.max_epochs=6 default_hooks.logger.interval=1 \
+      default_hooks.checkpoint.interval=1000 "${extra[@]}" > "$out/demo_$variant.log" 2>&1
+    echo "== demo_$variant rc=$?"
+  done
+  python3 - "$out" <<'PY'
+import re, sys
+get = lambda v: [float(x) for x in re.findall(r"Iter\(train\).*? loss: ([0-9.]+)", open(f"{sys.argv[1]}/demo_{v}.log").read())][:50]
+fast, plain = get("fast"), get("plain")
+diff = [abs(a - b) for a, b in zip(fast, plain)]
+print(f"demo losses over {len(diff)} steps: fast {fast[0]:.4f}->{fast[-1]:.4f}, plain {plain[0]:.4f}->{plain[-1]:.4f}, "
+      f"max |diff| {max(diff):.4f}, mean |diff| {sum(diff)/len(diff):.4f}")
+PY
+}
+W1=benchmark_w1_qwen2_1_5b_full_8k
+W2=benchmark_w2_llama3_8b_qlora_2k
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+case $mode in
+  w1)
+    PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl qwen2_1_5b > /dev/null 2>&1
+    [ -z "${SKIP_V0:-}" ] && v0 v0_w1 "$BENCH/w1_qwen2_1_5b_full_8k.py"
+    model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/qwen2_1_5b)
+    bench w1 $W1 ${BASELINE-"--baseline"} ${PROFILE:-} --steps 20 "${model[@]}"
+    bench w1_34gb $W1 --memory-budget 34GB --steps 20 "${model[@]}"
+    bench w1_zero2 $W1 --deepspeed deepspeed_zero2 --steps 20 "${model[@]}"
+    [ -z "${SKIP_V0:-}" ] && v0 v0_w1_zero2 "$BENCH/w1_qwen2_1_5b_full_8k.py" --deepspeed deepspeed_zero2
+    [ -z "${SKIP_LOSSES:-}" ] && losses
+    ;;
+  compile)  # 1 GPU: W1 with and without torch.compile of the decoder layers
+    PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl qwen2_1_5b > /dev/null 2>&1
+    model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/qwen2_1_5b)
+    bench w1 $W1 --steps 20 "${model[@]}"
+    bench w1_compile $W1 --steps 20 --warmup 8 "${model[@]}" model.use_torch_compile=True
+    bench w1_compile_34gb $W1 --steps 20 --warmup 8 --memory-budget 34GB "${model[@]}" \
+      model.use_torch_compile=True
+    ;;
+  w2)
+    PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
+    model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
+    bench w2 $W2 ${BASELINE-"--baseline"} ${PROFILE:-} --steps 15 "${model[@]}"
+    [ -z "${SKIP_V0:-}" ] && v0 v0_w2 "$BENCH/w2_llama3_8b_qlora_2k.py"
+    bench w2_10gb $W2 --memory-budget 10GB --steps 15 "${model[@]}"
+    ;;
+  w2compile)  # 1 GPU: W2 with a profile, and with torch.compile of the decoder layers
+    PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
+    model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
+    PROFILE=--profile bench w2 $W2 --profile --steps 15 "${model[@]}"
+    bench w2_compile $W2 --steps 15 --warmup 8 "${model[@]}" model.use_torch_compile=True
+    ;;
+  multi)
+    # Only the architecture is needed: --random-init builds the weights.
+    ours_env python3 -c "from transformers import Qwen2Config; Qwen2Config(hidden_size=1536,
+      num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, intermediate_size=8960,
+      vocab_size=151936, max_position_embeddings=32768,
+      tie_word_embeddings=True).save_pretrained('/tmp/wl/qwen2_1_5b_config')"
+    model=(--random-init --cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/qwen2_1_5b_config)
+    CUDA_VISIBLE_DEVICES=0 bench w1_zero2_x1 $W1 --deepspeed deepspeed_zero2 --steps 20 "${model[@]}"
+    NPROC_PER_NODE=2 bench w1_zero2_x2 $W1 --deepspeed deepspeed_zero2 --steps 20 "${model[@]}"
+    ;;
+esac

@@ -1,0 +1,166 @@
+"""Activation checkpointing per layer and the 'auto' fit (xtuner.model.checkpointing)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from xtuner.model.checkpointing import (
+    ActivationCheckpointingPlan,
+    SavedBytesMeter,
+    checkpointable_layers,
+    parse_memory,
+    plan_plain_layers,
+    set_plain_layers,
+)
+from xtuner.model.sft import SupervisedFinetune
+from xtuner.utils.errors import ConfigError
+
+GiB = 2**30
+
+
+@pytest.mark.parametrize("text,expected", [
+    (34, 34 * GiB), (0.5, GiB // 2), ("34GB", 34 * GiB), ("34 GiB", 34 * GiB),
+    ("800MB", 800 * 2**20), ("12", 12 * GiB), (None, None),
+])
+def test_parse_memory(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "34XB", -1, "GB"])
+def test_parse_memory_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_memory(bad)
+
+
+def test_plan_fills_room_and_backs_off():
+    # Without the forward-end reading: 10 GiB of room at 1 GiB a layer, 1 plain becomes 11.
+    assert plan_plain_layers(24 * GiB, 34 * GiB, GiB, plain=1, total=28) == 11
+    assert plan_plain_layers(10 * GiB, 80 * GiB, GiB, plain=1, total=28) == 28
+    # The peak is the step's end (weights, grads, optimizer states); the forward ended at
+    # 19 GiB: 34 - 19 - 1.0625 (margin: 1/32 of the budget) leaves 13 more plain layers.
+    assert plan_plain_layers(23 * GiB, 34 * GiB, GiB, plain=1, total=28,
+                             forward_end=19 * GiB) == 14
+    # a small budget keeps a margin of at least 512 MiB
+    assert plan_plain_layers(3 * GiB, 4 * GiB, GiB // 4, plain=0, total=28,
+                             forward_end=2 * GiB) == 6
+    # 2.5 GiB over at 1 GiB a layer: three plain layers go back to checkpointing.
+    assert plan_plain_layers(int(36.5 * GiB), 34 * GiB, GiB, plain=10, total=28) == 7
+    assert plan_plain_layers(40 * GiB, 34 * GiB, GiB, plain=2, total=28) == 0
+    assert plan_plain_layers(30 * GiB, 34 * GiB, 0, plain=3, total=28) == 3
+    # never fewer plain layers than now while under the budget
+    assert plan_plain_layers(33 * GiB, 34 * GiB, GiB, plain=3, total=28,
+                             forward_end=34 * GiB) == 3
+
+
+def _llm(llama_dir):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
+
+
+def _grads(llm, ids):
+    llm.zero_grad(set_to_none=True)
+    llm(input_ids=ids, labels=ids).loss.backward()
+    return {n: p.grad.clone() for n, p in llm.named_parameters() if p.grad is not None}
+
+
+def test_partial_checkpointing_gives_the_same_gradients(llama_dir):
+    ids = torch.randint(5, 100, (1, 24), generator=torch.Generator().manual_seed(1))
+    plain = _llm(llama_dir).train()
+    expected = _grads(plain, ids)
+    llm = _llm(llama_dir).train()
+    llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    layers = checkpointable_layers(llm)
+    assert len(layers) == llm.config.num_hidden_layers
+    set_plain_layers(layers, 1)
+    assert [layer.gradient_checkpointing for layer in layers] == [True] * (len(layers) - 1) + [
+        False]
+    got = _grads(llm, ids)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_saved_bytes_meter_counts_activations_not_weights():
+    linear = torch.nn.Linear(64, 64)
+    x = torch.randn(8, 64, requires_grad=True)
+    with SavedBytesMeter(linear) as meter:
+        torch.relu(linear(x))
+    # the input (saved for the weight gradient) and relu's output, 8*64 floats each;
+    # the weight itself is not counted.
+    assert meter.bytes == 2 * 8 * 64 * 4
+
+
+def test_plan_measures_the_plain_layer_and_fits_the_budget(llama_dir):
+    llm = _llm(llama_dir).train()
+    llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    plan = ActivationCheckpointingPlan(llm, budget=10 * GiB)
+    total = len(plan.layers)
+    assert plan.plain == 1 and plan.checkpointed == total - 1
+    ids = torch.randint(5, 100, (1, 32))
+    llm(input_ids=ids, labels=ids).loss.backward()
+    # a 32-token row through a 32-wide layer keeps a few KiB
+    assert 1024 < plan.layer_bytes < 2**20
+    assert plan.update(peak=10 * GiB - plan.layer_bytes // 2) == 1  # no room for another
+    assert plan.update(peak=10 * GiB - 3 * plan.layer_bytes) == min(total, 4)
+    assert plan.update(peak=10 * GiB + 1) == min(total, 4) - 1  # over: one back
+    assert [layer.gradient_checkpointing for layer in plan.layers].count(False) == plan.plain
+
+
+def test_sft_auto_is_off_on_cpu_and_values_are_checked(llama_dir):
+    from transformers import AutoModelForCausalLM as Auto
+
+    llm = dict(type=Auto.from_pretrained, pretrained_model_name_or_path=llama_dir)
+    model = SupervisedFinetune(llm=llm)  # default 'auto'
+    assert model.use_activation_checkpointing is False
+    assert model.checkpointing_plan is None and not model.is_checkpointing_activations
+    with pytest.raises(ConfigError, match="use_activation_checkpointing"):
+        SupervisedFinetune(llm=llm, use_activation_checkpointing="sometimes")
+
+
+def test_sft_auto_plan_on_gpu_machines(llama_dir, monkeypatch):
+    """With CUDA present 'auto' checkpoints all layers but the last; a re-enable (after the
+    chat hook generated) restores the fit, not all layers."""
+    from transformers import AutoModelForCausalLM as Auto
+
+    import xtuner.model.sft as sft
+
+    monkeypatch.setattr(sft.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sft, "apply_liger_kernels", lambda llm, mode: False)
+    monkeypatch.setattr(sft, "apply_device_fallbacks", lambda cfg: cfg)
+    llm = dict(type=Auto.from_pretrained, pretrained_model_name_or_path=llama_dir)
+    model = SupervisedFinetune(llm=llm, activation_memory_budget="1GB")
+    plan = model.checkpointing_plan
+    assert plan.budget == GiB and plan.plain == 1
+    plan.plain = 2
+    model.gradient_checkpointing_disable()
+    model.gradient_checkpointing_enable()
+    assert [layer.gradient_checkpointing for layer in plan.layers].count(False) == 2
+    with pytest.raises(ConfigError, match="activation_memory_budget"):
+        SupervisedFinetune(llm=llm, activation_memory_budget="a lot")
+
+
+def test_saved_bytes_meter_ignores_parameters_in_a_flat_buffer():
+    """DeepSpeed keeps parameters as views of one flat buffer: still not activations."""
+    flat = torch.zeros(64 * 64 + 64)
+    linear = torch.nn.Linear(64, 64)
+    linear.weight = torch.nn.Parameter(flat[:64 * 64].view(64, 64))
+    linear.bias = torch.nn.Parameter(flat[64 * 64:])
+    x = torch.randn(8, 64, requires_grad=True)
+    with SavedBytesMeter(linear) as meter:
+        linear(x)
+    assert meter.bytes == 8 * 64 * 4
+
+
+def test_sft_torch_compile_compiles_each_layer_and_keeps_the_loss(llama_dir):
+    from transformers import AutoModelForCausalLM as Auto
+
+    llm = dict(type=Auto.from_pretrained, pretrained_model_name_or_path=llama_dir)
+    ids = torch.randint(5, 100, (1, 24), generator=torch.Generator().manual_seed(2))
+    data = {"input_ids": ids, "labels": ids}
+    plain = SupervisedFinetune(llm=llm, use_activation_checkpointing=False)
+    compiled = SupervisedFinetune(llm=llm, use_activation_checkpointing=False,
+                                  use_torch_compile=dict(backend="eager"))
+    layers = checkpointable_layers(compiled.llm)
+    assert layers and all(layer._compiled_call_impl is not None for layer in layers)
+    torch.testing.assert_close(compiled(data)["loss"], plain(data)["loss"])

@@ -1,0 +1,174 @@
+"""Turn a training config into a short benchmark run of the same model and method."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import os.path as osp
+import shutil
+import time
+
+import torch
+from mmengine import print_log
+from mmengine.config import Config, ConfigDict
+
+from xtuner.utils.errors import ConfigError
+
+from .synthetic import DEFAULT_SAMPLE_LENGTHS, SyntheticPackedDataset
+
+__all__ = ["config_max_length", "llm_path", "make_random_init_model", "benchmark_config"]
+
+
+def config_max_length(cfg: Config) -> int | None:
+    """The packed row length the config trains with (its ``max_length``)."""
+    if isinstance(cfg.get("max_length"), int):
+        return cfg.max_length
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    for candidate in (dataset, dataset.get("dataset") or {}):
+        if isinstance(candidate, dict) and isinstance(candidate.get("max_length"), int):
+            return candidate["max_length"]
+    return None
+
+
+def llm_path(cfg: Config) -> str:
+    """``model.llm.pretrained_model_name_or_path``, with a clear error when absent."""
+    llm = (cfg.get("model") or {}).get("llm")
+    path = llm.get("pretrained_model_name_or_path") if isinstance(llm, dict) else None
+    if not path:
+        raise ConfigError(f"{cfg.filename}: model.llm.pretrained_model_name_or_path is not set; "
+                          "xtuner benchmark builds the model the config describes")
+    return str(path)
+
+
+def _wait_for(path: str, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    while not osp.exists(path):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"timed out waiting for rank 0 to write {path}")
+        time.sleep(2)
+
+
+def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=False) -> str:
+    """A local model folder with random weights and the architecture of ``path_or_name``
+    (only its ``config.json`` is read, from the hub if need be), so the config's own
+    ``from_pretrained`` call, quantization included, loads it as it would load the real one.
+
+    The folder is keyed on the architecture and reused; local rank 0 writes it (atomically)
+    and the other ranks of the node wait for it.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(path_or_name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--random-init: cannot read the model config of '{path_or_name}': "
+                          f"{str(exc).splitlines()[0]}") from None
+    key = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:16]
+    target = osp.join(cache_dir, f"random_init_{key}")
+    done = osp.join(target, "config.json")
+    if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+        _wait_for(done)
+        return target
+    if osp.exists(done):
+        return target
+    tmp = f"{target}.tmp{os.getpid()}"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # bf16 halves what is written; from_pretrained casts to the config's dtype on load.
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    print_log(f"--random-init: building {config.model_type} with random weights in {target}",
+              logger="current", level=logging.INFO)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype,
+                                                 trust_remote_code=trust_remote_code)
+    model.save_pretrained(tmp)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    os.makedirs(cache_dir, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | None = None,
+                     sample_lengths: tuple[int, int] = DEFAULT_SAMPLE_LENGTHS,
+                     model_path: str | None = None) -> Config:
+    """A copy of ``cfg`` that trains ``warmup + steps`` iterations on synthetic packed rows.
+
+    The model, method (LoRA/QLoRA, dtype, attention, kernels, checkpointing), optimizer and
+    batch size are the config's; the dataset, schedulers, evaluation, checkpoint saving and
+    custom hooks are left out. ``model_path`` replaces the model's weights folder
+    (``--random-init``).
+    """
+    from transformers import AutoConfig
+
+    from xtuner.engine.runner import TrainLoop
+
+    cfg = copy.deepcopy(cfg)
+    model = cfg.model
+    model.pop("tokenizer", None)  # synthetic ids never exceed the model's vocabulary
+    if model_path is not None:
+        model.llm["pretrained_model_name_or_path"] = model_path
+    path = llm_path(cfg)
+    max_length = seq_len or config_max_length(cfg)
+    if not max_length:
+        raise ConfigError(f"{cfg.filename} sets no max_length; pass --seq-len")
+    llm_config = AutoConfig.from_pretrained(path, trust_remote_code=model.llm.get(
+        "trust_remote_code", False))
+    loader = cfg.train_dataloader
+    batch_size = int(loader.get("batch_size", 1))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    iters = warmup + steps
+    collate = dict(loader.get("collate_fn") or {})
+    if not collate:
+        # A dotted name: mmengine's function registry imports it (a function object set here
+        # would not survive the config's dump).
+        collate = dict(type="xtuner.dataset.collate_fns.default_collate_fn")
+    collate["use_varlen_attn"] = bool(model.get("use_varlen_attn", False))
+    collate["pad_index"] = 0  # rows are full: nothing is padded
+    cfg.train_dataloader = ConfigDict(
+        batch_size=batch_size,
+        num_workers=min(2, int(loader.get("num_workers", 0))),
+        dataset=dict(type=SyntheticPackedDataset, vocab_size=llm_config.vocab_size,
+                     max_length=max_length, num_rows=iters * batch_size * world,
+                     sample_lengths=tuple(sample_lengths)),
+        sampler=dict(type="DefaultSampler", shuffle=False),
+        collate_fn=collate,
+    )
+    cfg.train_cfg = ConfigDict(type=TrainLoop, max_iters=iters)
+    cfg.param_scheduler = None
+    for key in ("val_dataloader", "val_cfg", "val_evaluator", "test_dataloader", "test_cfg",
+                "test_evaluator", "visualizer", "load_from"):
+        cfg.pop(key, None)
+    cfg.resume = False
+    cfg.custom_hooks = []
+    cfg.default_hooks = ConfigDict(
+        timer=dict(type="IterTimerHook"),
+        logger=dict(type="LoggerHook", interval=max(1, steps), log_metric_by_epoch=False),
+        param_scheduler=dict(type="ParamSchedulerHook"),
+        checkpoint=None,
+        sampler_seed=dict(type="DistSamplerSeedHook"),
+    )
+    cfg.log_processor = ConfigDict(by_epoch=False)
+    cfg.max_length = max_length
+    return cfg
+
+
+def describe(cfg: Config) -> dict:
+    """The settings a reader of the results needs (JSON-friendly)."""
+    model = cfg.model
+    llm = model.llm
+    quant = llm.get("quantization_config")
+    wrapper = cfg.optim_wrapper
+    return {
+        "model": osp.basename(str(llm.get("pretrained_model_name_or_path")).rstrip("/")),
+        "method": ("qlora" if quant and model.get("lora") else
+                   "lora" if model.get("lora") else "full"),
+        "seq_len": cfg.max_length,
+        "batch_size": cfg.train_dataloader.batch_size,
+        "varlen_attn": bool(model.get("use_varlen_attn", False)),
+        "optim_wrapper": str(getattr(wrapper.get("type"), "__name__", wrapper.get("type"))),
+        "amp_dtype": str(wrapper.get("dtype")),
+        "config": osp.basename(cfg.filename) if cfg.filename else None,
+    }

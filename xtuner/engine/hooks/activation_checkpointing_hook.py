@@ -1,0 +1,45 @@
+"""``ActivationCheckpointingHook``: feeds each step's peak memory to the ``'auto'`` mode."""
+from __future__ import annotations
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+__all__ = ["ActivationCheckpointingHook"]
+
+
+class ActivationCheckpointingHook(Hook):
+    """After each of the first ``refit_iters`` training steps, refit which decoder layers are
+    checkpointed (``SupervisedFinetune(use_activation_checkpointing='auto')``) to the step's
+    peak allocated memory. ``xtuner train`` adds it on GPUs; it does nothing for other models.
+
+    The first step runs with all layers but one checkpointed and measures that one; the
+    second applies the fit; later steps check it held (a tighter fit is never tried again,
+    only more checkpointing if a step went over the budget).
+    """
+
+    # Before LoggerHook (BELOW_NORMAL), which resets the peak-memory counter when it logs.
+    priority = "NORMAL"
+
+    def __init__(self, refit_iters: int = 20):
+        self.refit_iters = refit_iters
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        return model if getattr(model, "checkpointing_plan", None) is not None else None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if runner.iter < self.refit_iters and self._model(runner) and torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        model = self._model(runner)
+        if model is None or runner.iter >= self.refit_iters or not torch.cuda.is_available():
+            return
+        plan = model.checkpointing_plan
+        peak = torch.cuda.max_memory_allocated()
+        if runner.iter == 0:
+            plan.update(peak)
+        elif peak > plan.budget_bytes:
+            plan.update(peak)
