@@ -14,10 +14,11 @@ from xtuner.utils.errors import UsageError
 from xtuner.utils.paths import tools_dir
 from xtuner.version import __version__
 
-# Every mode (and sub-mode) v0 had, as a user types it.
+# Every mode (and sub-mode) v0 had, as a user types it, plus `benchmark`.
 ALL_MODES = [
     "list-cfg", "copy-cfg", "train", "convert pth_to_hf", "convert merge", "convert split",
-    "chat", "check-custom-dataset", "preprocess", "log-dataset", "list-dataset-format", "version",
+    "benchmark", "chat", "check-custom-dataset", "preprocess", "log-dataset", "list-dataset-format",
+    "version",
 ]  # fmt: skip
 
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"

@@ -92,3 +92,51 @@ def test_liger_kernels_keep_the_loss(tmp_path):
         loss.backward()
         losses[liger] = loss.item()
     assert abs(losses[True] - losses[False]) < 2e-2 * abs(losses[False])
+
+
+def test_varlen_under_autocast_over_fp32_weights_uses_the_fused_kernel(tmp_path, monkeypatch):
+    """AmpOptimWrapper's setting: RoPE promotes q/k to fp32; the backend must still take the
+    fused kernel (not the per-sample loop) and keep samples apart."""
+    import xtuner.model.attention as attention
+
+    def no_loop(*args, **kwargs):
+        raise AssertionError("per-sample fallback used on CUDA under autocast")
+
+    monkeypatch.setattr(attention, "_per_sample_sdpa", no_loop)
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, hidden_size=64, num_attention_heads=4,
+                                          num_key_value_heads=2)
+    model = SupervisedFinetune(_llm_cfg(model_dir, torch.float32), use_varlen_attn=True,
+                               use_activation_checkpointing=False).cuda().eval()
+    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
+    packed = default_collate_fn(rows, use_varlen_attn=True)["data"]
+    packed = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
+                  if isinstance(v, list) else v) for k, v in packed.items()}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = model(packed, mode="predict")[0]["logits"].float()
+        last = SAMPLES[-1]
+        alone = model.llm(input_ids=torch.tensor([last]).cuda()).logits[0].float()
+    torch.testing.assert_close(logits[-len(last):], alone, atol=3e-2, rtol=3e-2)
+
+
+def test_auto_checkpointing_fits_a_budget_on_cuda(tmp_path):
+    """'auto' measures the plain layer on the first step and un-checkpoints what fits."""
+    from xtuner.model.checkpointing import checkpointable_layers
+
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, hidden_size=64, num_hidden_layers=4)
+    model = SupervisedFinetune(_llm_cfg(model_dir, torch.bfloat16), use_varlen_attn=True,
+                               use_activation_checkpointing="auto",
+                               activation_memory_budget="1GB").cuda().train()
+    plan = model.checkpointing_plan
+    layers = checkpointable_layers(model.llm)
+    assert plan.plain == 1 and sum(layer.gradient_checkpointing for layer in layers) == 3
+    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
+    data = default_collate_fn(rows, use_varlen_attn=True)["data"]
+    data = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
+                if isinstance(v, list) else v) for k, v in data.items()}
+    torch.cuda.reset_peak_memory_stats()
+    model(data)["loss"].backward()
+    assert plan.layer_bytes > 0 and plan.forward_end is not None
+    model.fit_activation_checkpointing(torch.cuda.max_memory_allocated())
+    assert plan.plain == 4 and not any(layer.gradient_checkpointing for layer in layers)
+    model.fit_activation_checkpointing(2**31)  # a step 1 GiB over: all back
+    assert plan.plain == 0 and all(layer.gradient_checkpointing for layer in layers)
