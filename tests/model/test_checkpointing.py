@@ -164,3 +164,22 @@ def test_sft_torch_compile_compiles_each_layer_and_keeps_the_loss(llama_dir):
     layers = checkpointable_layers(compiled.llm)
     assert layers and all(layer._compiled_call_impl is not None for layer in layers)
     torch.testing.assert_close(compiled(data)["loss"], plain(data)["loss"])
+
+
+def test_plan_fits_the_longest_batch_not_the_measured_one(llama_dir):
+    """Unpacked data: a short first batch must not un-checkpoint layers that a max_length
+    batch would then overflow. Activations scale with tokens; weights do not."""
+    llm = _llm(llama_dir).train()
+    llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    layers = checkpointable_layers(llm) * 16  # pretend 32 layers
+    plan = ActivationCheckpointingPlan(llm, budget=34 * GiB)
+    plan.layers = layers
+    plan.layer_bytes = GiB // 4  # measured on a 512-token batch
+    plan._tokens, plan._forward_start, plan.forward_end = 512, 20 * GiB, 21 * GiB
+    plan.max_tokens = 1024  # twice as long: 0.5 GiB a layer, 2 GiB more at forward end
+    # 34 - 1.0625 margin - (20 + 2) leaves 10.9 GiB: 21 more layers at 0.5 GiB each
+    assert plan.update(peak=23 * GiB) == 1 + 21
+    plan.plain = 1
+    plan.max_tokens = None
+    plan._tokens, plan._forward_start, plan.forward_end = 512, 20 * GiB, 21 * GiB
+    assert plan.update(peak=23 * GiB) == 32  # fitting the measured batch: all would fit

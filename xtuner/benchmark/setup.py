@@ -13,22 +13,12 @@ import torch
 from mmengine import print_log
 from mmengine.config import Config, ConfigDict
 
+from xtuner.engine.config import config_max_length
 from xtuner.utils.errors import ConfigError
 
 from .synthetic import DEFAULT_SAMPLE_LENGTHS, SyntheticPackedDataset
 
-__all__ = ["config_max_length", "llm_path", "make_random_init_model", "benchmark_config"]
-
-
-def config_max_length(cfg: Config) -> int | None:
-    """The packed row length the config trains with (its ``max_length``)."""
-    if isinstance(cfg.get("max_length"), int):
-        return cfg.max_length
-    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
-    for candidate in (dataset, dataset.get("dataset") or {}):
-        if isinstance(candidate, dict) and isinstance(candidate.get("max_length"), int):
-            return candidate["max_length"]
-    return None
+__all__ = ["llm_path", "make_random_init_model", "benchmark_config"]
 
 
 def llm_path(cfg: Config) -> str:

@@ -79,6 +79,17 @@ def resolve_type(obj):
     return obj
 
 
+def config_max_length(cfg) -> int | None:
+    """The longest sample or packed row the config trains on (its ``max_length``)."""
+    if isinstance(cfg.get("max_length"), int):
+        return cfg.max_length
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    for candidate in (dataset, dataset.get("dataset") or {}):
+        if isinstance(candidate, dict) and isinstance(candidate.get("max_length"), int):
+            return candidate["max_length"]
+    return None
+
+
 def type_name(obj) -> str:
     """The short name of a config ``type`` (``'AdamW'`` for the class, ``'torch.optim.AdamW'``
     or a lazy object), without importing anything."""

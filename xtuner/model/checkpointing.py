@@ -144,6 +144,9 @@ class ActivationCheckpointingPlan:
         self.budget = budget
         self.layer_bytes = 0
         self.forward_end = None
+        self.max_tokens: int | None = None  # the longest batch the data can bring, if known
+        self._forward_start = 0
+        self._tokens = 0
         self.plain = 1 if self.layers else 0
         set_plain_layers(self.layers, self.plain)
         self._hook = None
@@ -176,17 +179,35 @@ class ActivationCheckpointingPlan:
         _, total = torch.cuda.mem_get_info()
         return int(total * 0.9)
 
+    def note_forward_start(self, tokens: int) -> None:
+        """Record a training forward pass's size (tokens, padding included) and the memory
+        held before it."""
+        if torch.cuda.is_available() and self.forward_end is None:
+            self._forward_start = torch.cuda.memory_allocated()
+            self._tokens = tokens
+
     def note_forward_end(self) -> None:
         """Record the memory held when a training forward pass ends (activations kept)."""
         if torch.cuda.is_available():
             self.forward_end = max(self.forward_end or 0, torch.cuda.memory_allocated())
 
+    def _worst_case_scale(self) -> float:
+        """Activations grow with the tokens of a batch: fit for the longest batch the data can
+        bring (``max_tokens``), not for the one measured (packed rows are always full)."""
+        if not self.max_tokens or not self._tokens:
+            return 1.0
+        return max(1.0, self.max_tokens / self._tokens)
+
     def update(self, peak: int) -> int:
         """Refit after a step that peaked at ``peak`` bytes; returns the plain-layer count."""
         if not self.layers or not self.layer_bytes:
             return self.plain
-        plain = plan_plain_layers(peak, self.budget_bytes, self.layer_bytes, self.plain,
-                                  len(self.layers), self.forward_end)
+        scale = self._worst_case_scale()
+        forward_end = self.forward_end
+        if forward_end is not None:
+            forward_end = int(self._forward_start + (forward_end - self._forward_start) * scale)
+        plain = plan_plain_layers(peak, self.budget_bytes, int(self.layer_bytes * scale),
+                                  self.plain, len(self.layers), forward_end)
         self.forward_end = None
         if plain != self.plain:
             print_log(f"Activation checkpointing (auto): peak {peak / 2**30:.1f} GiB of a "

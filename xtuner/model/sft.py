@@ -284,9 +284,12 @@ class SupervisedFinetune(BaseModel):
 
     def compute_loss(self, data: dict) -> dict:
         """Mean cross-entropy over the trained tokens of the batch."""
+        plan = self.checkpointing_plan if self.training else None
+        if plan is not None:
+            plan.note_forward_start(data["input_ids"].numel())
         outputs = self._forward_llm(data)
-        if self.checkpointing_plan is not None and self.training:
-            self.checkpointing_plan.note_forward_end()
+        if plan is not None:
+            plan.note_forward_end()
         return {"loss": outputs.loss}
 
     @torch.no_grad()

@@ -29,6 +29,18 @@ class ActivationCheckpointingHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         return model if getattr(model, "checkpointing_plan", None) is not None else None
 
+    def before_train(self, runner) -> None:
+        model = self._model(runner)
+        if model is None:
+            return
+        from xtuner.engine.config import config_max_length
+
+        # Fit for the longest batch the data can bring (unpacked data varies in length).
+        max_length = config_max_length(runner.cfg)
+        batch_size = (runner.cfg.get("train_dataloader") or {}).get("batch_size") or 1
+        if max_length:
+            model.checkpointing_plan.max_tokens = int(max_length) * int(batch_size)
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if runner.iter < self.refit_iters and self._model(runner) and torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
