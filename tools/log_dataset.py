@@ -43,14 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(resolve_config(args.config))
     for note in merge_cfg_options(cfg, args.cfg_options):
         print(f"note: {note}", file=sys.stderr)
-    if str(cfg.get("framework", "mmengine")).lower() == "huggingface":
-        dataset_cfg, where = cfg.get("train_dataset"), "train_dataset"
-    else:
-        loader = cfg.get("train_dataloader")
-        dataset_cfg = loader.get("dataset") if isinstance(loader, dict) else None
-        where = "train_dataloader.dataset"
-    if dataset_cfg is None:
-        raise ConfigError(f"the config has no {where}")
+    from xtuner.dataset.specs import train_dataset_cfg
+
+    dataset_cfg, where = train_dataset_cfg(cfg, "log")
     tokenizer_cfg = cfg.get("tokenizer") or dataset_cfg.get("tokenizer")
     if tokenizer_cfg is None:
         raise ConfigError("the config has no tokenizer to decode the samples with")

@@ -8,6 +8,14 @@ by pointing the config (a copy of it: `xtuner copy-cfg`) at it, at the end of th
     train_dataloader.update(dataset=dict(type=load_processed_dataset, path=DIR))
 
 The loader checks every file against the manifest and refuses a missing or corrupted DIR.
+
+The automatic cache (``$XTUNER_CACHE_DIR``, default ``~/.cache/xtuner/datasets``) that
+``xtuner train`` fills is managed here too:
+
+    xtuner preprocess --list-cache                 # size, rows, last use, data files
+    xtuner preprocess --clean-cache --keep 3       # keep the 3 most recently used
+    xtuner preprocess --clean-cache --older-than 30  # drop what was unused for 30 days
+    xtuner preprocess --clean-cache                # everything
 """
 from __future__ import annotations
 
@@ -21,38 +29,69 @@ from xtuner.utils.cli import ArgumentParser, run_main
 
 def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(prog="xtuner preprocess", description=__doc__)
-    parser.add_argument("config", help="config file or catalog name (see `xtuner list-cfg`)")
-    parser.add_argument("--save-dir", required=True, metavar="DIR",
+    parser.add_argument("config", nargs="?",
+                        help="config file or catalog name (see `xtuner list-cfg`)")
+    parser.add_argument("--save-dir", metavar="DIR",
                         help="where the processed dataset is written (replaced if present)")
+    cache = parser.add_argument_group("the automatic cache of processed datasets")
+    cache.add_argument("--list-cache", action="store_true",
+                       help="list its folders, least recently used first, and exit")
+    cache.add_argument("--clean-cache", action="store_true",
+                       help="delete its folders (all, or as --keep / --older-than say)")
+    cache.add_argument("--keep", type=int, metavar="N",
+                       help="with --clean-cache: keep the N most recently used folders")
+    cache.add_argument("--older-than", type=float, metavar="DAYS",
+                       help="with --clean-cache: delete folders unused for more than DAYS")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. "
                         "train_dataloader.dataset.max_length=4096")
     return parser.parse_args(argv)
 
 
+def _manage_cache(args) -> int:
+    from xtuner.dataset.cache import cache_root
+    from xtuner.dataset.cache_admin import clean_cache, format_entries, list_cache
+    from xtuner.utils.errors import UsageError
+
+    if args.config or args.save_dir:
+        raise UsageError("--list-cache and --clean-cache take no CONFIG or --save-dir")
+    if args.keep is not None and args.keep < 0 or (args.older_than or 0) < 0:
+        raise UsageError("--keep and --older-than take numbers of 0 or more")
+    if args.list_cache:
+        print(f"{cache_root()}:")
+        print(format_entries(list_cache()))
+        return 0
+    removed = clean_cache(keep=args.keep, older_than_days=args.older_than)
+    freed = sum(e.size for e in removed)
+    print(f"removed {len(removed)} folder{'s' * (len(removed) != 1)} from {cache_root()} "
+          f"({freed / 2**20:.1f} MB); {len(list_cache())} left")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from xtuner.utils.errors import ConfigError, UsageError
+
+    if args.list_cache or args.clean_cache:
+        return _manage_cache(args)
+    if args.keep is not None or args.older_than is not None:
+        raise UsageError("--keep and --older-than go with --clean-cache")
+    if not args.config or not args.save_dir:
+        raise UsageError("give CONFIG and --save-dir DIR (or --list-cache / --clean-cache)")
     from xtuner.engine.config import load_config, merge_cfg_options
-    from xtuner.utils.errors import ConfigError
     from xtuner.utils.paths import resolve_config
 
     cfg = load_config(resolve_config(args.config))
     for note in merge_cfg_options(cfg, args.cfg_options):
         print(f"note: {note}", file=sys.stderr)
-    if str(cfg.get("framework", "mmengine")).lower() == "huggingface":
-        dataset_cfg, where = cfg.get("train_dataset"), "train_dataset"
-    else:
-        loader = cfg.get("train_dataloader")
-        dataset_cfg = loader.get("dataset") if isinstance(loader, dict) else None
-        where = "train_dataloader.dataset"
-    if not isinstance(dataset_cfg, dict) or "type" not in dataset_cfg:
-        raise ConfigError(f"the config has no {where} to preprocess")
+    from xtuner.dataset.specs import train_dataset_cfg
+
+    dataset_cfg, where = train_dataset_cfg(cfg, "preprocess")
 
     from pathlib import Path
 
     from xtuner.dataset.cache import MANIFEST, save_processed
     from xtuner.dataset.huggingface import build
-    from xtuner.utils.errors import UsageError
 
     save_dir = Path(args.save_dir)
     # DIR is replaced: never delete a folder that is not an earlier preprocess output.

@@ -51,7 +51,7 @@ def calls(tmp_path, monkeypatch):
 @pytest.fixture
 def logs(monkeypatch):
     """Messages xtuner logs while processing (mmengine's handler keeps an old stdout)."""
-    from xtuner.dataset import cache, huggingface
+    from xtuner.dataset import cache, huggingface, problems
 
     seen: list[str] = []
 
@@ -60,6 +60,7 @@ def logs(monkeypatch):
 
     monkeypatch.setattr(cache, "print_log", record)
     monkeypatch.setattr(huggingface, "print_log", record)
+    monkeypatch.setattr(problems, "print_log", record)
 
     def text():
         out = "\n".join(seen)
@@ -223,3 +224,37 @@ def test_train_fails_early_on_bad_data_and_skip_switch_trains(tmp_path):
     log = proc.stdout + proc.stderr
     assert "skipped 1 bad records (invalid JSON: 1)" in log
     assert "Iter(train) [1/" in log
+
+
+def test_list_and_clean_the_cache(tmp_path, bos_tokenizer, calls, capsys):
+    import time
+
+    data = _write(tmp_path / "a.jsonl", ROWS)
+    for max_length in (16, 32, 64):
+        _run(data, bos_tokenizer, max_length=max_length)
+    old, middle, new = sorted(
+        _cache_dirs(), key=lambda p: (p / MANIFEST).stat().st_mtime)
+    day = 86400
+    now = time.time()
+    for folder, age in ((old, 40 * day), (middle, 10 * day), (new, 0)):
+        os.utime(folder / MANIFEST, (now - age, now - age))
+    partial = cache_root() / f"{old.name}.tmp-999999999"  # a killed run's half-written folder
+    partial.mkdir()
+    (partial / "data.arrow").write_bytes(b"x" * 10)
+
+    assert xtuner_main(["preprocess", "--list-cache"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.index(old.name) < listed.index(middle.name) < listed.index(new.name)
+    assert "partial" in listed and str(tmp_path / "a.jsonl") in listed
+    assert "4 folders" in listed
+
+    assert xtuner_main(["preprocess", "--clean-cache", "--older-than", "30"]) == 0
+    assert "removed 2 folders" in capsys.readouterr().out  # the old one and the partial one
+    assert _cache_dirs() == sorted([middle, new])
+    _run(data, bos_tokenizer, max_length=32)  # reusing `middle` makes it the newest
+    assert xtuner_main(["preprocess", "--clean-cache", "--keep", "1"]) == 0
+    assert _cache_dirs() == [middle]
+    assert xtuner_main(["preprocess", "--clean-cache"]) == 0
+    assert _cache_dirs() == []
+    assert xtuner_main(["preprocess", "--keep", "1"]) == 2  # --keep needs --clean-cache
+    assert xtuner_main(["preprocess", DEMO, "--list-cache"]) == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import xtuner.dataset.validation as validation
+import xtuner.dataset.checker as checker
 from xtuner.dataset.formats import DATA_FORMATS, fields_read_by, format_for_map_fn
 from xtuner.dataset.map_fns.dataset_map_fns import DATASET_FORMAT_MAPPING
 from xtuner.dataset.validation import ERROR, MISSING_KEY, validate_record
@@ -247,8 +247,8 @@ def test_problems_are_limited_per_kind(tmp_path, capsys):
 def test_worker_processes_give_the_same_report(tmp_path, conv_file, capsys, monkeypatch):
     cfg_path = _config(tmp_path, _json_data(conv_file))
     _, serial, _ = _check(capsys, cfg_path, "--num-proc", "1")
-    monkeypatch.setattr(validation, "_POOL_MIN_BYTES", 0)
-    monkeypatch.setattr(validation, "_CHUNK", 3)  # several chunks in flight
+    monkeypatch.setattr(checker, "_POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(checker, "_CHUNK", 3)  # several chunks in flight
     _, parallel, _ = _check(capsys, cfg_path, "--num-proc", "2")
     assert parallel == serial
 

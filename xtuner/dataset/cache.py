@@ -1,4 +1,4 @@
-"""Processed-dataset cache, ``xtuner preprocess`` output, and early checks of raw records.
+"""Processed-dataset cache and ``xtuner preprocess`` output.
 
 A processed (tokenized, packed) dataset is stored under ``$XTUNER_CACHE_DIR`` (default
 ``~/.cache/xtuner/datasets``) in a folder named by a sha256 over everything that decides its
@@ -9,7 +9,8 @@ processing again.
 
 Each folder is written under a temporary name and renamed into place, with a
 ``xtuner_manifest.json`` listing the sha256 and size of every file; a folder whose files do not
-match its manifest is reported, deleted and rebuilt, never used.
+match its manifest is reported, deleted and rebuilt, never used. Reusing a folder touches its
+manifest, so :mod:`.cache_admin` can list and evict the least recently used folders.
 """
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ import json
 import logging
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mmengine import print_log
 
-from xtuner.utils.errors import DataError, XTunerError
+from xtuner.utils.errors import DataError
+
+from .raw_check import check_raw_records  # noqa: F401 - its earlier home
+from .sources import local_sources
 
 __all__ = [
     "MANIFEST",
@@ -37,12 +40,12 @@ __all__ = [
     "save_processed",
     "load_processed",
     "load_processed_dataset",
-    "check_raw_records",
+    "local_sources",
+    "source_digests",
 ]
 
 MANIFEST = "xtuner_manifest.json"
 _FORMAT = 1  # bump when the folder layout changes
-_SHOWN = 5  # bad records quoted in a DataError
 
 # Settings of process_hf_dataset that change the processed rows (map_num_proc does not).
 _SETTINGS = ("do_dataset_tokenization", "max_length", "max_dataset_length", "split",
@@ -121,23 +124,8 @@ def _tokenizer_identity(tokenizer) -> dict | None:
             "eos": getattr(tokenizer, "eos_token_id", None)}
 
 
-def local_sources(dataset_cfg, split):
-    """The local files (or ``save_to_disk`` folders) a dataset config reads.
-
-    Returns:
-        ``(sources, None)``, or ``(None, reason)`` when the data is not local files.
-    """
-    from .validation import resolve_sources
-
-    if not isinstance(dataset_cfg, dict) or "type" not in dataset_cfg:
-        return None, f"the dataset is a {type(dataset_cfg).__name__} object, not local files"
-    try:
-        return resolve_sources(dataset_cfg, split, "dataset"), None
-    except XTunerError as exc:
-        return None, str(exc)
-
-
-def _source_digests(sources) -> list:
+def source_digests(sources) -> list:
+    """Per source: its kind, split, field and the sha256 of each of its files."""
     out = []
     for source in sources:
         path = Path(source.path)
@@ -164,7 +152,7 @@ def dataset_cache_key(kwargs: dict, sources, tokenizer) -> tuple[str, dict]:
     material = {
         "format": _FORMAT,
         "xtuner": __version__,
-        "data": _source_digests(sources),
+        "data": source_digests(sources),
         "loader": _identity(dataset_cfg),
         "settings": _identity({k: kwargs.get(k) for k in _SETTINGS}),
         "map_fn": _identity(resolve_map_fn(kwargs.get("dataset_map_fn"))),
@@ -183,8 +171,12 @@ def _file_table(folder: Path) -> dict[str, dict]:
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def save_processed(dataset, folder: str | Path, material: dict | None = None) -> Path:
+def save_processed(dataset, folder: str | Path, material: dict | None = None,
+                   sources: list[str] | None = None) -> Path:
     """Write a processed dataset and its manifest to ``folder`` atomically.
+
+    ``sources`` (the data files it was made from) are recorded for ``--list-cache`` only; they
+    are not part of the key.
 
     The data goes to ``<folder>.tmp-<pid>``, the manifest is written last, and the folder is
     renamed into place, so a killed run never leaves a folder that looks complete.
@@ -195,7 +187,8 @@ def save_processed(dataset, folder: str | Path, material: dict | None = None) ->
     shutil.rmtree(tmp, ignore_errors=True)
     dataset.save_to_disk(str(tmp))
     manifest = {"format": _FORMAT, "num_rows": len(dataset), "columns": dataset.column_names,
-                "key_material": material or {}, "files": _file_table(tmp)}
+                "key_material": material or {}, "sources": sources or [],
+                "files": _file_table(tmp)}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=repr))
     if folder.exists():
         shutil.rmtree(folder)
@@ -279,73 +272,8 @@ def cached_or_none(key: str, check_hashes: bool = True):
                   logger="current", level=logging.WARNING)
         shutil.rmtree(folder, ignore_errors=True)
         return None
+    # The manifest's mtime is the folder's "last used" time for `--clean-cache --keep N`.
+    os.utime(folder / MANIFEST)
     print_log(f"reused processed dataset from {folder} ({len(dataset)} rows)",
               logger="current")
     return dataset
-
-
-# --------------------------------------------------------------------------- raw records
-
-
-def check_raw_records(dataset_cfg, split, map_fn, skip: bool):
-    """Check the structure of every record of local JSON / JSON Lines data before loading.
-
-    Only the cheap per-record checks of :mod:`.validation` run (valid JSON, the keys and
-    types the map fn expects); ``xtuner check-custom-dataset`` runs the full pipeline.
-
-    Returns:
-        ``dataset_cfg`` itself when every record is fine (or the data is not local JSON), or,
-        with ``skip``, a config loading cleaned JSON Lines copies without the bad records.
-
-    Raises:
-        DataError: a record is bad and ``skip`` is off; the message lists ``file:line``
-            problems, the total, and how to check or skip.
-    """
-    from .formats import format_for_map_fn
-    from .validation import EMPTY, ERROR, _parse, iter_source, validate_record
-
-    sources, _ = local_sources(dataset_cfg, split)
-    if not sources or any(s.kind not in ("json", "jsonl") for s in sources):
-        return dataset_cfg
-    fmt = format_for_map_fn(map_fn)
-    bad: list[tuple[str, Any]] = []
-    kept: list[list[Any]] = []
-    for source in sources:
-        records = []
-        for loc, tag, payload in iter_source(source):
-            record, problem = _parse(tag, payload)
-            problems = [problem] if problem else validate_record(record, fmt)
-            # An empty conversation is dropped by the pipeline itself, as in v0.
-            error = next((p for p in problems if p.severity == ERROR and p.kind != EMPTY),
-                         None)
-            if error is None:
-                records.append(record)
-            else:
-                bad.append((loc, error))
-        kept.append(records)
-    if not bad:
-        return dataset_cfg
-    if not skip:
-        lines = "\n".join(f"  {loc}: {p}" for loc, p in bad[:_SHOWN])
-        more = f"\n  ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-        raise DataError(f"{len(bad)} bad record{'s' * (len(bad) != 1)} in the training data:\n"
-                        f"{lines}{more}\nRun `xtuner check-custom-dataset CONFIG` for a full "
-                        "report, fix the records, or skip them with XTUNER_SKIP_BAD_RECORDS=1 "
-                        "(process_hf_dataset(skip_bad_records=True))")
-    reasons = Counter(p.kind for _, p in bad)
-    print_log(f"skipped {len(bad)} bad records (" + ", ".join(
-        f"{kind}: {n}" for kind, n in reasons.most_common()) + f"); first: {bad[0][0]}: "
-        f"{bad[0][1]}", logger="current", level=logging.WARNING)
-    import tempfile
-
-    from datasets import load_dataset
-
-    out_dir = Path(tempfile.mkdtemp(prefix="xtuner-clean-"))
-    files = []
-    for i, records in enumerate(kept):
-        path = out_dir / f"part-{i}.jsonl"
-        with open(path, "w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        files.append(str(path))
-    return dict(type=load_dataset, path="json", data_files={split or "train": files})

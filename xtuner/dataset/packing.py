@@ -116,7 +116,9 @@ def _build_rows(batch, source):
     out: dict[str, list] = {"input_ids": [], "labels": [], "position_ids": [],
                             "cumulative_len": [], "length": []}
     flat = [i for row in batch["sample_indices"] for i in row]
-    picked = source.select(flat)
+    # One gather for the whole batch: indexing datasets' lazy columns item by item costs
+    # ~0.2 ms a sample.
+    picked = source.select(flat)[:]
     ids_col, labels_col = picked["input_ids"], picked["labels"]
     k = 0
     for row in batch["sample_indices"]:
@@ -156,9 +158,12 @@ def pack_dataset(dataset, max_length: int, shuffle: bool = True, seed: int = 0,
     """
     from datasets import Dataset
 
+    dataset = dataset.select_columns(["input_ids", "labels"])
     if shuffle:
         dataset = dataset.shuffle(seed=seed).flatten_indices()
-    lengths = [len(ids) for ids in dataset["input_ids"]]
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
     rows = plan_packed_rows(lengths, max_length)
     plan = Dataset.from_dict({"sample_indices": rows})
     packed = plan.map(

@@ -1,0 +1,78 @@
+"""The printed report of ``xtuner check-custom-dataset``: problems, summary, one sample."""
+from __future__ import annotations
+
+from collections import Counter
+
+from .checker import DatasetReport
+from .sources import callable_name
+from .specs import DatasetSpec
+
+__all__ = ["format_report"]
+
+
+def _percentile(sorted_values: list[int], q: float) -> int:
+    """Nearest-rank percentile."""
+    import math
+
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _describe_format(spec: DatasetSpec) -> str:
+    fmt = spec.fmt
+    if spec.map_fn is None:
+        return "XTuner conversation format (dataset_map_fn=None)"
+    return f"'{fmt.name}' format (dataset_map_fn={callable_name(spec.map_fn)})"
+
+
+def format_report(report: DatasetReport, max_shown: int = 20) -> str:
+    """The problems, summary and a decoded sample of one dataset, as printed by the tool."""
+    from .render import render_trained_spans
+
+    spec = report.spec
+    files = ", ".join(s.path for s in spec.sources)
+    lines = [f"== {spec.name}: {files}",
+             (f"   {_describe_format(spec)}, template {spec.template_name or 'none'}, "
+              f"max_length {spec.max_length}")]
+    if report.shown:
+        lines.append("")
+        lines += [f"{loc}: {p}" for _, loc, p in report.shown]
+        by_kind = Counter()
+        for (_, kind), n in report.counts.items():
+            by_kind[kind] += n
+        for kind, n in by_kind.items():
+            if n > max_shown:
+                lines.append(f"... and {n - max_shown} more '{kind}' problems")
+    lines.append("")
+    dropped = sum(report.dropped.values())
+    reasons = ", ".join(f"{kind} {n}" for kind, n in report.dropped.most_common())
+    lines += [
+        "Summary",
+        f"  records read     {report.read}",
+        f"  kept             {report.kept}",
+        f"  dropped          {dropped}" + (f" ({reasons})" if reasons else ""),
+    ]
+    if report.lengths:
+        values = sorted(report.lengths)
+        median = values[(len(values) - 1) // 2]
+        lines.append(f"  token lengths    min {values[0]}, median {median}, "
+                     f"p95 {_percentile(values, 95)}, max {values[-1]}")
+        total = sum(min(n, spec.max_length or n) for n in values)
+        lines.append(f"  trained tokens   {report.trained} of {total} "
+                     f"({report.trained / max(total, 1):.1%})")
+    if spec.max_length is not None:
+        lines.append(f"  truncated        {report.truncated} (max_length {spec.max_length})")
+    if report.packed_rows is not None:
+        total = sum(min(n, spec.max_length) for n in report.lengths)
+        efficiency = total / (report.packed_rows * spec.max_length)
+        lines.append(f"  packed rows      {report.packed_rows} (packing efficiency "
+                     f"{efficiency:.1%})")
+    if spec.max_dataset_length is not None:
+        lines.append(f"  note             max_dataset_length={spec.max_dataset_length}: "
+                     "training uses a random subset of the kept records")
+    if report.sample is not None:
+        loc, ids, labels = report.sample
+        lines += ["", f"Sample from {loc}, trained tokens between [[ and ]]:",
+                  render_trained_spans(spec.tokenizer, ids, labels)]
+    return "\n".join(lines)
+

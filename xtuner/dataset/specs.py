@@ -1,0 +1,139 @@
+"""Which datasets a config trains on, as the data checker needs them (:class:`DatasetSpec`).
+
+Each ``process_hf_dataset`` of a config (every member of a ``ConcatDataset``) becomes a spec:
+its local sources, the built map fn, template fn and tokenizer, and the settings that decide
+truncation and packing.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from xtuner.engine.config import resolve_type
+from xtuner.utils.errors import ConfigError
+
+from .formats import DataFormat, format_for_map_fn
+from .sources import DataSource, callable_name, resolve_sources
+
+__all__ = ["DatasetSpec", "dataset_specs", "train_dataset_cfg"]
+
+
+@dataclass
+class DatasetSpec:
+    """One ``process_hf_dataset`` of a config, as the checker needs it."""
+
+    name: str
+    sources: list[DataSource]
+    map_fn: Callable | None
+    template_fn: Callable | None
+    template_name: str | None
+    tokenizer: Any
+    max_length: int | None
+    pack: bool
+    input_ids_with_output: bool
+    with_image_token: bool
+    max_dataset_length: int | None
+
+    @property
+    def fmt(self) -> DataFormat:
+        return format_for_map_fn(self.map_fn)
+
+
+def _template_name(template) -> str | None:
+    from xtuner.utils.templates import PROMPT_TEMPLATE
+
+    if isinstance(template, str):
+        return template.rsplit(".", 1)[-1]
+    for name, value in PROMPT_TEMPLATE.items():
+        if value == template:
+            return name
+    return None
+
+
+def _build_tokenizer(tokenizer_cfg, cache: dict):
+    from .huggingface import build
+
+    key = repr(tokenizer_cfg)
+    if key not in cache:
+        try:
+            cache[key] = build(tokenizer_cfg)
+        except (OSError, ValueError) as exc:
+            name = (tokenizer_cfg.get("pretrained_model_name_or_path")
+                    if isinstance(tokenizer_cfg, dict) else tokenizer_cfg)
+            raise ConfigError(f"cannot load the tokenizer {name!r}: {exc}") from exc
+    return cache[key]
+
+
+def _spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
+    from .huggingface import build, process_hf_dataset, resolve_map_fn
+
+    defaults = {k: p.default for k, p in inspect.signature(process_hf_dataset).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    args = {**defaults, **{k: v for k, v in ds_cfg.items() if k != "type"}}
+    if not args["do_dataset_tokenization"]:
+        raise ConfigError(f"{name} has do_dataset_tokenization=False (already tokenized); "
+                          "check-custom-dataset checks raw records")
+    if args["tokenizer"] is None:
+        raise ConfigError(f"{name} has no tokenizer")
+    sources = resolve_sources(args["dataset"], args["split"], f"{name}.dataset")
+    template_cfg = args["template_map_fn"]
+    template_name = None
+    if isinstance(template_cfg, dict):
+        template_name = _template_name(template_cfg.get("template"))
+    template_fn = build(template_cfg) if template_cfg is not None else None
+    return DatasetSpec(
+        name=name, sources=sources, map_fn=resolve_map_fn(args["dataset_map_fn"]),
+        template_fn=template_fn, template_name=template_name,
+        tokenizer=_build_tokenizer(args["tokenizer"], tokenizers),
+        max_length=args["max_length"], pack=bool(args["pack_to_max_length"]),
+        input_ids_with_output=bool(args["input_ids_with_output"]),
+        with_image_token=bool(args["with_image_token"]),
+        max_dataset_length=args["max_dataset_length"])
+
+
+def train_dataset_cfg(cfg, purpose: str) -> tuple[dict, str]:
+    """``(dataset config, its key)``: ``train_dataloader.dataset``, or ``train_dataset`` in a
+    ``framework='huggingface'`` config.
+
+    Raises:
+        ConfigError: there is none (the message says there is nothing to ``purpose``).
+    """
+    if str(cfg.get("framework", "mmengine")).lower() == "huggingface":
+        root, name = cfg.get("train_dataset"), "train_dataset"
+    else:
+        loader = cfg.get("train_dataloader")
+        root = loader.get("dataset") if isinstance(loader, dict) else None
+        name = "train_dataloader.dataset"
+    if not isinstance(root, dict) or "type" not in root:
+        raise ConfigError(f"the config has no {name} to {purpose}")
+    return root, name
+
+
+def dataset_specs(cfg) -> tuple[list[DatasetSpec], list[str]]:
+    """The training datasets of a config (each member of a ``ConcatDataset``), plus notes
+    about members that cannot be checked.
+
+    Raises:
+        ConfigError: the config has no training dataset this checker understands.
+    """
+    root, root_name = train_dataset_cfg(cfg, "check")
+    members = [(root_name, root)]
+    if callable_name(resolve_type(root["type"])) == "ConcatDataset":
+        members = [(f"{root_name}.datasets[{i}]", d)
+                   for i, d in enumerate(root.get("datasets") or [])]
+    specs, notes, tokenizers = [], [], {}
+    for name, ds_cfg in members:
+        kind = callable_name(resolve_type(ds_cfg.get("type"))) if isinstance(ds_cfg, dict) else None
+        if kind != "process_hf_dataset":
+            notes.append(f"{name} ({kind or type(ds_cfg).__name__}) is not a "
+                         "process_hf_dataset and is not checked")
+            continue
+        specs.append(_spec(name, ds_cfg, tokenizers))
+    if not specs:
+        raise ConfigError(f"{root_name} holds no process_hf_dataset dataset; "
+                          "check-custom-dataset checks text datasets built by "
+                          "process_hf_dataset")
+    return specs, notes
+
