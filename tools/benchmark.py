@@ -33,6 +33,13 @@ def _sample_lengths(text: str) -> tuple[int, int]:
     return low, high
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -44,7 +51,7 @@ def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(prog="xtuner benchmark", description=__doc__)
     parser.add_argument("config", help="config file or catalog name (see `xtuner list-cfg`)")
     parser.add_argument("--steps", type=_positive, default=20, help="measured steps (20)")
-    parser.add_argument("--warmup", type=int, default=5,
+    parser.add_argument("--warmup", type=_non_negative, default=5,
                         help="steps run before measuring (5; 'auto' checkpointing settles in 2)")
     parser.add_argument("--seq-len", type=_positive,
                         help="tokens per packed row (default: the config's max_length)")

@@ -129,6 +129,9 @@ def test_benchmark_random_init_needs_only_config_json(in_tmp, capsys):
     (["--sample-len", "64:16"], "MIN <= MAX"),
     (["--steps", "0"], "at least 1"),
     (["--baseline", "--deepspeed", "deepspeed_zero2"], "--baseline runs on one GPU"),
+    (["--warmup", "-1"], "must be 0 or more"),
+    (["--cfg-options", "model.llm.pretrained_model_name_or_path=/no/such/model"],
+     "cannot read the model config of '/no/such/model'"),
 ])
 def test_benchmark_usage_errors(in_tmp, capsys, argv, message):
     code, out, err = _run(["benchmark", "demo_tiny_full_colorist_e40", *argv], capsys)

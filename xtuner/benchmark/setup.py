@@ -39,6 +39,18 @@ def _wait_for(path: str, timeout: float = 3600) -> None:
         time.sleep(2)
 
 
+def load_model_config(path_or_name: str, trust_remote_code=False):
+    """The model's ``config.json`` (from the hub if need be), or one clear error."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path_or_name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the model config of '{path_or_name}' "
+                          f"(model.llm.pretrained_model_name_or_path): "
+                          f"{str(exc).splitlines()[0]}") from None
+
+
 def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=False) -> str:
     """A local model folder with random weights and the architecture of ``path_or_name``
     (only its ``config.json`` is read, from the hub if need be), so the config's own
@@ -47,13 +59,9 @@ def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=
     The folder is keyed on the architecture and reused; local rank 0 writes it (atomically)
     and the other ranks of the node wait for it.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    try:
-        config = AutoConfig.from_pretrained(path_or_name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--random-init: cannot read the model config of '{path_or_name}': "
-                          f"{str(exc).splitlines()[0]}") from None
+    config = load_model_config(path_or_name, trust_remote_code)
     key = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:16]
     target = osp.join(cache_dir, f"random_init_{key}")
     done = osp.join(target, "config.json")
@@ -91,7 +99,6 @@ def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | Non
     custom hooks are left out. ``model_path`` replaces the model's weights folder
     (``--random-init``).
     """
-    from transformers import AutoConfig
 
     from xtuner.engine.runner import TrainLoop
 
@@ -104,8 +111,7 @@ def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | Non
     max_length = seq_len or config_max_length(cfg)
     if not max_length:
         raise ConfigError(f"{cfg.filename} sets no max_length; pass --seq-len")
-    llm_config = AutoConfig.from_pretrained(path, trust_remote_code=model.llm.get(
-        "trust_remote_code", False))
+    llm_config = load_model_config(path, model.llm.get("trust_remote_code", False))
     loader = cfg.train_dataloader
     batch_size = int(loader.get("batch_size", 1))
     world = int(os.environ.get("WORLD_SIZE", "1"))
