@@ -11,6 +11,7 @@ import pytest
 
 from xtuner.dataset import encode_fn
 from xtuner.dataset.map_fns import alpaca_map_fn, openai_map_fn, pretrain_map_fn, template_map_fn
+from xtuner.dataset.tokenize import encode_batch
 from xtuner.utils.errors import DataError
 from xtuner.utils.templates import PROMPT_TEMPLATE
 
@@ -231,3 +232,21 @@ def test_alpaca_nooutput_gives_an_empty_sample(bos_tokenizer):
     example = template_map_fn(example, PROMPT_TEMPLATE.default)
     assert example == {"conversation": []}
     assert encode_fn(example, bos_tokenizer, 2048) == {"input_ids": [], "labels": []}
+
+
+@pytest.mark.parametrize("template_name", [None, "default", "qwen_chat", "llama3_chat",
+                                           "internlm2_chat"])
+def test_encode_batch_matches_v0_per_example(tokenizer, template_name):
+    """One tokenizer call for a whole batch gives every example v0's ids and labels."""
+    examples = []
+    for conversation in CONVERSATIONS.values():
+        example = {"conversation": conversation}
+        if template_name is not None:
+            template = PROMPT_TEMPLATE[template_name]
+            if "SYSTEM" not in template and any(t.get("system") for t in conversation):
+                continue
+            example = template_map_fn(example, template)
+        examples.append(example)
+    for max_length in (2048, 7):
+        expected = [v0_encode_fn(example, tokenizer, max_length) for example in examples]
+        assert encode_batch(examples, tokenizer, max_length) == expected

@@ -141,7 +141,10 @@ def encode_batch(examples: list[dict], tokenizer, max_length: int | None,
                   with_image_token)
     pieces = list(texts)
     if pieces:
-        encoded = tokenizer(pieces, add_special_tokens=False)["input_ids"]
+        if callable(tokenizer):
+            encoded = tokenizer(pieces, add_special_tokens=False)["input_ids"]
+        else:  # an object with only `encode` (as encode_fn needs)
+            encoded = [tokenizer.encode(piece, add_special_tokens=False) for piece in pieces]
         texts = dict(zip(pieces, encoded))
     return [_assemble(example["conversation"], texts.__getitem__, bos, eos, max_length,
                       input_ids_with_output, with_image_token) for example in examples]
