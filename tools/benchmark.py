@@ -93,10 +93,11 @@ def _checkpointing_setting(model) -> str:
 
 
 def _run_xtuner(cfg, args, meter_steps):
-    from xtuner.benchmark.meter import MeterHook, StepMeter, unwrap
+    from xtuner.benchmark.meter import MeterHook, StepMeter
     from xtuner.benchmark.setup import describe
     from xtuner.engine.hooks.throughput_hook import trainable_fraction
     from xtuner.engine.runner.build import build_runner
+    from xtuner.model.utils import unwrap_model
 
     meter = StepMeter(args.warmup, meter_steps)
     runner = build_runner(cfg)
@@ -112,7 +113,7 @@ def _run_xtuner(cfg, args, meter_steps):
             on_trace_ready=dict(type="log_trace", row_limit=25, sort_by=(
                 "self_device_time_total" if cuda else "self_cpu_time_total"))))
     runner.train()
-    model = unwrap(runner.model)
+    model = unwrap_model(runner.model)
     llm = model.llm
     settings = describe(cfg)
     settings["model"] = args.model_name
@@ -177,11 +178,9 @@ def _baseline(cfg, args):
 
     from xtuner.benchmark.baseline import run_baseline
     from xtuner.benchmark.report import summarize
-    from xtuner.benchmark.synthetic import SyntheticPackedDataset
+    from xtuner.model.utils import build_from_cfg
 
-    data = cfg.train_dataloader.dataset
-    dataset = SyntheticPackedDataset(data["vocab_size"], data["max_length"], data["num_rows"],
-                                     data["sample_lengths"])
+    dataset = build_from_cfg(dict(cfg.train_dataloader.dataset))
     config, fraction, meter = run_baseline(cfg, dataset, args.warmup, args.steps)
     result = summarize("hf-baseline", meter, config, fraction,
                        {"attention": "sdpa (block-diagonal mask)", "loss": "logits + CE",

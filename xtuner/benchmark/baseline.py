@@ -15,6 +15,7 @@ import contextlib
 import torch
 
 from xtuner.dataset.collate_fns import default_collate_fn
+from xtuner.engine.config import type_name
 from xtuner.model.utils import apply_device_fallbacks, build_from_cfg, is_quantized
 
 from .meter import StepMeter
@@ -59,7 +60,7 @@ def run_baseline(cfg, dataset, warmup: int, steps: int):
     trainable = sum(p.numel() for p in params)
     optimizer = _optimizer(cfg, params)
     wrapper = cfg.optim_wrapper
-    amp = "Amp" in str(getattr(wrapper.get("type"), "__name__", wrapper.get("type")))
+    amp = type_name(wrapper.get("type")) == "AmpOptimWrapper"
     dtype = wrapper.get("dtype") or "float16"
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     max_norm = (wrapper.get("clip_grad") or {}).get("max_norm")
@@ -75,9 +76,10 @@ def run_baseline(cfg, dataset, warmup: int, steps: int):
     # so building them here must not count against the baseline.
     batches = []
     for step in range(warmup + steps):
-        rows = [dataset[(step * batch_size + i) % len(dataset)] for i in range(batch_size)]
-        batch = default_collate_fn(rows, pad_index=0, return_hf_format=True)
-        batches.append(([n for r in rows for n in _lengths(r)],
+        indices = [(step * batch_size + i) % len(dataset) for i in range(batch_size)]
+        batch = default_collate_fn([dataset[i] for i in indices], pad_index=0,
+                                   return_hf_format=True)
+        batches.append(([n for i in indices for n in dataset.sample_lengths_of(i)],
                         {k: batch[k].pin_memory() if cuda else batch[k]
                          for k in ("input_ids", "labels", "position_ids")}))
     meter.data_start()
@@ -102,7 +104,3 @@ def run_baseline(cfg, dataset, warmup: int, steps: int):
     del model, optimizer, params
     return config, trainable / max(1, total), meter
 
-
-def _lengths(row: dict) -> list[int]:
-    bounds = row["cumulative_len"]
-    return [b - a for a, b in zip(bounds[:-1], bounds[1:])]

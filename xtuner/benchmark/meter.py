@@ -5,7 +5,8 @@ import time
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+
+from xtuner.engine.hooks.throughput_hook import ThroughputHook
 
 __all__ = ["StepMeter", "StepTimes", "MeterHook"]
 
@@ -126,13 +127,6 @@ class StepMeter:
         return times
 
 
-def packed_sample_lengths(data: dict) -> list[int]:
-    """Real sample lengths of a collated batch (packed rows count each sample)."""
-    from xtuner.engine.hooks.throughput_hook import ThroughputHook
-
-    return ThroughputHook.sample_lengths(data)
-
-
 class MeterHook(Hook):
     """Drives a :class:`StepMeter` from mmengine's training loop: the step starts after the
     batch arrived, the optimizer phase starts at the optimizer's own step (a
@@ -154,7 +148,7 @@ class MeterHook(Hook):
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         data = (data_batch or {}).get("data", data_batch or {})
-        self.meter.start(packed_sample_lengths(data))
+        self.meter.start(ThroughputHook.sample_lengths(data))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self.meter.end()
@@ -166,9 +160,3 @@ class MeterHook(Hook):
         if self._handle is not None:
             self._handle.remove()
 
-
-def unwrap(model):
-    """The model inside DDP/DeepSpeed wrappers."""
-    while is_model_wrapper(model) or hasattr(model, "module"):
-        model = model.module
-    return model

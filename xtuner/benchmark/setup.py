@@ -13,7 +13,7 @@ import torch
 from mmengine import print_log
 from mmengine.config import Config, ConfigDict
 
-from xtuner.engine.config import config_max_length
+from xtuner.engine.config import config_max_length, type_name
 from xtuner.utils.errors import ConfigError
 
 from .synthetic import DEFAULT_SAMPLE_LENGTHS, SyntheticPackedDataset
@@ -164,7 +164,7 @@ def describe(cfg: Config) -> dict:
         "seq_len": cfg.max_length,
         "batch_size": cfg.train_dataloader.batch_size,
         "varlen_attn": bool(model.get("use_varlen_attn", False)),
-        "optim_wrapper": str(getattr(wrapper.get("type"), "__name__", wrapper.get("type"))),
+        "optim_wrapper": type_name(wrapper.get("type")),
         "amp_dtype": str(wrapper.get("dtype")),
         "config": osp.basename(cfg.filename) if cfg.filename else None,
     }

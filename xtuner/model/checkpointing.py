@@ -147,6 +147,8 @@ class ActivationCheckpointingPlan:
         self.max_tokens: int | None = None  # the longest batch the data can bring, if known
         self._forward_start = 0
         self._tokens = 0
+        self.measuring = True  # the model reports each forward pass's memory while True
+        self._default_budget: int | None = None
         self.plain = 1 if self.layers else 0
         set_plain_layers(self.layers, self.plain)
         self._hook = None
@@ -174,10 +176,10 @@ class ActivationCheckpointingPlan:
     def budget_bytes(self) -> int:
         if self.budget is not None:
             return self.budget
-        if not torch.cuda.is_available():
-            return 0
-        _, total = torch.cuda.mem_get_info()
-        return int(total * 0.9)
+        if self._default_budget is None:
+            total = torch.cuda.mem_get_info()[1] if torch.cuda.is_available() else 0
+            self._default_budget = int(total * 0.9)
+        return self._default_budget
 
     def note_forward_start(self, tokens: int) -> None:
         """Record a training forward pass's size (tokens, padding included) and the memory

@@ -225,7 +225,7 @@ class SupervisedFinetune(BaseModel):
     def fit_activation_checkpointing(self, peak_bytes: int) -> None:
         """``'auto'`` mode: refit the checkpointed layers to the budget after a training step
         whose peak allocated memory was ``peak_bytes`` (called by
-        :class:`~xtuner.engine.hooks.ActivationCheckpointingHook` and ``xtuner benchmark``)."""
+        :class:`~xtuner.engine.hooks.ActivationCheckpointingHook`)."""
         if self.checkpointing_plan is not None:
             self.checkpointing_plan.update(peak_bytes)
 
@@ -284,11 +284,12 @@ class SupervisedFinetune(BaseModel):
 
     def compute_loss(self, data: dict) -> dict:
         """Mean cross-entropy over the trained tokens of the batch."""
-        plan = self.checkpointing_plan if self.training else None
-        if plan is not None:
+        plan = self.checkpointing_plan
+        measure = plan is not None and plan.measuring and self.training
+        if measure:
             plan.note_forward_start(data["input_ids"].numel())
         outputs = self._forward_llm(data)
-        if plan is not None:
+        if measure:
             plan.note_forward_end()
         return {"loss": outputs.loss}
 

@@ -16,6 +16,7 @@ __all__ = [
     "find_all_linear_names",
     "is_quantized",
     "apply_device_fallbacks",
+    "unwrap_model",
 ]
 
 _DTYPES = {
@@ -90,6 +91,15 @@ def apply_device_fallbacks(llm_cfg: dict) -> dict:
     elif "device_map" in cfg and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cfg["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return cfg
+
+
+def unwrap_model(model):
+    """The model inside mmengine's DDP/DeepSpeed wrappers (the model itself when unwrapped)."""
+    from mmengine.model import is_model_wrapper
+
+    while is_model_wrapper(model):
+        model = model.module
+    return model
 
 
 def build_from_cfg(cfg):

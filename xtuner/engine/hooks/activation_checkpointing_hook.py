@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+
+from xtuner.model.utils import unwrap_model
 
 __all__ = ["ActivationCheckpointingHook"]
 
@@ -26,7 +27,7 @@ class ActivationCheckpointingHook(Hook):
 
     @staticmethod
     def _model(runner):
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         return model if getattr(model, "checkpointing_plan", None) is not None else None
 
     def before_train(self, runner) -> None:
@@ -49,9 +50,8 @@ class ActivationCheckpointingHook(Hook):
         model = self._model(runner)
         if model is None or runner.iter >= self.refit_iters or not torch.cuda.is_available():
             return
-        plan = model.checkpointing_plan
         peak = torch.cuda.max_memory_allocated()
-        if runner.iter == 0:
-            plan.update(peak)
-        elif peak > plan.budget_bytes:
-            plan.update(peak)
+        if runner.iter == 0 or peak > model.checkpointing_plan.budget_bytes:
+            model.fit_activation_checkpointing(peak)
+        if runner.iter == self.refit_iters - 1:
+            model.checkpointing_plan.measuring = False  # settled: no more readings per step

@@ -11,9 +11,8 @@ import os.path as osp
 import torch
 from mmengine.dist import master_only
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from xtuner.model.utils import build_from_cfg
+from xtuner.model.utils import build_from_cfg, unwrap_model
 
 __all__ = ["EvaluateChatHook", "build_prompt"]
 
@@ -98,7 +97,7 @@ class EvaluateChatHook(Hook):
         return answers
 
     def _evaluate(self, runner, max_new_tokens: int, save_eval_output: bool = False) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         was_training = model.training
         checkpointing = model.is_checkpointing_activations
         use_cache = model.llm.config.use_cache

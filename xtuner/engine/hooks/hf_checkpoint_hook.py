@@ -5,7 +5,8 @@ import os.path as osp
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+
+from xtuner.model.utils import unwrap_model
 
 __all__ = ["HFCheckpointHook"]
 
@@ -52,7 +53,7 @@ class HFCheckpointHook(Hook):
         return {k[len(_PREFIX):]: v for k, v in state.items() if k.startswith(_PREFIX)}
 
     def after_run(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         if _deepspeed_engine(runner) is not None:
             model = _deepspeed_engine(runner).module
         state = self._state_dict(runner, model)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+
+from xtuner.model.utils import unwrap_model
 
 __all__ = ["ThroughputHook", "estimate_flops_per_token", "trainable_fraction"]
 
@@ -59,7 +60,7 @@ class ThroughputHook(Hook):
         self._trainable_fraction = 1.0
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         llm = getattr(model, "llm", model)
         self._config = getattr(llm, "config", None)
         self._trainable_fraction = trainable_fraction(llm)
