@@ -44,7 +44,9 @@ def test_varlen_batch_concatenates_rows():
     ]
     data = default_collate_fn(rows, use_varlen_attn=True, return_hf_format=True)
     assert data["input_ids"].tolist() == [list(range(1, 12))]
-    assert data["labels"].tolist() == [[IGNORE, 2, 3, IGNORE, 5, 6, 7, 8, 9, IGNORE, 11]]
+    # The first label of every sample is ignored: it would be predicted from the last token
+    # of the sample before it (here the trainable 6 after 5, and 4 after 3 already was).
+    assert data["labels"].tolist() == [[IGNORE, 2, 3, IGNORE, 5, IGNORE, 7, 8, 9, IGNORE, 11]]
     assert data["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3, 0, 1]]
     assert len(data["cumulative_len"]) == 1
     assert data["cumulative_len"][0].tolist() == [0, 3, 5, 9, 11]
@@ -58,5 +60,21 @@ def test_varlen_accepts_tensors_and_wraps_for_mmengine():
            "position_ids": torch.tensor([0, 0, 1]), "cumulative_len": torch.tensor([0, 1, 3])}
     out = default_collate_fn([row], use_varlen_attn=True)
     assert out["data_samples"] is None
+    assert out["data"]["labels"].tolist() == [[3, IGNORE, 5]]
     assert out["data"]["cumulative_len"][0].tolist() == [0, 1, 3]
     assert out["data"]["max_seqlen"] == 2
+
+
+def test_padded_packed_rows_train_no_target_across_samples():
+    """v0-style packed rows without varlen attention: samples still see each other, but the
+    first label of each sample is ignored and the boundaries are kept for the loss."""
+    rows = [
+        {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5],
+         "position_ids": [0, 1, 2, 0, 1], "cumulative_len": [0, 3, 5]},
+        {"input_ids": [6, 7], "labels": [6, 7], "position_ids": [0, 1],
+         "cumulative_len": [0, 2]},
+    ]
+    data = default_collate_fn(rows, pad_index=0, return_hf_format=True)
+    assert data["labels"].tolist() == [[1, 2, 3, IGNORE, 5], [6, 7, IGNORE, IGNORE, IGNORE]]
+    assert [b.tolist() for b in data["sample_bounds"]] == [[0, 3, 5], [0, 2]]
+    assert data["position_ids"].tolist() == [[0, 1, 2, 3, 4]] * 2  # v0's positions

@@ -134,7 +134,8 @@ def test_every_iteration_logged_and_loss_goes_down(runs):
 def test_checkpoint_loads_with_weights_only(runs):
     ckpt = torch.load(runs[0][1] / "iter_12.pth", weights_only=True, map_location="cpu")
     assert sorted(ckpt) == ["message_hub", "meta", "optimizer", "param_schedulers",
-                            "state_dict"]
+                            "state_dict", "xtuner_resume"]
+    assert ckpt["xtuner_resume"]["grads"] == {}  # saved at the end of an optimizer step
     assert ckpt["meta"]["iter"] == MAX_ITERS
     weight = ckpt["state_dict"]["llm.model.embed_tokens.weight"]
     initial = load_file(os.path.join(TINY_LLM_PATH, "model.safetensors"))

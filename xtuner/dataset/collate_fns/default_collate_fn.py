@@ -15,17 +15,42 @@ def _tensor(values) -> torch.Tensor:
     return values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.long)
 
 
+def _sample_labels(row: dict) -> torch.Tensor:
+    """The row's labels with the first label of every sample after the first ignored.
+
+    The model predicts label ``t`` from position ``t - 1``, so in a row of several samples
+    the first label of a sample would be predicted from the last token of the sample before
+    it: a target across a sample boundary (trained whenever that token is trainable, as in
+    pre-training text or with tokenizers that add no BOS). As transformers'
+    ``DataCollatorWithFlattening`` does, it is ignored; a sample alone never has a target
+    there either, so each sample's loss is the same as when it runs alone.
+    """
+    labels = _tensor(row["labels"])
+    if "cumulative_len" not in row:
+        return labels
+    starts = _tensor(row["cumulative_len"])[1:-1]
+    if len(starts):
+        labels = labels.clone()
+        labels[starts] = IGNORE_INDEX
+    return labels
+
+
 def _varlen_batch(instances: Sequence[dict]) -> dict:
     """Concatenate the rows into one row: no padding at all, and samples stay separate.
 
     Each instance is a packed row with per-sample ``position_ids`` (restarting at 0) and
-    ``cumulative_len``; batch size > 1 simply means a longer row.
+    ``cumulative_len``; batch size > 1 simply means a longer row. The first label of every
+    row after the first is ignored, for the reason given in :func:`_sample_labels`.
     """
     input_ids, labels, positions, bounds = [], [], [], [0]
     for row in instances:
         ids = _tensor(row["input_ids"])
         input_ids.append(ids)
-        labels.append(_tensor(row["labels"]))
+        row_labels = _sample_labels(row)
+        if bounds[-1] and len(row_labels):
+            row_labels = row_labels.clone()
+            row_labels[0] = IGNORE_INDEX
+        labels.append(row_labels)
         if "position_ids" in row:
             positions.append(_tensor(row["position_ids"]))
             offsets = _tensor(row["cumulative_len"])[1:] + bounds[-1]
@@ -44,8 +69,11 @@ def _varlen_batch(instances: Sequence[dict]) -> dict:
 
 
 def _padded_batch(instances: Sequence[dict], pad_index: int) -> dict:
+    """Right-pad the rows (v0): samples packed in a row attend to each other, but no target
+    crosses a sample boundary, and the boundaries stay in ``sample_bounds`` (one tensor per
+    row) for losses that weigh samples."""
     input_ids = [_tensor(x["input_ids"]) for x in instances]
-    labels = [_tensor(x["labels"]) for x in instances]
+    labels = [_sample_labels(x) for x in instances]
     lengths = torch.tensor([len(x) for x in input_ids])
     batch = {
         "input_ids": pad_sequence(input_ids, batch_first=True, padding_value=pad_index),
@@ -56,6 +84,8 @@ def _padded_batch(instances: Sequence[dict], pad_index: int) -> dict:
     if not bool(mask.all()):
         batch["attention_mask"] = mask.long()
     batch["position_ids"] = torch.arange(width).expand(len(instances), width).clone()
+    if all("cumulative_len" in x for x in instances):
+        batch["sample_bounds"] = [_tensor(x["cumulative_len"]) for x in instances]
     return batch
 
 

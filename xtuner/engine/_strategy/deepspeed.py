@@ -81,6 +81,15 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
         # while `from_pretrained` builds the model.
         self._hf_deepspeed_config = HfDeepSpeedConfig(self.config)
 
+    def resume(self, filename, *, callback=None, **kwargs):
+        """mmengine's resume, which ignores ``callback``: calling it lets hooks see the
+        loaded checkpoint (``after_load_checkpoint``) as with the plain runner, e.g. to
+        restore the random streams of the interrupted run."""
+        checkpoint = super().resume(filename, **kwargs)
+        if callback is not None:
+            callback(checkpoint)
+        return checkpoint
+
     def _wrap_model(self, model):
         wrapper = super()._wrap_model(model)
         # ZeRO-3 partitions parameters without calling `model.to()`, so the data

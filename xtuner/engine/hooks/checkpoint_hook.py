@@ -10,6 +10,10 @@ It also keeps mmengine's ``HistoryBuffer`` objects out of the pickle: they pickl
 statistics methods through ``getattr``, which ``torch.load(weights_only=True)`` (the default
 since torch 2.6, and what mmengine 0.10.7's resume uses) rightly refuses. The logged scalars are
 saved as plain lists and rebuilt after loading.
+
+And it stores what an exact resume needs beyond mmengine's own state (every rank's random
+streams, the gradients of an unfinished accumulation window: see
+:mod:`xtuner.engine.resume_state`) under the key ``xtuner_resume``.
 """
 from __future__ import annotations
 
@@ -66,10 +70,19 @@ def history_from_plain(log_scalars: dict) -> dict:
             for name, value in log_scalars.items()}
 
 
+_RESUME_KEY = "xtuner_resume"
+
+
 class CheckpointHook(MMEngineCheckpointHook):
-    """mmengine's ``CheckpointHook`` with crash-safe, safely loadable checkpoints (same args)."""
+    """mmengine's ``CheckpointHook`` with crash-safe, safely loadable checkpoints that resume
+    exactly (same args)."""
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        from xtuner.engine.resume_state import accumulated_gradients, capture_rng_state
+        from xtuner.model.utils import unwrap_model
+
+        checkpoint[_RESUME_KEY] = {"rng": capture_rng_state(),
+                                   "grads": accumulated_gradients(unwrap_model(runner.model))}
         hub = checkpoint.get("message_hub")
         if hub and "log_scalars" in hub:
             hub["log_scalars"] = history_to_plain(hub["log_scalars"])
@@ -82,6 +95,16 @@ class CheckpointHook(MMEngineCheckpointHook):
         hub = checkpoint.get("message_hub")
         if hub and "log_scalars" in hub:
             hub["log_scalars"] = history_from_plain(hub["log_scalars"])
+        state = checkpoint.get(_RESUME_KEY)
+        if state is None or not runner._resume:  # `load_from` only: weights, not the run
+            return
+        from xtuner.engine.resume_state import restore_gradients
+        from xtuner.model.utils import unwrap_model
+
+        restore_gradients(unwrap_model(runner.model), state["grads"])
+        # Restored by the train loop once it has skipped the trained batches (building the
+        # data iterator draws from the random streams).
+        runner.train_loop.resume_rng_state = state["rng"]
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         if self.file_backend.name != "LocalBackend":

@@ -9,7 +9,7 @@ __all__ = ["build_runner"]
 def build_runner(cfg: Config):
     """``FlexibleRunner`` when the config has a strategy (DeepSpeed), else ``Runner``."""
     if cfg.get("runner_type") == "FlexibleRunner" or cfg.get("strategy") is not None:
-        from mmengine.runner import FlexibleRunner
+        from .runner import FlexibleRunner
 
         cfg.pop("runner_type", None)
         return FlexibleRunner.from_cfg(cfg)

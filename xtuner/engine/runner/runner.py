@@ -1,16 +1,86 @@
-"""xtuner's plain (non-DeepSpeed) runner."""
+"""xtuner's runners: mmengine's plain ``Runner`` and its ``FlexibleRunner`` (DeepSpeed), with
+the checkpoint's seed restored before anything random is built when resuming."""
 from __future__ import annotations
 
+import logging
+
+from mmengine import print_log
+from mmengine.runner import FlexibleRunner as MMEngineFlexibleRunner
 from mmengine.runner import Runner as MMEngineRunner
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from .schedulers import drop_empty_schedulers
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "FlexibleRunner"]
 
 
-class Runner(MMEngineRunner):
-    """mmengine's ``Runner`` that skips LR schedulers lasting no iteration, whatever the train
-    loop (so a small dataset does not crash a config with an epoch-based warmup)."""
+class _ExactResumeMixin:
+    """Resume with the checkpoint's seed in force *before* the data loader is built.
+
+    mmengine restores the seed only after building the train loop, so the sampler of a run
+    with ``randomness.seed=None`` shuffles with a fresh seed and the resumed run sees other
+    batches than the interrupted one (its ``FlexibleRunner`` does not restore it at all).
+    """
+
+    def _checkpoint_to_resume(self) -> str | None:
+        """The checkpoint ``load_or_resume`` will resume from (mmengine's rule), or None."""
+        if not self._resume:
+            return None
+        if isinstance(self._resume, str):
+            return self._resume
+        if self._load_from is not None:
+            return self._load_from
+        return find_latest_checkpoint(self.work_dir)
+
+    def train(self):
+        path = self._checkpoint_to_resume()
+        if path is not None:
+            from xtuner.engine.resume_state import read_checkpoint_meta
+
+            seed = read_checkpoint_meta(path).get("seed")
+            if seed is not None and seed != self.seed:
+                self._restore_seed(seed)
+        elif self._resume and self._load_from is None:
+            # mmengine would log "Auto resumed from the latest checkpoint None".
+            self._resume = False
+            print_log(f"--resume auto: no checkpoint in {self.work_dir} yet, starting from "
+                      "scratch", logger="current", level=logging.WARNING)
+        return super().train()
+
+
+class Runner(_ExactResumeMixin, MMEngineRunner):
+    """mmengine's ``Runner`` that resumes exactly (see :class:`_ExactResumeMixin`) and skips
+    LR schedulers lasting no iteration, whatever the train loop (so a small dataset does not
+    crash a config with an epoch-based warmup)."""
+
+    def _restore_seed(self, seed: int) -> None:
+        self._randomness_cfg.update(seed=seed)
+        self.set_randomness(**self._randomness_cfg)
+
+    def setup_env(self, env_cfg):
+        """mmengine's distributed set-up calls ``torch.cuda.set_device``, which a CPU build
+        of torch lacks: without a GPU, the processes join a gloo group first (mmengine then
+        keeps it)."""
+        import torch
+        import torch.distributed as dist
+
+        if self._launcher != "none" and not torch.cuda.is_available() \
+                and not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        """mmengine always gives DDP a CUDA device id, which DDP refuses for a model on the
+        CPU: several CPU processes (gloo) get DDP without one."""
+        from mmengine.device import get_device
+
+        if not (self.distributed and model_wrapper_cfg is None and get_device() == "cpu"):
+            return super().wrap_model(model_wrapper_cfg, model)
+        from mmengine.model import MMDistributedDataParallel
+
+        return MMDistributedDataParallel(
+            module=model.to("cpu"), device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=self.cfg.get("find_unused_parameters", False))
 
     def build_param_scheduler(self, scheduler):
         if isinstance(scheduler, list) and self._train_loop is not None:
@@ -18,3 +88,11 @@ class Runner(MMEngineRunner):
             drop_empty_schedulers(self, len(self.train_dataloader))
             scheduler = self.param_schedulers
         return super().build_param_scheduler(scheduler)
+
+
+class FlexibleRunner(_ExactResumeMixin, MMEngineFlexibleRunner):
+    """mmengine's ``FlexibleRunner`` (used with DeepSpeed) that resumes exactly."""
+
+    def _restore_seed(self, seed: int) -> None:
+        self.strategy._randomness.update(seed=seed)
+        self.strategy._set_randomness(**self.strategy._randomness)

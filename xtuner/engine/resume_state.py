@@ -1,0 +1,107 @@
+"""What a checkpoint must hold, beyond weights and optimizer, to resume a run exactly.
+
+mmengine restores the weights, the optimizer, the schedulers and the seed, but not (1) the
+seed before the data loader is built (its sampler then shuffles with a fresh seed when the
+config has ``seed=None``), (2) the random streams (dropout, sampling) at the moment of the
+checkpoint, nor (3) the gradients accumulated so far when a checkpoint falls inside a
+gradient-accumulation window. XTuner v0 fixed the first in its own loop; this module covers
+all three for the plain runner and for DeepSpeed (where gradients live in DeepSpeed's own
+buffers: see :func:`accumulated_gradients`).
+"""
+from __future__ import annotations
+
+import os.path as osp
+import random
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size
+
+__all__ = ["read_checkpoint_meta", "capture_rng_state", "restore_rng_state",
+           "accumulated_gradients", "restore_gradients"]
+
+
+def _deepspeed_client_state_file(path: str) -> str | None:
+    """The file of a DeepSpeed checkpoint folder that holds mmengine's ``meta``."""
+    for name in ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt"):
+        candidate = osp.join(path, name)
+        if osp.exists(candidate):
+            return candidate
+    return None
+
+
+def read_checkpoint_meta(path: str) -> dict:
+    """The ``meta`` dict of a checkpoint file or DeepSpeed checkpoint folder, without reading
+    its tensors (the file is memory-mapped)."""
+    if osp.isdir(path):
+        path = _deepspeed_client_state_file(path)
+        if path is None:
+            return {}
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    return dict(checkpoint.get("meta") or {})
+
+
+def _local_rng_state() -> dict:
+    keys_name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        # Plain tensors and numbers: loadable with `torch.load(weights_only=True)`.
+        "numpy": {"name": keys_name, "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def capture_rng_state() -> list[dict]:
+    """Every rank's random streams (python, numpy, torch, CUDA), indexed by rank.
+
+    A collective call: every rank must call it.
+    """
+    return all_gather_object(_local_rng_state())
+
+
+def restore_rng_state(states: list[dict]) -> None:
+    """Restore this rank's streams from :func:`capture_rng_state`'s result (a run resumed on
+    another number of ranks keeps its own streams)."""
+    if len(states) != get_world_size():
+        return
+    state = states[get_rank()]
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def accumulated_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The gradients accumulated inside an unfinished accumulation window, by parameter name
+    (empty at a window's end, when the optimizer step has cleared them).
+
+    Each rank holds its own partial sum; DDP averages them at the window's last backward, so
+    replacing every rank's partial sum by the average over ranks gives the same update: the
+    average is what is stored (and also left in place). A collective call when a window is
+    open. Under DeepSpeed the gradients live in its own buffers and ``.grad`` is empty.
+    """
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    if get_world_size() > 1:
+        for grad in grads.values():
+            all_reduce(grad, op="mean")
+    return {name: grad.detach().to("cpu", copy=True) for name, grad in grads.items()}
+
+
+def restore_gradients(model: torch.nn.Module, grads: dict[str, torch.Tensor]) -> None:
+    """Put the gradients of :func:`accumulated_gradients` back on ``model``'s parameters."""
+    params = dict(model.named_parameters())
+    missing = sorted(set(grads) - set(params))
+    if missing:
+        raise RuntimeError(f"the checkpoint has gradients for parameters this model lacks: "
+                           f"{missing[:3]}")
+    for name, grad in grads.items():
+        param = params[name]
+        param.grad = grad.to(device=param.device, dtype=param.dtype)
