@@ -97,3 +97,31 @@ def test_history_buffer_itself_is_refused_by_weights_only_load(tmp_path):
 def test_history_from_plain_passes_other_values_through():
     assert history_from_plain({"a": 1, "b": "x"}) == {"a": 1, "b": "x"}
     assert history_to_plain({}) == {}
+
+
+def test_deepspeed_checkpoints_wait_for_the_end_of_the_accumulation_window():
+    """Under DeepSpeed (gradients in its own buffers) a save due inside an accumulation
+    window of 4 is taken at the window's end; the plain runner saves on time."""
+    from types import SimpleNamespace
+
+    from xtuner.engine.hooks.checkpoint_hook import CheckpointHook
+
+    saved = []
+
+    class Hook(CheckpointHook):
+        def _save_checkpoint(self, runner):
+            saved.append(runner.iter + 1)
+
+    def run(strategy):
+        hook = Hook(interval=6, by_epoch=False)
+        runner = SimpleNamespace(iter=0, max_iters=14, strategy=strategy,
+                                 logger=SimpleNamespace(info=lambda msg: None))
+        saved.clear()
+        for i in range(runner.max_iters):
+            runner.iter = i
+            hook.after_train_iter(runner, i)
+        return list(saved)
+
+    deepspeed = SimpleNamespace(config={"gradient_accumulation_steps": 4})
+    assert run(deepspeed) == [8, 12, 14]  # due at 6 and 12 (and the last, 14)
+    assert run(None) == [6, 12, 14]

@@ -73,9 +73,21 @@ def history_from_plain(log_scalars: dict) -> dict:
 _RESUME_KEY = "xtuner_resume"
 
 
+def _inside_deepspeed_window(runner) -> bool:
+    """Whether the iteration just run leaves a DeepSpeed accumulation window open."""
+    config = getattr(getattr(runner, "strategy", None), "config", None)
+    if not isinstance(config, dict):
+        return False
+    steps = int(config.get("gradient_accumulation_steps", 1) or 1)
+    done = runner.iter + 1
+    return steps > 1 and done % steps != 0 and done < runner.max_iters
+
+
 class CheckpointHook(MMEngineCheckpointHook):
     """mmengine's ``CheckpointHook`` with crash-safe, safely loadable checkpoints that resume
     exactly (same args)."""
+
+    _deferred = False  # a save fell inside a DeepSpeed accumulation window
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         from xtuner.engine.resume_state import accumulated_gradients, capture_rng_state
@@ -90,6 +102,26 @@ class CheckpointHook(MMEngineCheckpointHook):
             # e.g. `eta` is a numpy float: store Python numbers instead.
             hub["runtime_info"] = {k: v.item() if isinstance(v, np.generic) else v
                                    for k, v in hub["runtime_info"].items()}
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        """mmengine's rule for when to save, except that under DeepSpeed a checkpoint due
+        inside a gradient-accumulation window is taken at the window's end: DeepSpeed keeps
+        the partial gradients in its own buffers, so a resume from inside the window would
+        lose them (the plain runner stores them in the checkpoint instead)."""
+        if self.by_epoch:
+            return
+        due = (self.every_n_train_iters(runner, self.interval, self.save_begin)
+               or (self.save_last and self.is_last_train_iter(runner)) or self._deferred)
+        if due and _inside_deepspeed_window(runner):
+            if not self._deferred:
+                runner.logger.info(f"Checkpoint due at iteration {runner.iter + 1} is taken "
+                                   "at the end of DeepSpeed's gradient-accumulation window")
+            self._deferred = True
+            return
+        if due:
+            self._deferred = False
+            runner.logger.info(f"Saving checkpoint at {runner.iter + 1} iterations")
+            self._save_checkpoint(runner)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         hub = checkpoint.get("message_hub")
