@@ -20,6 +20,7 @@ from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.errors import UsageError
+from xtuner.utils.remote_code import add_trust_remote_code_argument
 
 
 def _sample_lengths(text: str) -> tuple[int, int]:
@@ -68,6 +69,7 @@ def parse_args(argv: Sequence[str] | None):
                         help="peak memory the 'auto' activation checkpointing aims at "
                         "(e.g. 34GB; default 90%% of the GPU)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    add_trust_remote_code_argument(parser, config=True)
     parser.add_argument("--profile", action="store_true",
                         help="after the measured steps, profile 3 more and print the kernels "
                         "that took the most time")
@@ -129,10 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.paths import resolve_config
+    from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
 
     cfg = load_config(resolve_config(args.config))
     notes = merge_cfg_options(cfg, args.cfg_options)
+    set_trust_remote_code(cfg, args.trust_remote_code)
+    with remote_code_errors(f"the model of {args.config}",
+                            "pass --trust-remote-code (or set trust_remote_code=True in the "
+                            "config's model.llm and tokenizer)"):
+        return _benchmark(cfg, args, notes)
 
+
+def _benchmark(cfg, args, notes) -> int:
     from mmengine import print_log
 
     from xtuner.benchmark.report import format_table, summarize, write_json

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.errors import UsageError
+from xtuner.utils.remote_code import add_trust_remote_code_argument
 
 MULTIMODAL = "comes with multimodal support; it is not in this version of xtuner chat"
 
@@ -36,8 +37,11 @@ def parse_args(argv: Sequence[str] | None):
                         help="a stock system prompt (SYSTEM_TEMPLATE)")
     parser.add_argument("--bits", type=int, choices=[4, 8], default=None,
                         help="load quantised with bitsandbytes (needs CUDA)")
-    parser.add_argument("--torch-dtype", default="fp16", choices=["fp16", "bf16", "fp32", "auto"],
-                        help="dtype to load the model in (fp16 becomes fp32 without CUDA)")
+    parser.add_argument("--torch-dtype", default="auto", choices=["auto", "fp16", "bf16", "fp32"],
+                        help="dtype to load the model in: 'auto' (default) keeps the "
+                        "checkpoint's own (its config.json; fp16 when it names none), as "
+                        "`xtuner convert` does; fp16 becomes fp32 without CUDA")
+    add_trust_remote_code_argument(parser)
     parser.add_argument("--bot-name", default="BOT", help="fills {bot_name} in templates")
     parser.add_argument("--stop-words", nargs="+", default=[], metavar="WORD",
                         help="extra stop strings (the template's STOP_WORDS are always used)")
@@ -99,7 +103,8 @@ def build_session(args):
     system = system_text(args.system, args.system_template, args.bot_name)
     model, tokenizer = load_model(args.model_name_or_path, adapter=args.adapter, bits=args.bits,
                                   torch_dtype=args.torch_dtype,
-                                  offload_folder=args.offload_folder)
+                                  offload_folder=args.offload_folder,
+                                  trust_remote_code=args.trust_remote_code)
     if args.adapter is not None:
         _log(f"Loaded adapter from {args.adapter}")
     if template is not None:
@@ -130,12 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transformers import set_seed
 
     from xtuner.chat import chat_loop, interactive_prompts, split_script
+    from xtuner.chat.loop import note_empty_answer
 
     set_seed(args.seed)
     stream = not args.no_streamer
     if args.prompt is not None:  # one answer; a prompt too long for the context exits 2
         answer = session.ask(args.prompt, stream=sys.stdout if stream else None)
-        print("" if stream else answer, flush=True)
+        if not stream:
+            sys.stdout.write(answer)
+        note_empty_answer(answer, sys.stdout, sys.stderr)
+        print(flush=True)
         return 0
     stdin = sys.stdin
     if stdin is not None and not stdin.isatty():

@@ -2,7 +2,8 @@
 
 ``--show text`` decodes ``input_ids``; ``masked_text`` shows what the loss sees: untrained
 tokens as ``[-100 xN]`` runs and trained text between ``[[`` and ``]]``; ``input_ids`` and
-``labels`` print the id lists; ``all`` prints the four.
+``labels`` print the id lists; ``all`` prints the four. ``-n N`` shows the first N samples
+(before packing); ``--packed`` shows the packed rows that training sees instead.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.remote_code import add_trust_remote_code_argument
 
 SHOW = ("text", "masked_text", "input_ids", "labels", "all")
 
@@ -23,6 +25,10 @@ def parse_args(argv: Sequence[str] | None):
                         help="what to print for each sample (default: text)")
     parser.add_argument("-n", type=int, default=1, metavar="N",
                         help="print the first N samples (default 1)")
+    parser.add_argument("--packed", action="store_true",
+                        help="show packed rows (several samples joined up to max_length, as "
+                        "training sees them) instead of single samples")
+    add_trust_remote_code_argument(parser, "the tokenizer folder's", config=True)
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config keys")
     return parser.parse_args(argv)
@@ -32,8 +38,32 @@ def _heading(title: str) -> str:
     return "#" * 20 + f"   {title}   " + "#" * 20
 
 
+def _unpack(dataset_cfg: dict) -> bool:
+    """Switch off ``pack_to_max_length`` in the dataset (or each member of a
+    ``ConcatDataset``); return whether any was on."""
+    members = dataset_cfg.get("datasets") if isinstance(dataset_cfg.get("datasets"), list) \
+        else [dataset_cfg]
+    packed = False
+    for member in members:
+        if isinstance(member, dict) and member.get("pack_to_max_length"):
+            member["pack_to_max_length"] = False
+            if member.get("use_varlen_attn"):  # needs packed rows; irrelevant for display
+                member["use_varlen_attn"] = False
+            packed = True
+    return packed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from xtuner.utils.remote_code import remote_code_errors
+
+    with remote_code_errors(f"the tokenizer of {args.config}",
+                            "pass --trust-remote-code (or set trust_remote_code=True in the "
+                            "config's tokenizer)"):
+        return _show(args)
+
+
+def _show(args) -> int:
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.errors import ConfigError, UsageError
     from xtuner.utils.paths import resolve_config
@@ -44,8 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in merge_cfg_options(cfg, args.cfg_options):
         print(f"note: {note}", file=sys.stderr)
     from xtuner.dataset.specs import train_dataset_cfg
+    from xtuner.utils.remote_code import set_trust_remote_code
 
+    set_trust_remote_code(cfg, args.trust_remote_code)
     dataset_cfg, where = train_dataset_cfg(cfg, "log")
+    what = "row" if args.packed else "sample"
+    if not args.packed and _unpack(dataset_cfg):
+        print("note: showing samples before packing; --packed shows the packed rows training "
+              "sees", file=sys.stderr)
     tokenizer_cfg = cfg.get("tokenizer") or dataset_cfg.get("tokenizer")
     if tokenizer_cfg is None:
         raise ConfigError("the config has no tokenizer to decode the samples with")
@@ -71,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for index in range(min(args.n, len(dataset))):
         sample = dataset[index]
         ids, labels = list(sample["input_ids"]), sample.get("labels")
-        suffix = f" {index}" if args.n > 1 else ""
+        suffix = f" ({what} {index})" if args.n > 1 else ""
         if args.show in ("text", "all"):
             print(_heading("text" + suffix))
             print(tokenizer.decode(ids))

@@ -3,16 +3,26 @@
 Without ``--deepspeed`` it runs mmengine's ``Runner`` (DDP when launched with several
 processes); with ``--deepspeed NAME|PATH`` mmengine's ``FlexibleRunner`` with xtuner's
 DeepSpeed strategy. ``NPROC_PER_NODE=N xtuner train ...`` starts N processes via torchrun.
+
+The environment, the full config and the hook order go to the run's log file
+(``--verbose`` prints them too); the run ends with a one-line summary, and a failure's one-line
+message is also the last line of the log file.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.remote_code import add_trust_remote_code_argument
+
+REMOTE_CODE_HINT = ("pass --trust-remote-code (or set trust_remote_code=True in the config's "
+                    "model.llm and tokenizer)")
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -34,6 +44,17 @@ def parse_args(argv: Sequence[str] | None):
                         "NPROC_PER_NODE>1; use slurm under srun)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config and exit")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log to TensorBoard, in WORK_DIR/<timestamp>/vis_data "
+                        "(pip install 'xtuner[tensorboard]'; then tensorboard --logdir "
+                        "WORK_DIR)")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log to Weights & Biases (pip install 'xtuner[wandb]'; "
+                        "`wandb login` first)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print the environment, the full config and the hook order "
+                        "on the terminal (they are always in the run's log file)")
+    add_trust_remote_code_argument(parser, config=True)
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0,
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -51,20 +72,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mmengine import print_log
 
     from xtuner.engine.train_setup import prepare_train_config
+    from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
 
     for note in notes:
         print_log(f"note: {note}", logger="current")
-    prepare_train_config(cfg, work_dir=args.work_dir, launcher=args.launcher, seed=args.seed,
-                         resume=args.resume, deepspeed=args.deepspeed)
+    set_trust_remote_code(cfg, args.trust_remote_code)
+    with remote_code_errors(f"the model of {args.config}", REMOTE_CODE_HINT):
+        prepare_train_config(cfg, work_dir=args.work_dir, launcher=args.launcher,
+                             seed=args.seed, resume=args.resume, deepspeed=args.deepspeed,
+                             vis_backends=[n for n in ("tensorboard", "wandb")
+                                           if getattr(args, n)])
     if args.print_config:
         print(cfg.pretty_text)
         return 0
+    return _run(cfg, args)
+
+
+def _run(cfg, args) -> int:
+    """Build and train; every way out leaves one line on the terminal and in the log file."""
+    from mmengine import print_log
+
+    from xtuner.engine.run_report import (
+        interrupted_line,
+        log_to_file,
+        quiet_console,
+        summary_line,
+    )
     from xtuner.engine.runner.build import build_runner
+    from xtuner.utils.errors import XTunerError
+    from xtuner.utils.remote_code import remote_code_errors
 
-    runner = build_runner(cfg)
-    runner.train()
+    runner = None
+    start = time.monotonic()
+    try:
+        with remote_code_errors(f"the model of {args.config}", REMOTE_CODE_HINT):
+            with quiet_console(args.verbose):
+                runner = build_runner(cfg)
+            runner.train()
+    except KeyboardInterrupt:
+        print_log(interrupted_line(runner, args.config, cfg.work_dir,
+                                   with_options=bool(args.cfg_options)), logger="current",
+                  level=logging.WARNING)
+        return 130
+    except XTunerError as exc:
+        # The terminal gets this line from run_main; the log file gets the same line.
+        log_to_file(f"xtuner train: error: {exc}")
+        raise
+    except Exception as exc:
+        log_to_file(f"xtuner train: crashed with {type(exc).__name__}: {exc} (this is a bug in "
+                    "xtuner; the traceback is on the terminal)")
+        raise
+    print_log(summary_line(runner, args.config, time.monotonic() - start), logger="current")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(run_main(main, prog="xtuner train"))

@@ -276,7 +276,9 @@ def test_scripted_stdin_prints_one_answer_per_line(demo):
     assert proc.stdout == "".join(a + "\n" for a in expected)
     if not any("\n" in a for a in expected):
         assert len(proc.stdout.splitlines()) == 2
-    assert "qwen_chat" in proc.stderr and "fp32" in proc.stderr  # notices go to stderr
+    assert "qwen_chat" in proc.stderr  # notices go to stderr
+    # The demo checkpoint is fp32 and is loaded in its own dtype: no fp16 fallback notice.
+    assert "fp16" not in proc.stderr
 
 
 def test_prompt_once_streamed_and_not(demo, capsys):
@@ -336,6 +338,26 @@ def test_adapter_equals_merged_model(tiny_qwen, tmp_path, capsys):
     assert "Loaded adapter" in captured.err
 
 
+@pytest.mark.parametrize("stored, cuda, expected", [
+    ("bfloat16", False, torch.bfloat16),
+    ("float32", True, torch.float32),
+    (None, True, torch.float16),  # no dtype in config.json: fp16, as `xtuner convert merge`
+    ("float16", False, torch.float32),  # fp16 without CUDA: fp32 with a warning
+])
+def test_default_dtype_is_the_checkpoints_own(tmp_path, stored, cuda, expected):
+    import json
+
+    from xtuner.model.export import checkpoint_dtype
+
+    config = {"model_type": "llama"}
+    if stored is not None:
+        config["dtype"] = stored
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert resolve_dtype("auto", cuda=cuda, model_path=str(tmp_path)) is expected
+    if cuda:  # what `xtuner convert merge --dtype auto` writes the merged model in
+        assert checkpoint_dtype(tmp_path) is expected
+
+
 def test_fp16_without_cuda_falls_back_to_fp32(capsys):
     assert resolve_dtype("fp16", cuda=False) is torch.float32
     assert resolve_dtype("bf16", cuda=False) is torch.bfloat16
@@ -373,3 +395,31 @@ def test_missing_model_dir_and_adapter_without_config(tmp_path, capsys):
     assert "adapter_config.json" in err and len(err.splitlines()) == 1
     assert xtuner_main(["chat", str(tmp_path / "not_an_adapter")]) == 2  # no config.json
     assert "config.json" in capsys.readouterr().err
+
+
+class _Out(io.StringIO):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+class _EmptySession:
+    """Answers every prompt with nothing (as a model that emits EOS at once does)."""
+
+    def ask(self, text, stream=None):
+        return ""
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_empty_answer_is_visible(stream):
+    out, err = _Out(tty=True), io.StringIO()
+    assert chat_loop(_EmptySession(), ["hi"], out=out, err=err, stream=stream) == 0
+    assert out.getvalue() == "(empty answer)\n"
+    # Piped: answers stay one line per prompt (an empty line) and the notice goes to stderr.
+    out, err = _Out(tty=False), io.StringIO()
+    chat_loop(_EmptySession(), ["hi", "again"], out=out, err=err, stream=stream, scripted=True)
+    assert out.getvalue() == "\n\n"
+    assert err.getvalue().count("xtuner chat: the model gave an empty answer") == 2

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.remote_code import add_trust_remote_code_argument
 
 DTYPE_HELP = ("dtype to merge and write in: 'auto' (default) keeps the base model's own dtype "
               "(its config.json; fp16 when it names none), fp16/bf16/fp32 force one (XTuner v0 "
@@ -44,8 +45,7 @@ def parse_args(argv: Sequence[str] | None):
                         help="skip the parity check of the merged model")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace SAVE_DIR if it exists and is not empty")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow model code shipped with BASE")
+    add_trust_remote_code_argument(parser, "BASE's")
     return parser.parse_args(argv)
 
 
@@ -86,22 +86,9 @@ def _resolve_device(name: str) -> str:
 
 
 def _base_dtype(base: str, choice: str):
-    import torch
+    from xtuner.model.export import checkpoint_dtype, parse_dtype
 
-    from xtuner.model.export import parse_dtype
-    from xtuner.model.utils import normalize_dtype
-
-    if choice != "auto":
-        return parse_dtype(choice)
-    config_file = Path(base).expanduser() / "config.json"
-    if config_file.is_file():
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        # A CLIP checkpoint keeps the dtype of its vision part in vision_config.
-        for node in (config, config.get("vision_config") or {}):
-            value = normalize_dtype(node.get("dtype", node.get("torch_dtype")))
-            if isinstance(value, torch.dtype):
-                return value
-    return torch.float16
+    return parse_dtype(choice) if choice != "auto" else checkpoint_dtype(base)
 
 
 def _load_base(args, device: str, dtype):
@@ -109,14 +96,17 @@ def _load_base(args, device: str, dtype):
     kwargs = dict(dtype=dtype, device_map=device_map, trust_remote_code=args.trust_remote_code)
     base = str(Path(args.base).expanduser()) if Path(args.base).expanduser().exists() \
         else args.base
+    from xtuner.utils.remote_code import remote_code_errors
+
     try:
-        if args.is_clip:
-            from transformers import CLIPVisionModel
+        with remote_code_errors(f"base model {args.base}"):
+            if args.is_clip:
+                from transformers import CLIPVisionModel
 
-            return CLIPVisionModel.from_pretrained(base, **kwargs)
-        from transformers import AutoModelForCausalLM
+                return CLIPVisionModel.from_pretrained(base, **kwargs)
+            from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(base, **kwargs)
+            return AutoModelForCausalLM.from_pretrained(base, **kwargs)
     except OSError as exc:
         from xtuner.utils.errors import CheckpointError
 
@@ -136,9 +126,12 @@ def _parity_inputs(args, model):
                             generator=generator)]
     from transformers import AutoTokenizer
 
+    from xtuner.utils.remote_code import remote_code_errors
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.base,
-                                                  trust_remote_code=args.trust_remote_code)
+        with remote_code_errors(f"the tokenizer of {args.base}"):
+            tokenizer = AutoTokenizer.from_pretrained(args.base,
+                                                      trust_remote_code=args.trust_remote_code)
     except (OSError, ValueError):
         tokenizer = None
     return parity_inputs(tokenizer, model.get_input_embeddings().weight.shape[0])
@@ -169,7 +162,7 @@ def _save_preprocessor(args, save_dir: Path) -> None:
         except OSError:
             print(f"note: {args.base} has no image processor; none was saved")
         return
-    if not copy_tokenizer_files(args.base, save_dir):
+    if not copy_tokenizer_files(args.base, save_dir, args.trust_remote_code):
         print(f"note: {args.base} has no tokenizer; none was saved")
 
 

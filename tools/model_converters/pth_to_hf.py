@@ -23,6 +23,10 @@ from pathlib import Path
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.remote_code import add_trust_remote_code_argument
+
+REMOTE_CODE_HINT = ("pass --trust-remote-code (or set trust_remote_code=True in the config's "
+                    "model.llm and tokenizer)")
 
 DTYPE_HELP = ("dtype of the written weights: 'auto' (default) writes bf16 when the config loads "
               "the LLM in bf16 (model.llm.dtype, or the checkpoint's own dtype for 'auto'), "
@@ -50,6 +54,7 @@ def parse_args(argv: Sequence[str] | None):
                         help="skip the logits parity check of the written model")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace SAVE_DIR if it exists and is not empty")
+    add_trust_remote_code_argument(parser, "the config's model folder's", config=True)
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="unpickle any object in PTH (torch.load weights_only=False); "
                         "needed only for checkpoints not written by xtuner")
@@ -132,8 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pth = Path(args.pth).expanduser()
     if not pth.exists():
         raise CheckpointError(f"checkpoint not found: {pth}")
+    from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
+
+    set_trust_remote_code(cfg, args.trust_remote_code)
+    with remote_code_errors(f"the model of {config_path.name}", REMOTE_CODE_HINT):
+        return _convert(args, cfg, config_path, notes, pth)
 
 
+def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
     from xtuner.model.export import (
         atomic_output_dir,
         build_model,

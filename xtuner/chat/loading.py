@@ -10,22 +10,33 @@ import torch
 from xtuner.model.utils import normalize_dtype
 from xtuner.utils.errors import CheckpointError, SetupError, UsageError
 
-__all__ = ["check_adapter_dir", "check_model_path", "load_model",
-           "resolve_dtype"]
-
+__all__ = ["check_adapter_dir", "check_model_path", "load_model", "resolve_dtype"]
 
 
 def _warn(message: str) -> None:
     print(f"xtuner chat: warning: {message}", file=sys.stderr, flush=True)
 
 
-def resolve_dtype(name: str, cuda: bool | None = None):
-    """``--torch-dtype`` as a torch dtype; fp16 without CUDA becomes fp32 (one warning)."""
+def resolve_dtype(name: str, cuda: bool | None = None, model_path: str | None = None):
+    """``--torch-dtype`` as a torch dtype; fp16 without CUDA becomes fp32 (one warning).
+
+    ``auto`` is the dtype the checkpoint stores (its ``config.json``; fp16 when it names none),
+    as ``xtuner convert merge`` uses; for a hub id transformers reads the config itself.
+    """
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    if name == "fp16" and not cuda:
+    if name == "auto":
+        local = model_path is not None and Path(model_path).expanduser().is_dir()
+        if not local:
+            return "auto"
+        from xtuner.model.export import checkpoint_dtype
+
+        dtype = checkpoint_dtype(model_path)
+    else:
+        dtype = normalize_dtype(name)
+    if dtype == torch.float16 and not cuda:
         _warn("no CUDA device: loading in fp32 instead of fp16 (pass --torch-dtype to choose)")
         return torch.float32
-    return "auto" if name == "auto" else normalize_dtype(name)
+    return dtype
 
 
 def _looks_local(path: str) -> bool:
@@ -79,12 +90,17 @@ def _quantization(bits: int | None):
 
 
 def load_model(model_path: str, adapter: str | None = None, bits: int | None = None,
-               torch_dtype: str = "fp16", offload_folder: str | None = None):
-    """Load ``(model, tokenizer)`` as v0 did (``trust_remote_code=True``; ``device_map="auto"``
-    on CUDA), then ``PeftModel.from_pretrained`` the adapter if one is given.
+               torch_dtype: str = "auto", offload_folder: str | None = None,
+               trust_remote_code: bool = False):
+    """Load ``(model, tokenizer)`` (``device_map="auto"`` on CUDA), then
+    ``PeftModel.from_pretrained`` the adapter if one is given.
+
+    The model folder's own Python code runs only with ``trust_remote_code`` (XTuner v0 always
+    ran it).
 
     Raises:
         UsageError: the model folder is missing or not a model.
+        RemoteCodeError: the model needs its own code and ``trust_remote_code`` is off.
         CheckpointError: the adapter folder is missing or has no ``adapter_config.json``.
         SetupError: ``--bits`` without CUDA/bitsandbytes, or a hub model that cannot be
             fetched (offline, unknown id).
@@ -95,16 +111,23 @@ def load_model(model_path: str, adapter: str | None = None, bits: int | None = N
     quantization = _quantization(bits)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = dict(trust_remote_code=True, dtype=resolve_dtype(torch_dtype))
+    kwargs = dict(trust_remote_code=trust_remote_code,
+                  dtype=resolve_dtype(torch_dtype, model_path=model_path))
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     if torch.cuda.is_available():
         kwargs["device_map"] = "auto"
     if offload_folder is not None:
         kwargs["offload_folder"] = offload_folder
+    from xtuner.utils.remote_code import remote_code_errors
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=True)
-        model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+        with remote_code_errors(f"model '{model_path}'"):
+            # The model first: a folder with its own model code is refused before the
+            # tokenizer's config lookup warns about the model type it does not know.
+            model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(model_path,
+                                                      trust_remote_code=trust_remote_code)
     except OSError as exc:  # not found on the hub / offline: transformers raises OSError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SetupError(f"cannot load model '{model_path}': {first}") from exc

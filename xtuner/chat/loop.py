@@ -19,9 +19,22 @@ from typing import TextIO
 
 from .generation import ChatSession, PromptTooLongError
 
-__all__ = ["BANNER", "chat_loop", "interactive_prompts", "split_script"]
+__all__ = ["BANNER", "EMPTY_ANSWER", "chat_loop", "interactive_prompts", "note_empty_answer",
+           "split_script"]
 
 BANNER = "\ndouble enter to end input (EXIT: exit chat, RESET: reset history) >>> "
+EMPTY_ANSWER = "(empty answer)"
+
+
+def note_empty_answer(answer: str, out: TextIO, err: TextIO) -> None:
+    """Make an empty answer visible: ``(empty answer)`` at a terminal; where answers are piped
+    (one per prompt) the answer stays an empty line and the notice goes to ``err``."""
+    if answer.strip():
+        return
+    if out.isatty():
+        out.write(EMPTY_ANSWER)
+    else:
+        print(f"xtuner chat: the model gave an {EMPTY_ANSWER[1:-1]}", file=err, flush=True)
 
 
 def split_script(text: str) -> tuple[list[str], bool]:
@@ -108,6 +121,9 @@ def chat_loop(session: ChatSession, prompts: Iterable[str], *, out: TextIO | Non
                 out.write(answer_separator)
                 out.flush()
             continue
-        out.write(answer_separator if stream else answer + answer_separator)
+        if not stream:
+            out.write(answer)
+        note_empty_answer(answer, out, err)
+        out.write(answer_separator)
         out.flush()
     return status

@@ -14,7 +14,7 @@ from mmengine import print_log
 from mmengine.config import Config, ConfigDict
 
 from xtuner.engine.config import make_dumpable, type_name
-from xtuner.utils.errors import ConfigError
+from xtuner.utils.errors import ConfigError, SetupError
 
 __all__ = ["prepare_train_config", "apply_speed_defaults", "REQUIRED_KEYS"]
 
@@ -80,6 +80,107 @@ def _fill_pad_index(cfg: Config) -> None:
         collate["pad_index"] = pad
 
 
+# mmengine's visualizer backends and what each imports when the run starts:
+# backend -> (module, what to install).
+VIS_BACKEND_DEPENDENCIES = {
+    "TensorboardVisBackend": ("torch.utils.tensorboard", "pip install 'xtuner[tensorboard]'"),
+    "WandbVisBackend": ("wandb", "pip install 'xtuner[wandb]'"),
+    "MLflowVisBackend": ("mlflow", "pip install mlflow"),
+    "ClearMLVisBackend": ("clearml", "pip install clearml"),
+    "NeptuneVisBackend": ("neptune", "pip install neptune"),
+    "DVCLiveVisBackend": ("dvclive", "pip install dvclive"),
+    "AimVisBackend": ("aim", "pip install aim"),
+}
+
+
+VIS_SWITCHES = {"tensorboard": "TensorboardVisBackend", "wandb": "WandbVisBackend"}
+
+
+def add_vis_backends(cfg: Config, names) -> None:
+    """``xtuner train --tensorboard/--wandb``: add mmengine's backend to the visualizer
+    (keeping the local ``vis_data/scalars.json``)."""
+    if not names:
+        return
+    from mmengine.visualization import Visualizer
+
+    visualizer = cfg.get("visualizer")
+    if not isinstance(visualizer, dict):
+        visualizer = ConfigDict(type=Visualizer, vis_backends=[dict(type="LocalVisBackend")])
+    backends = list(visualizer.get("vis_backends") or [])
+    have = {type_name(b.get("type")) for b in backends if isinstance(b, dict)}
+    for name in names:
+        backend = VIS_SWITCHES[name]
+        if backend not in have:
+            backends.append(ConfigDict(type=backend))
+    visualizer["vis_backends"] = backends
+    cfg.visualizer = visualizer
+
+
+def check_vis_backends(cfg: Config) -> None:
+    """Fail in one line before training when a visualizer backend's package is missing
+    (mmengine would raise an ImportError traceback while building the runner).
+
+    A ``visualizer`` dict with ``vis_backends`` but no ``type`` gets mmengine's
+    ``Visualizer``, so ``--cfg-options visualizer.vis_backends=...`` is enough to switch one
+    on.
+    """
+    import importlib
+
+    visualizer = cfg.get("visualizer")
+    if not isinstance(visualizer, dict):
+        return
+    backends = visualizer.get("vis_backends") or []
+    if isinstance(backends, dict):
+        backends = [backends]
+    if backends and visualizer.get("type") is None:
+        from mmengine.visualization import Visualizer
+
+        visualizer["type"] = Visualizer
+    for i, backend in enumerate(backends):
+        name = type_name(backend.get("type")) if isinstance(backend, dict) else ""
+        if name not in VIS_BACKEND_DEPENDENCIES:
+            continue
+        module, install = VIS_BACKEND_DEPENDENCIES[name]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SetupError(f"visualizer.vis_backends[{i}] is {name}, which needs "
+                             f"{module.split('.')[-1]} ({exc}): {install}, or drop the "
+                             "backend") from None
+
+
+def check_data_files(cfg: Config) -> None:
+    """Fail in one line, naming the config key, when a local JSON/parquet data file of a
+    ``load_dataset`` is missing (``datasets`` would raise a FileNotFoundError traceback)."""
+    from xtuner.dataset.sources import callable_name, resolve_sources
+    from xtuner.engine.config import resolve_type
+
+    loader = cfg.get("train_dataloader")
+    root = loader.get("dataset") if isinstance(loader, dict) else None
+    if not isinstance(root, dict):
+        return
+    members = [("train_dataloader.dataset", root)]
+    if callable_name(resolve_type(root.get("type"))) == "ConcatDataset":
+        members = [(f"train_dataloader.dataset.datasets.{i}", d)
+                   for i, d in enumerate(root.get("datasets") or [])]
+    for where, member in members:
+        source = member.get("dataset") if isinstance(member, dict) else None
+        if not isinstance(source, dict) or source.get("data_files") is None:
+            continue
+        if (callable_name(resolve_type(source.get("type"))) == "load_dataset"
+                and source.get("path") in ("json", "parquet")):
+            try:
+                resolve_sources(source, None, f"{where}.dataset")  # DataError: file missing
+            except ConfigError:  # a layout the file check does not know; datasets decides
+                continue
+
+
+def _check_deepspeed_machine() -> None:
+    if not torch.cuda.is_available():
+        raise SetupError("--deepspeed needs a CUDA GPU (DeepSpeed's ZeRO and its launcher run "
+                         "on GPUs) and this machine has none; train without --deepspeed")
+
+
 def _deepspeed_offloads(cfg: Config) -> bool:
     zero = ((cfg.get("strategy") or {}).get("config") or {}).get("zero_optimization") or {}
     device = (zero.get("offload_optimizer") or {}).get("device", "none")
@@ -129,7 +230,7 @@ def _resume(cfg: Config, resume: str | None) -> None:
 
 def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str = "none",
                          seed: int | None = None, resume: str | None = None,
-                         deepspeed: str | None = None) -> Config:
+                         deepspeed: str | None = None, vis_backends=()) -> Config:
     """Apply ``xtuner train``'s flags and the machine's limits to ``cfg`` (in place).
 
     Args:
@@ -139,6 +240,7 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         seed: ``--seed``; when resuming, the checkpoint's seed wins (mmengine restores it).
         resume: ``auto`` (latest in the work dir) or a checkpoint path.
         deepspeed: a DeepSpeed JSON path or shipped name.
+        vis_backends: names of :data:`VIS_SWITCHES` to log to (``--tensorboard``, ``--wandb``).
     """
     check_required_keys(cfg)
     cfg.launcher = launcher
@@ -148,10 +250,14 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         cfg.randomness["seed"] = seed
     _resume(cfg, resume)
     _crash_safe_checkpoints(cfg)
+    add_vis_backends(cfg, vis_backends)
+    check_vis_backends(cfg)
+    check_data_files(cfg)
     _fill_pad_index(cfg)
     if deepspeed:
         from xtuner.engine.deepspeed_config import apply_deepspeed
 
+        _check_deepspeed_machine()
         apply_deepspeed(cfg, deepspeed)
     else:
         _amp_fallback(cfg)

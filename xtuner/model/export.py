@@ -39,6 +39,7 @@ __all__ = [
     "PARITY_PROMPTS",
     "atomic_output_dir",
     "build_model",
+    "checkpoint_dtype",
     "compare_logits",
     "compute_logits",
     "config_dtype",
@@ -320,6 +321,26 @@ def config_dtype(cfg) -> torch.dtype | None:
     return value if isinstance(value, torch.dtype) else None
 
 
+def checkpoint_dtype(path: str | os.PathLike, default: torch.dtype | None = torch.float16
+                     ) -> torch.dtype | None:
+    """The dtype a model folder's ``config.json`` stores its weights in (``dtype``, or the older
+    ``torch_dtype``; a CLIP model's ``vision_config``), else ``default``.
+
+    ``xtuner chat`` and ``xtuner convert merge`` both load a model in this dtype unless told
+    otherwise; ``default`` (fp16, as XTuner v0) covers a config that names none.
+    """
+    from .utils import normalize_dtype
+
+    config_file = Path(path).expanduser() / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        for node in (config, config.get("vision_config") or {}):
+            value = normalize_dtype(node.get("dtype", node.get("torch_dtype")))
+            if isinstance(value, torch.dtype):
+                return value
+    return default
+
+
 # -- writing ----------------------------------------------------------------------------------
 def exported_parameters(model) -> list[torch.nn.Parameter]:
     """The parameters ``to_hf`` writes: the adapter (trainable ones) for LoRA, else all."""
@@ -409,12 +430,21 @@ def _bin_name(safetensors_name: str) -> str:
     return "pytorch_" + safetensors_name[: -len(".safetensors")] + ".bin"
 
 
-def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike) -> bool:
-    """Save the tokenizer of ``src`` into ``dst``; False when ``src`` has none."""
+def copy_tokenizer_files(src: str | os.PathLike, dst: str | os.PathLike,
+                         trust_remote_code: bool = False) -> bool:
+    """Save the tokenizer of ``src`` into ``dst``; False when ``src`` has none.
+
+    Raises:
+        RemoteCodeError: the tokenizer needs its own code and ``trust_remote_code`` is off.
+    """
     from transformers import AutoTokenizer
 
+    from xtuner.utils.remote_code import remote_code_errors
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(src), trust_remote_code=True)
+        with remote_code_errors(f"the tokenizer of {src}"):
+            tokenizer = AutoTokenizer.from_pretrained(str(src),
+                                                      trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError, KeyError):
         return False
     tokenizer.save_pretrained(str(dst))
