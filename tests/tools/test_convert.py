@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,26 @@ def test_full_sharded_fp16_with_tokenizer(ckpts, tmp_path, capsys):
     assert config["dtype"] == "float16" and "xtuner" not in json.dumps(config)
     model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32)
     torch.testing.assert_close(logits_of(model), trained, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_follow_the_umask(ckpts, tmp_path, umask):
+    """transformers writes weight shards through mkstemp (0600); the outputs get the modes
+    every other file the user writes gets."""
+    full, adapter, merged = tmp_path / "full", tmp_path / "adapter", tmp_path / "merged"
+    old = os.umask(umask)
+    try:
+        assert convert("pth_to_hf", FULL, ckpts["full"][0], full, "--no-verify") == 0
+        assert convert("pth_to_hf", LORA, ckpts["lora"][0], adapter, "--no-verify") == 0
+        assert convert("merge", TINY_LLM_PATH, adapter, merged, "--no-verify") == 0
+    finally:
+        os.umask(old)
+    for folder in (full, adapter, merged):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        assert any(p.suffix == ".safetensors" for p in files)
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 def test_full_fp32_is_exact(ckpts, tmp_path):

@@ -103,6 +103,23 @@ def check_output_dir(save_dir: str | os.PathLike, overwrite: bool = False,
     return save_dir
 
 
+def apply_umask(folder: str | os.PathLike) -> None:
+    """Give ``folder`` and everything in it the modes a plain ``open``/``mkdir`` would.
+
+    ``tempfile.mkdtemp`` makes our staging folder private (0700), and transformers writes its
+    weight shards through ``mkstemp`` (0600): the output would be unreadable to a serving
+    process of another user, unlike every other file the user writes.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    folder = Path(folder)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(save_dir: str | os.PathLike, overwrite: bool = False,
                       label: str = "SAVE_DIR") -> Iterator[Path]:
@@ -117,9 +134,7 @@ def atomic_output_dir(save_dir: str | os.PathLike, overwrite: bool = False,
     tmp = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=save_dir.parent))
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700)
+        apply_umask(tmp)
         if save_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.old-", dir=save_dir.parent))
             os.replace(save_dir, old)
