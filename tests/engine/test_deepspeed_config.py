@@ -1,0 +1,88 @@
+"""``--deepspeed``: the JSON's numbers win over xtuner's defaults, the config's own values win
+over the JSON, and what DeepSpeed cannot honour is an error rather than dropped."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from xtuner.engine.deepspeed_config import apply_deepspeed, fill_deepspeed_auto_values
+from xtuner.utils.errors import ConfigError
+
+
+def _cfg(**wrapper) -> Config:
+    base = dict(type="AmpOptimWrapper", optimizer=dict(type="AdamW", lr=1e-4))
+    return Config(dict(optim_wrapper={**base, **wrapper}, train_dataloader=dict(batch_size=2)))
+
+
+def _ds(**values) -> dict:
+    ds = {"gradient_accumulation_steps": "auto", "train_micro_batch_size_per_gpu": "auto",
+          "gradient_clipping": "auto", "zero_optimization": {"stage": 2}}
+    ds.update(values)
+    return ds
+
+
+def test_json_numbers_win_over_defaults():
+    ds = fill_deepspeed_auto_values(_ds(gradient_clipping=0.3, gradient_accumulation_steps=4),
+                                    _cfg())
+    assert ds["gradient_clipping"] == 0.3
+    assert ds["gradient_accumulation_steps"] == 4
+    assert ds["train_micro_batch_size_per_gpu"] == 2
+
+
+def test_auto_values_get_the_defaults_or_the_configs():
+    ds = fill_deepspeed_auto_values(_ds(), _cfg())
+    assert (ds["gradient_clipping"], ds["gradient_accumulation_steps"]) == (1.0, 1)
+    ds = fill_deepspeed_auto_values(_ds(), _cfg(clip_grad=dict(max_norm=0.5),
+                                                accumulative_counts=8))
+    assert (ds["gradient_clipping"], ds["gradient_accumulation_steps"]) == (0.5, 8)
+    # clip_grad=None is mmengine's "no clipping": DeepSpeed's 0.
+    assert fill_deepspeed_auto_values(_ds(), _cfg(clip_grad=None))["gradient_clipping"] == 0.0
+
+
+def test_config_values_win_over_json_numbers():
+    ds = fill_deepspeed_auto_values(_ds(gradient_clipping=0.3, train_micro_batch_size_per_gpu=8),
+                                    _cfg(clip_grad=dict(max_norm=2.0)))
+    assert ds["gradient_clipping"] == 2.0
+    assert ds["train_micro_batch_size_per_gpu"] == 2
+
+
+@pytest.mark.parametrize("wrapper, named", [
+    (dict(clip_grad=dict(type="value", clip_value=0.1)), "clip_grad"),
+    (dict(clip_grad=dict(max_norm=1.0, norm_type=1)), "clip_grad"),
+    (dict(some_option=3), "optim_wrapper.some_option"),
+])
+def test_what_deepspeed_cannot_do_is_an_error(wrapper, named):
+    with pytest.raises(ConfigError, match=named):
+        fill_deepspeed_auto_values(_ds(), _cfg(**wrapper))
+
+
+def test_paramwise_cfg_and_constructor_are_kept(tmp_path):
+    pytest.importorskip("deepspeed")
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(_ds(gradient_clipping=0.25)))
+    cfg = _cfg(paramwise_cfg=dict(norm_decay_mult=0.0), constructor="MyConstructor",
+               loss_scale="dynamic", dtype="bfloat16")
+    apply_deepspeed(cfg, str(path))
+    assert cfg.optim_wrapper == dict(type="DeepSpeedOptimWrapper",
+                                     optimizer=dict(type="AdamW", lr=1e-4),
+                                     paramwise_cfg=dict(norm_decay_mult=0.0),
+                                     constructor="MyConstructor")
+    assert cfg.strategy.gradient_clipping == 0.25 == cfg.strategy.config["gradient_clipping"]
+
+
+def test_paramwise_cfg_reaches_the_optimizer():
+    """mmengine builds a DeepSpeedOptimWrapper's optimizer with the paramwise_cfg kept above."""
+    pytest.importorskip("deepspeed")
+    from mmengine.optim import build_optim_wrapper
+
+    from xtuner.engine._strategy import DeepSpeedStrategy  # noqa: F401 - registers wrappers
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    wrapper = build_optim_wrapper(model, dict(
+        type="DeepSpeedOptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.1),
+        paramwise_cfg=dict(norm_decay_mult=0.0)))
+    decays = sorted(group["weight_decay"] for group in wrapper.optimizer.param_groups)
+    assert decays[0] == 0.0 and decays[-1] == 0.1
