@@ -1,4 +1,9 @@
-"""Dataset map fns and template_map_fn give XTuner v0.2.0's exact output."""
+"""Dataset map fns and template_map_fn give XTuner v0.2.0's exact output.
+
+The readable literal cases below document the behaviour; each is also checked against v0's own
+function (the ``v0`` fixture, loaded from the 0.2.0 wheel by tests/v0_oracle.py), which is the
+oracle. tests/dataset/test_v0_fidelity.py compares every map fn and template more widely.
+"""
 import copy
 import functools
 
@@ -32,10 +37,6 @@ from xtuner.dataset.map_fns import (
 from xtuner.utils.errors import ConfigError, DataError
 from xtuner.utils.templates import PROMPT_TEMPLATE, SYSTEM_TEMPLATE
 
-ALPACA_SYS = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request.\n"
-)
 CODER_SYS = (
     "You are a professional programer. Please provide the corresponding code based on the "
     "description of Human.\n"
@@ -50,10 +51,21 @@ TWO_TURNS = {
 }
 
 
+def _v0_fn(v0, fn):
+    """v0's map fn of the same name, called on a copy (v0's fns may edit their input)."""
+    theirs = getattr(v0.dataset_map_fns, fn.__name__)
+    return lambda example: theirs(copy.deepcopy(example))
+
+
+def _v0_template(v0, example, name):
+    return v0.template_map_fn.template_map_fn(copy.deepcopy(example), v0.PROMPT_TEMPLATE[name])
+
+
 # --------------------------------------------------------------------------- template_map_fn
-def test_template_map_fn_qwen_chat_two_turns_with_system():
+def test_template_map_fn_qwen_chat_two_turns_with_system(v0):
     example = copy.deepcopy(TWO_TURNS)
     out = template_map_fn(example, PROMPT_TEMPLATE.qwen_chat)
+    assert out == _v0_template(v0, TWO_TURNS, "qwen_chat")
     assert out == {
         "conversation": [
             {
@@ -77,8 +89,9 @@ def test_template_map_fn_qwen_chat_two_turns_with_system():
     assert example == TWO_TURNS  # the input row is not modified
 
 
-def test_template_map_fn_default_two_turns_with_system():
+def test_template_map_fn_default_two_turns_with_system(v0):
     out = template_map_fn(copy.deepcopy(TWO_TURNS), PROMPT_TEMPLATE.default)
+    assert out == _v0_template(v0, TWO_TURNS, "default")
     assert out == {
         "conversation": [
             {
@@ -98,8 +111,9 @@ def test_template_map_fn_default_two_turns_with_system():
     }
 
 
-def test_template_map_fn_round_numbers_and_missing_sep():
+def test_template_map_fn_round_numbers_and_missing_sep(v0):
     out = template_map_fn(copy.deepcopy(TWO_TURNS), PROMPT_TEMPLATE.chatglm2)
+    assert out == _v0_template(v0, TWO_TURNS, "chatglm2")
     assert [t["input"] for t in out["conversation"]] == [
         "Be brief.\n[Round 1]\n\n问：Hi\n\n答：",
         "[Round 2]\n\n问：Bye\n\n答：",
@@ -107,6 +121,7 @@ def test_template_map_fn_round_numbers_and_missing_sep():
     assert [t["sep"] for t in out["conversation"]] == ["\n\n", "\n\n"]
     # llama3_chat has no SEP: sep defaults to "".
     out = template_map_fn(copy.deepcopy(TWO_TURNS), PROMPT_TEMPLATE.llama3_chat)
+    assert out == _v0_template(v0, TWO_TURNS, "llama3_chat")
     assert out["conversation"][1] == {
         "input": (
             "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
@@ -118,7 +133,7 @@ def test_template_map_fn_round_numbers_and_missing_sep():
     }
 
 
-def test_template_map_fn_empty_input_and_system_and_overrides():
+def test_template_map_fn_empty_input_and_system_and_overrides(v0):
     example = {
         "conversation": [
             # pre-training style turn: no input, empty system, explicit flags
@@ -127,6 +142,7 @@ def test_template_map_fn_empty_input_and_system_and_overrides():
         ]
     }
     out = template_map_fn(example, PROMPT_TEMPLATE.internlm2_chat)
+    assert out == _v0_template(v0, example, "internlm2_chat")
     assert out == {
         "conversation": [
             {
@@ -148,15 +164,21 @@ def test_template_map_fn_empty_input_and_system_and_overrides():
     # default has no SUFFIX: output untouched, v0's template overrides need_eos_token.
     turn = {"input": "a", "output": "b", "need_eos_token": False}
     out = template_map_fn({"conversation": [turn]}, PROMPT_TEMPLATE.default)
+    assert out == _v0_template(v0, {"conversation": [turn]}, "default")
     assert out["conversation"][0]["need_eos_token"] is True
     assert out["conversation"][0]["output"] == "b"
+    assert template_map_fn({}, PROMPT_TEMPLATE.default) == _v0_template(v0, {}, "default")
     assert template_map_fn({}, PROMPT_TEMPLATE.default) == {"conversation": []}
 
 
-def test_template_map_fn_system_with_template_without_system_field():
+def test_template_map_fn_system_with_template_without_system_field(v0):
     example = {"conversation": [{"input": "q", "output": "a"}]}
     out = template_map_fn(example, PROMPT_TEMPLATE.minicpm)
+    assert out == _v0_template(v0, example, "minicpm")
     assert out["conversation"][0]["input"] == "<用户> q <AI>"
+    # v0 died with AttributeError ('SYSTEM'); we name the problem.
+    with pytest.raises(AttributeError):
+        _v0_template(v0, TWO_TURNS, "minicpm")
     with pytest.raises(DataError, match="no SYSTEM field"):
         template_map_fn(copy.deepcopy(TWO_TURNS), PROMPT_TEMPLATE.minicpm)
 
@@ -213,21 +235,23 @@ def test_template_map_fn_factory_errors(spec, message):
     "fn, example, expected",
     [
         (
+            # no system prompt: v0's alpaca configs gave SYSTEM_TEMPLATE.alpaca only to the
+            # evaluation hook
             alpaca_map_fn,
             {"instruction": "Add.", "input": "1+1", "output": "2"},
-            [{"system": ALPACA_SYS, "input": "Add.\n1+1", "output": "2"}],
+            [{"input": "Add.\n1+1", "output": "2"}],
         ),
         (
             # empty input keeps the "\n", as in v0
             alpaca_map_fn,
             {"instruction": "Say hi.", "input": "", "output": "hi"},
-            [{"system": ALPACA_SYS, "input": "Say hi.\n", "output": "hi"}],
+            [{"input": "Say hi.\n", "output": "hi"}],
         ),
         (alpaca_map_fn, {"instruction": "x", "input": "", "output": "<nooutput>"}, []),
         (
             alpaca_zh_map_fn,
             {"instruction_zh": "翻译", "input_zh": "cat", "output_zh": "猫"},
-            [{"system": ALPACA_SYS, "input": "翻译\ncat", "output": "猫"}],
+            [{"input": "翻译\ncat", "output": "猫"}],
         ),
         (
             arxiv_map_fn,
@@ -310,16 +334,18 @@ def test_template_map_fn_factory_errors(spec, message):
         ),
     ],
 )
-def test_single_turn_map_fns(fn, example, expected):
+def test_single_turn_map_fns(v0, fn, example, expected):
     assert fn(example) == {"conversation": expected}
+    assert fn(example) == _v0_fn(v0, fn)(example)
 
 
 # --------------------------------------------------------------------------- multi-turn fns
-def test_oasst1_map_fn_splits_and_drops_dangling_question():
+def test_oasst1_map_fn_splits_and_drops_dangling_question(v0):
     text = (
         "### Human: Can you explain X?### Assistant: Sure! X is Y."
         "### Human: Why?###Assistant:Because Z.### Human: Thanks, one more?"
     )
+    assert oasst1_map_fn({"text": text}) == _v0_fn(v0, oasst1_map_fn)({"text": text})
     assert oasst1_map_fn({"text": text}) == {
         "conversation": [
             {"input": "Can you explain X?", "output": "Sure! X is Y."},
@@ -329,9 +355,10 @@ def test_oasst1_map_fn_splits_and_drops_dangling_question():
     # Pieces with another speaker are dropped; kept pieces are paired in order, unchecked.
     text = "### Assistant: a### Other: b### Human: c"
     assert oasst1_map_fn({"text": text}) == {"conversation": [{"input": "a", "output": "c"}]}
+    assert oasst1_map_fn({"text": text}) == _v0_fn(v0, oasst1_map_fn)({"text": text})
 
 
-def test_openai_map_fn():
+def test_openai_map_fn(v0):
     example = {
         "messages": [
             {"role": "assistant", "content": "leading, skipped"},
@@ -359,6 +386,7 @@ def test_openai_map_fn():
             {"system": "unused", "input": "Again", "output": "Thrice.", "output_with_loss": False},
         ]
     }
+    assert openai_map_fn(example) == _v0_fn(v0, openai_map_fn)(example)
     assert example["messages"][0]["content"] == "leading, skipped"  # input not modified
 
 
@@ -374,12 +402,22 @@ def test_openai_map_fn():
         (0, False),
         (1, False),  # v0 parses str(loss): only "true" (any case) trains
         (None, True),  # deliberate fix: datasets' null fill means "not given"
+        ("absent", True),
     ],
 )
-def test_openai_map_fn_loss_parsing(loss, expected):
+def test_openai_map_fn_loss_parsing(v0, loss, expected):
     msg = {"role": "assistant", "content": "a", "loss": loss}
+    if loss == "absent":
+        del msg["loss"]
     example = {"messages": [{"role": "user", "content": "q"}, msg]}
     assert openai_map_fn(example)["conversation"][0]["output_with_loss"] is expected
+    # The switch gives v0's reading of every value, None included (v0: "None" -> untrained).
+    theirs = _v0_fn(v0, openai_map_fn)(example)
+    assert openai_map_fn(example, null_loss_trains=False) == theirs
+    if loss is not None:
+        assert openai_map_fn(example) == theirs
+    else:
+        assert theirs["conversation"][0]["output_with_loss"] is False
 
 
 def test_openai_map_fn_through_datasets_null_fill():
@@ -396,6 +434,9 @@ def test_openai_map_fn_through_datasets_null_fill():
     ]
     ds = datasets.Dataset.from_list(rows).map(openai_map_fn, remove_columns=["messages"])
     assert [t["output_with_loss"] for t in ds[0]["conversation"]] == [False, True]
+    v0_reading = functools.partial(openai_map_fn, null_loss_trains=False)
+    ds = datasets.Dataset.from_list(rows).map(v0_reading, remove_columns=["messages"])
+    assert [t["output_with_loss"] for t in ds[0]["conversation"]] == [False, False]
 
 
 def test_openai_map_fn_unknown_role():
@@ -403,7 +444,7 @@ def test_openai_map_fn_unknown_role():
         openai_map_fn({"messages": [{"role": "tool", "content": "x"}]})
 
 
-def test_wizardlm_map_fn():
+def test_wizardlm_map_fn(v0):
     example = {
         "conversations": [
             {"from": "gpt", "value": "skipped"},
@@ -421,11 +462,14 @@ def test_wizardlm_map_fn():
             {"input": "Bye", "output": "Bye!"},
         ]
     }
+    assert wizardlm_map_fn(example) == _v0_fn(v0, wizardlm_map_fn)(example)
+    with pytest.raises(NotImplementedError):  # v0
+        _v0_fn(v0, wizardlm_map_fn)({"conversations": [{"from": "system", "value": "s"}]})
     with pytest.raises(DataError, match="unknown speaker 'system'"):
         wizardlm_map_fn({"conversations": [{"from": "system", "value": "s"}]})
 
 
-def test_llava_map_fn_moves_image_token_first():
+def test_llava_map_fn_moves_image_token_first(v0):
     example = {
         "id": "1",
         "image": "a.jpg",
@@ -446,15 +490,17 @@ def test_llava_map_fn_moves_image_token_first():
             {"input": "<image>\ntwice", "output": "Yes."},
         ]
     }
+    assert llava_map_fn(example) == _v0_fn(v0, llava_map_fn)(example)
     assert example == original  # v0 rewrote msg["value"] in place; we do not
     # An image-only question becomes just the token (the trailing "\n" is stripped).
     only = {
         "conversations": [{"from": "human", "value": "<image>\n"}, {"from": "gpt", "value": "x"}]
     }
     assert llava_map_fn(only) == {"conversation": [{"input": "<image>", "output": "x"}]}
+    assert llava_map_fn(only) == _v0_fn(v0, llava_map_fn)(only)
 
 
-def test_llava_image_only_map_fn():
+def test_llava_image_only_map_fn(v0):
     example = {
         "conversations": [
             {"from": "gpt", "value": "skipped"},
@@ -465,6 +511,10 @@ def test_llava_image_only_map_fn():
     assert llava_image_only_map_fn(example) == {
         "conversation": [{"input": "<image>", "output": "A dog on grass."}]
     }
+    assert llava_image_only_map_fn(example) == _v0_fn(v0, llava_image_only_map_fn)(example)
+    with pytest.raises(AssertionError):  # v0
+        _v0_fn(v0, llava_image_only_map_fn)(
+            {"conversations": [{"from": "human", "value": "no image"}]})
     with pytest.raises(DataError, match="must contain '<image>'"):
         llava_image_only_map_fn({"conversations": [{"from": "human", "value": "no image"}]})
 
@@ -493,7 +543,7 @@ MSAGENT_TOOL_PROMPT = (
 
 
 @pytest.mark.parametrize("as_string", [False, True])
-def test_msagent_react_map_fn_tool_call_and_answer(as_string):
+def test_msagent_react_map_fn_tool_call_and_answer(v0, as_string):
     conversations = [
         {"from": "system", "value": MSAGENT_SYSTEM_VALUE},
         {"from": "user", "value": "北京天气？"},
@@ -518,23 +568,30 @@ def test_msagent_react_map_fn_tool_call_and_answer(as_string):
             {"system": "", "input": "谢谢\n", "output": "Final Answer:不客气\n"},
         ]
     }
+    assert msagent_react_map_fn(example) == _v0_fn(v0, msagent_react_map_fn)(example)
 
 
-def test_msagent_react_map_fn_invalid_records():
+def test_msagent_react_map_fn_invalid_records(v0):
     user = {"from": "user", "value": "q"}
+    theirs = _v0_fn(v0, msagent_react_map_fn)
     # too short
     assert msagent_react_map_fn({"conversations": [user]}) == {"conversation": []}
+    assert theirs({"conversations": [user]}) == {"conversation": []}
     # a think block that is not JSON drops the whole record
     bad_think = {"from": "assistant", "value": "<|startofthink|>not json<|endofthink|>"}
     assert msagent_react_map_fn({"conversations": [user, bad_think]}) == {"conversation": []}
+    assert theirs({"conversations": [user, bad_think]}) == {"conversation": []}
     # two exec blocks drop the whole record
     two_exec = {"from": "assistant", "value": "a<|startofexec|>b<|startofexec|>c"}
     assert msagent_react_map_fn({"conversations": [user, two_exec]}) == {"conversation": []}
+    assert theirs({"conversations": [user, two_exec]}) == {"conversation": []}
     # an exec payload that is not JSON only loses the response turn
     plain_exec = {
         "from": "assistant",
         "value": MSAGENT_THINK + "<|startofexec|>plain<|endofexec|>Final Answer: y",
     }
+    assert theirs({"conversations": [user, plain_exec]}) == msagent_react_map_fn(
+        {"conversations": [user, plain_exec]})
     assert msagent_react_map_fn({"conversations": [user, plain_exec]}) == {
         "conversation": [
             {
@@ -547,7 +604,9 @@ def test_msagent_react_map_fn_invalid_records():
 
 
 # --------------------------------------------------------------------------- registry / exports
-def test_dataset_format_mapping_matches_v0():
+def test_dataset_format_mapping_matches_v0(v0):
+    assert {k: f.__name__ for k, f in DATASET_FORMAT_MAPPING.items()} == {
+        k: f.__name__ for k, f in v0.DATASET_FORMAT_MAPPING.items()}
     assert DATASET_FORMAT_MAPPING == {
         "alpaca": alpaca_map_fn,
         "alpaca_zh": alpaca_zh_map_fn,
@@ -579,7 +638,7 @@ def test_v0_module_paths_still_import():
     assert m is msagent_react_map_fn and f is template_map_fn_factory
 
 
-def test_pipeline_alpaca_to_qwen_chat_with_datasets():
+def test_pipeline_alpaca_to_qwen_chat_with_datasets(v0):
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_list(
         [
@@ -594,11 +653,7 @@ def test_pipeline_alpaca_to_qwen_chat_with_datasets():
         {
             "conversation": [
                 {
-                    "system": ALPACA_SYS,
-                    "input": (
-                        f"<|im_start|>system\n{ALPACA_SYS}<|im_end|>\n"
-                        "<|im_start|>user\nAdd.\n1+1<|im_end|>\n<|im_start|>assistant\n"
-                    ),
+                    "input": "<|im_start|>user\nAdd.\n1+1<|im_end|>\n<|im_start|>assistant\n",
                     "output": "2<|im_end|>",
                     "need_eos_token": False,
                     "sep": "\n",
@@ -606,3 +661,6 @@ def test_pipeline_alpaca_to_qwen_chat_with_datasets():
             ]
         }
     ]
+    theirs = _v0_template(v0, _v0_fn(v0, alpaca_map_fn)(
+        {"instruction": "Add.", "input": "1+1", "output": "2"}), "qwen_chat")
+    assert ds.to_list() == [theirs]

@@ -1,13 +1,15 @@
 """``encode_fn`` gives XTuner v0.2.0's exact ``input_ids`` and ``labels``.
 
-The reference below re-implements v0.2.0's ``xtuner/dataset/utils.py::encode_fn`` (the version
-with ``get_bos_eos_token_ids``, ``output_with_loss`` and the Qwen2 class names) independently of
-xtuner's code, as a parity oracle. A few hand-computed literal cases pin the behaviour down on
-their own, so the suite does not only compare two implementations with each other.
+The oracle is v0's own ``encode_fn`` (the ``v0`` fixture, loaded from the 0.2.0 wheel by
+tests/v0_oracle.py). A few hand-computed literal cases pin the behaviour down on their own.
+tests/dataset/test_v0_fidelity.py runs every map fn's records through both.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
+from v0_oracle import as_v0_saw_it
 
 from xtuner.dataset import encode_fn
 from xtuner.dataset.map_fns import alpaca_map_fn, openai_map_fn, pretrain_map_fn, template_map_fn
@@ -16,59 +18,6 @@ from xtuner.utils.errors import DataError
 from xtuner.utils.templates import PROMPT_TEMPLATE
 
 IGNORE = -100
-
-# v0's class names for "no BOS"; transformers 5 calls Qwen2's (only) tokenizer class
-# `Qwen2Tokenizer` (`Qwen2TokenizerFast` is an alias of it), which is what v0's
-# `Qwen2TokenizerFast` entry meant.
-V0_NO_BOS_CLASSES = ("QWenTokenizer", "QWen2Tokenizer", "Qwen2TokenizerFast", "Qwen2Tokenizer")
-
-
-def v0_encode_fn(example, tokenizer, max_length, input_ids_with_output=True):
-    """v0's behaviour, for parity (XTuner v0.2.0 ``encode_fn``, text only)."""
-    name = type(tokenizer).__name__
-    if name in V0_NO_BOS_CLASSES:
-        bos, eos = [], tokenizer.eos_token_id
-        assert eos is not None
-    elif name == "ChatGLMTokenizer":
-        bos, eos = [64790, 64792], tokenizer.eos_token_id
-    else:
-        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    bos = [bos] if isinstance(bos, int) else bos
-    eos = [eos] if isinstance(eos, int) else eos
-    if len(example["conversation"]) > 1:
-        assert input_ids_with_output
-
-    def enc(text):
-        return tokenizer.encode(text, add_special_tokens=False)
-
-    input_ids, labels = [], []
-    next_needs_bos = True
-    for turn in example["conversation"]:
-        prompt = enc(turn["input"])
-        if next_needs_bos:
-            input_ids += bos
-            labels += [IGNORE] * len(bos)
-        input_ids += prompt
-        labels += [IGNORE] * len(prompt)
-        if input_ids_with_output:
-            with_loss = turn.get("output_with_loss", True)
-            out = enc(turn["output"])
-            input_ids += out
-            labels += list(out) if with_loss else [IGNORE] * len(out)
-            if turn.get("need_eos_token", True):
-                next_needs_bos = True
-                input_ids += eos
-                labels += list(eos) if with_loss else [IGNORE] * len(eos)
-            else:
-                next_needs_bos = False
-            sep = turn.get("sep", "")
-            if sep != "":
-                sep_ids = enc(sep)
-                input_ids += sep_ids
-                labels += [IGNORE] * len(sep_ids)
-    if len(input_ids) > max_length:
-        input_ids, labels = input_ids[:max_length], labels[:max_length]
-    return {"input_ids": input_ids, "labels": labels}
 
 
 class ChatGLMTokenizer:
@@ -118,7 +67,8 @@ CONVERSATIONS = {
     ]})["conversation"],
 }
 
-TOKENIZERS = ["bos_tokenizer", "qwen2_tokenizer", "qwen2_tokenizer_with_bos", "chatglm"]
+TOKENIZERS = ["bos_tokenizer", "spm_tokenizer", "qwen2_tokenizer", "qwen2_tokenizer_with_bos",
+              "chatglm"]
 
 
 @pytest.fixture(params=TOKENIZERS)
@@ -128,8 +78,20 @@ def tokenizer(request):
     return request.getfixturevalue(request.param)
 
 
+@pytest.fixture
+def v0_encode_fn(v0, tokenizer):
+    """v0's encode_fn, shown ``tokenizer`` under the class name transformers 4 gave it."""
+    v0_tok = as_v0_saw_it(tokenizer)
+
+    def encode(example, _tokenizer, max_length, input_ids_with_output=True):
+        return v0.encode_fn(copy.deepcopy(example), v0_tok, max_length,
+                            input_ids_with_output=input_ids_with_output)
+
+    return encode
+
+
 @pytest.mark.parametrize("template_name", [None, *PROMPT_TEMPLATE])
-def test_encode_fn_matches_v0_for_every_template(tokenizer, template_name):
+def test_encode_fn_matches_v0_for_every_template(tokenizer, v0_encode_fn, template_name):
     checked = 0
     for conv_name, conversation in CONVERSATIONS.items():
         example = {"conversation": conversation}
@@ -142,8 +104,9 @@ def test_encode_fn_matches_v0_for_every_template(tokenizer, template_name):
                 continue
             example = template_map_fn(example, template)
         full = v0_encode_fn(example, tokenizer, max_length=2048)
-        assert len(full["input_ids"]) > 7, conv_name  # so the truncated case really cuts
-        for max_length in (2048, 7, 1):
+        n = len(full["input_ids"])
+        assert n > 2, conv_name  # so the truncated cases really cut
+        for max_length in (2048, n - 1, n // 2, 1):
             expected = v0_encode_fn(example, tokenizer, max_length)
             got = encode_fn(example, tokenizer, max_length)
             assert got == expected, (template_name, conv_name, max_length)
@@ -236,7 +199,7 @@ def test_alpaca_nooutput_gives_an_empty_sample(bos_tokenizer):
 
 @pytest.mark.parametrize("template_name", [None, "default", "qwen_chat", "llama3_chat",
                                            "internlm2_chat"])
-def test_encode_batch_matches_v0_per_example(tokenizer, template_name):
+def test_encode_batch_matches_v0_per_example(tokenizer, v0_encode_fn, template_name):
     """One tokenizer call for a whole batch gives every example v0's ids and labels."""
     examples = []
     for conversation in CONVERSATIONS.values():

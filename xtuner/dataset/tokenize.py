@@ -10,6 +10,9 @@ The layout of one sample, turn by turn::
 * ``need_eos_token=False`` (templates whose SUFFIX acts as EOS) drops EOS, and the next turn
   then gets no BOS either.
 * The result is cut to ``max_length`` (the tail is lost, EOS included), as v0 did.
+* A tokenizer without ``eos_token`` is refused (:class:`ConfigError`) as soon as a turn needs
+  EOS (v0 asserted for Qwen and crashed with ``TypeError`` otherwise); one without a BOS token
+  gets none (v0 crashed with ``TypeError`` unless it was a Qwen class).
 
 Token ids and label masks equal v0's for the same tokenizer and conversation.
 """
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xtuner.utils.constants import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from xtuner.utils.errors import ConfigError
 
 __all__ = ["encode_fn", "encode_batch", "special_token_ids"]
 
@@ -55,9 +59,17 @@ def _encode_input(encode, text: str, with_image_token: bool) -> list[int]:
     return ids
 
 
+def _no_eos_error(tokenizer) -> ConfigError:
+    return ConfigError(
+        f"the tokenizer ({type(tokenizer).__name__}) has no eos_token, but a conversation turn "
+        "needs one (need_eos_token=True); set eos_token in the tokenizer config or pick a "
+        "prompt template whose SUFFIX_AS_EOS is True"
+    )
+
+
 def _assemble(conversation: list, encode: Callable[[str], list[int]], bos: list[int],
               eos: list[int], max_length: int | None, input_ids_with_output: bool,
-              with_image_token: bool) -> dict[str, list[int]]:
+              with_image_token: bool, tokenizer=None) -> dict[str, list[int]]:
     """The sample layout of :func:`encode_fn`; ``encode(text)`` gives the ids of a text piece.
 
     Which pieces are encoded depends only on the texts and flags, never on the ids, so
@@ -84,6 +96,8 @@ def _assemble(conversation: list, encode: Callable[[str], list[int]], bos: list[
             input_ids += ids
             labels += ids if trained else [IGNORE_INDEX] * len(ids)
         if turn.get("need_eos_token", True):
+            if not eos:
+                raise _no_eos_error(tokenizer)
             needs_bos = True
             input_ids += eos
             labels += eos if trained else [IGNORE_INDEX] * len(eos)
@@ -118,7 +132,7 @@ def encode_fn(example: dict, tokenizer, max_length: int | None,
     bos, eos = special_token_ids(tokenizer)
     return _assemble(example["conversation"],
                      lambda text: tokenizer.encode(text, add_special_tokens=False),
-                     bos, eos, max_length, input_ids_with_output, with_image_token)
+                     bos, eos, max_length, input_ids_with_output, with_image_token, tokenizer)
 
 
 def encode_batch(examples: list[dict], tokenizer, max_length: int | None,
@@ -138,7 +152,7 @@ def encode_batch(examples: list[dict], tokenizer, max_length: int | None,
 
     for example in examples:
         _assemble(example["conversation"], collect, bos, eos, None, input_ids_with_output,
-                  with_image_token)
+                  with_image_token, tokenizer)
     pieces = list(texts)
     if pieces:
         if callable(tokenizer):

@@ -1,16 +1,14 @@
 """Map fn for the Chinese Alpaca translation (``silk-road/alpaca-data-gpt4-chinese``)."""
 from typing import Any
 
-from xtuner.utils.templates import SYSTEM_TEMPLATE
-
 from ._single_turn import single_turn
 
 
 def alpaca_zh_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Map ``{instruction_zh, input_zh, output_zh}`` to a one-turn conversation.
 
-    Same layout as :func:`alpaca_map_fn` (English Alpaca system prompt, ``instruction\\ninput``),
-    but without the ``<nooutput>`` filter, as in v0.
+    Same layout as :func:`alpaca_map_fn` (``instruction\\ninput``, no system prompt), but
+    without the ``<nooutput>`` filter, as in v0.
 
     Args:
         example: One record with the ``*_zh`` columns.
@@ -18,7 +16,4 @@ def alpaca_zh_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
     Returns:
         ``{"conversation": [turn]}``.
     """
-    return single_turn(
-        f"{example['instruction_zh']}\n{example['input_zh']}", example["output_zh"],
-        system=SYSTEM_TEMPLATE.alpaca,
-    )
+    return single_turn(f"{example['instruction_zh']}\n{example['input_zh']}", example["output_zh"])

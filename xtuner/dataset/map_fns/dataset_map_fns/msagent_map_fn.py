@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from xtuner.utils.errors import DataError
+
 __all__ = ["msagent_react_map_fn"]
 
 # `.` must cross newlines: thoughts and JSON payloads span several lines.
@@ -116,12 +118,22 @@ def msagent_react_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, An
 
     Returns:
         ``{"conversation": [...]}``.
+
+    Raises:
+        DataError: ``conversations`` is a string that is not a Python literal.
     """
     messages = example["conversations"]
     if isinstance(messages, str):
         # The dataset stores a Python literal; literal_eval parses it like v0's eval() did,
-        # without executing code.
-        messages = ast.literal_eval(messages)
+        # without executing code (v0 would have run any expression a data file held).
+        try:
+            messages = ast.literal_eval(messages)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+            raise DataError(
+                "msagent_react_map_fn: 'conversations' is a string but not a Python literal "
+                f"list of messages ({type(exc).__name__}); expected e.g. "
+                "\"[{'from': 'user', 'value': '...'}, ...]\""
+            ) from exc
     if len(messages) < 2:
         return {"conversation": []}
 

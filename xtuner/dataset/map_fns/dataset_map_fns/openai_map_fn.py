@@ -4,7 +4,7 @@ from typing import Any
 from xtuner.utils.errors import DataError
 
 
-def _output_with_loss(msg: dict[str, Any]) -> bool:
+def _output_with_loss(msg: dict[str, Any], null_loss_trains: bool) -> bool:
     """Read an assistant message's optional ``loss`` flag (default ``True``).
 
     v0 parses the value as a string: ``True``/``"true"``/``"True"`` mean trained, anything else
@@ -13,14 +13,16 @@ def _output_with_loss(msg: dict[str, Any]) -> bool:
     Deliberate fix: ``None`` counts as "not given" (trained). ``datasets`` fills a missing key
     with ``None`` whenever any message in the file has ``loss``, and v0 then read it as
     ``"None"`` → not trained, silently dropping the loss on every unmarked reply.
+    ``null_loss_trains=False`` restores v0's reading.
     """
-    loss = msg.get("loss")
-    if loss is None:
+    loss = msg.get("loss", True)
+    if loss is None and null_loss_trains:
         return True
     return str(loss).lower() == "true"
 
 
-def openai_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def openai_map_fn(example: dict[str, Any], *,
+                  null_loss_trains: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Map OpenAI ``messages`` to a multi-turn conversation.
 
     As in v0: leading ``assistant`` messages are skipped; a ``system`` message sets the system
@@ -39,6 +41,10 @@ def openai_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
     Args:
         example: One record with a ``messages`` list.
+        null_loss_trains: ``loss: None`` (what ``datasets`` stores for a message without the
+            key once another message has it) trains the reply. ``False`` is v0's reading,
+            where it does not; use ``functools.partial(openai_map_fn, null_loss_trains=False)``
+            to reproduce a v0 run exactly.
 
     Returns:
         ``{"conversation": [...]}``.
@@ -64,7 +70,7 @@ def openai_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                     "system": system,
                     "input": pending_input,
                     "output": msg["content"],
-                    "output_with_loss": _output_with_loss(msg),
+                    "output_with_loss": _output_with_loss(msg, null_loss_trains),
                 }
             )
             system, pending_input = "", ""
