@@ -1,4 +1,5 @@
-"""Models (v0 import path: ``from xtuner.model import SupervisedFinetune``)."""
+"""Models (v0 import paths: ``from xtuner.model import SupervisedFinetune, LLaVAModel``)."""
+from .llava import LLaVAModel
 from .sft import SupervisedFinetune
 
-__all__ = ["SupervisedFinetune"]
+__all__ = ["SupervisedFinetune", "LLaVAModel"]

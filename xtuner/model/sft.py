@@ -24,6 +24,7 @@ from .checkpointing import (
     set_plain_layers,
 )
 from .kernels import apply_liger_kernels, liger_loss_kwargs
+from .loss import check_loss_reduction, target_mask, weighted_cross_entropy
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -104,6 +105,27 @@ def _extend_context(cfg: dict, max_position_embeddings: int) -> dict:
     return cfg
 
 
+def _count_targets(data: dict) -> int:
+    """Trained targets in a batch: given by the train loop, else counted."""
+    if data.get("num_targets") is not None:
+        return int(data["num_targets"])
+    return int(target_mask(data["labels"]).sum())
+
+
+def varlen_kwargs(cu_seqlens: torch.Tensor, max_seqlen: int | None = None) -> dict:
+    """The keyword arguments transformers forwards to the attention function (flash/varlen)
+    for a packed row with sample boundaries ``cu_seqlens``."""
+    if max_seqlen is None:
+        max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    return dict(cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
+                max_length_q=int(max_seqlen), max_length_k=int(max_seqlen))
+
+
+def _unscaled(loss: torch.Tensor, denominator: float) -> torch.Tensor:
+    """The per-token mean for the log, from a loss scaled for the optimizer step."""
+    return loss.detach() / denominator if denominator else loss.detach()
+
+
 class SupervisedFinetune(BaseModel):
     """Supervised fine-tuning of a causal language model.
 
@@ -132,13 +154,19 @@ class SupervisedFinetune(BaseModel):
         max_position_embeddings: extend the context with linear RoPE scaling.
         use_liger_kernel: fused liger kernels (fused linear cross-entropy, RMSNorm, SwiGLU):
             ``'auto'`` (on with CUDA for supported models), ``True`` (required) or ``False``.
+        loss_reduction: how the loss of an optimizer step is normalised (see
+            :mod:`xtuner.model.loss`): ``'token'`` (default: mean over every trained token
+            of the step, across accumulation steps and ranks), ``'sample'`` (each sample
+            weighs the same), ``'square'`` (weight ``1/sqrt(n)`` for a sample of ``n``
+            trained tokens) or ``'v0'`` (XTuner v0's per-micro-batch mean).
     """
 
     def __init__(self, llm, lora=None, peft_model=None, use_activation_checkpointing="auto",
                  use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
                  use_liger_kernel="auto", activation_memory_budget=None,
-                 use_torch_compile=False):
+                 use_torch_compile=False, loss_reduction="token"):
         super().__init__()
+        self.loss_reduction = check_loss_reduction(loss_reduction)
         self.llm = _build_llm(llm, max_position_embeddings)
         self.llm.config.use_cache = False
         self.use_varlen_attn = use_varlen_attn
@@ -259,39 +287,72 @@ class SupervisedFinetune(BaseModel):
         raise NotImplementedError(f"unknown forward mode '{mode}'")
 
     def _model_inputs(self, data: dict) -> dict:
+        """The LLM's keyword arguments for a collated batch."""
         inputs = {k: data[k] for k in ("input_ids", "attention_mask", "position_ids", "labels")
                   if data.get(k) is not None}
-        if self.use_varlen_attn and data.get("cumulative_len") is not None:
-            cu_seqlens = data["cumulative_len"]
-            if isinstance(cu_seqlens, (list, tuple)):
-                if len(cu_seqlens) != 1:
-                    raise ValueError("varlen batches must be concatenated into one row")
-                cu_seqlens = cu_seqlens[0]
-            cu_seqlens = cu_seqlens.to(device=inputs["input_ids"].device, dtype=torch.int32)
-            max_seqlen = data.get("max_seqlen")
-            if max_seqlen is None:
-                max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-            # transformers forwards these kwargs to the attention function (flash/varlen).
-            inputs.update(cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens,
-                          max_length_q=int(max_seqlen), max_length_k=int(max_seqlen))
+        cu_seqlens = self._packed_boundaries(data, inputs["input_ids"].device)
+        if cu_seqlens is not None:
+            inputs.update(varlen_kwargs(cu_seqlens, data.get("max_seqlen")))
         return inputs
 
-    def _forward_llm(self, data: dict):
+    def _packed_boundaries(self, data: dict, device) -> torch.Tensor | None:
+        """The sample boundaries of a packed batch (one row), when attention must keep to
+        them."""
+        if not self.use_varlen_attn or data.get("cumulative_len") is None:
+            return None
+        cu_seqlens = data["cumulative_len"]
+        if isinstance(cu_seqlens, (list, tuple)):
+            if len(cu_seqlens) != 1:
+                raise ValueError("varlen batches must be concatenated into one row")
+            cu_seqlens = cu_seqlens[0]
+        return cu_seqlens.to(device=device, dtype=torch.int32)
+
+    def _forward_llm(self, data: dict, **loss_kwargs):
         inputs = self._model_inputs(data)
-        if self.use_liger_kernel and "labels" in inputs:
-            inputs.update(liger_loss_kwargs())
+        inputs.pop("loss_weights", None)  # only the 'sample'/'square' path uses them
+        if "labels" in inputs:
+            inputs.update(loss_kwargs)
+            if self.use_liger_kernel:
+                inputs.update(liger_loss_kwargs())
         return self.llm(**inputs)
 
     def compute_loss(self, data: dict) -> dict:
-        """Mean cross-entropy over the trained tokens of the batch."""
+        """Cross-entropy of the batch, normalised as ``loss_reduction`` says.
+
+        The train loop adds ``loss_scale`` (and ``loss_weights`` for ``sample``/``square``)
+        to each batch; without them (evaluation, direct calls) the loss is the mean over the
+        batch's trained tokens. ``log_loss`` is that mean in every case, for the log.
+        """
         plan = self.checkpointing_plan
         measure = plan is not None and plan.measuring and self.training
         if measure:
             plan.note_forward_start(data["input_ids"].numel())
-        outputs = self._forward_llm(data)
+        scale = data.get("loss_scale") if self.loss_reduction != "v0" else None
+        if scale is None:
+            loss = self._forward_llm(data).loss
+            log_loss = loss
+        elif self.loss_reduction == "token":
+            # transformers' (and liger's) loss sums over the targets and divides by
+            # `num_items_in_batch`: here the step's count spread over its micro-batches.
+            # A step without any trained token has scale 0: its loss is 0.
+            loss = self._forward_llm(data, num_items_in_batch=1.0 / scale if scale else
+                                     math.inf).loss
+            log_loss = _unscaled(loss, scale * _count_targets(data))
+        else:
+            inputs = self._model_inputs(data)
+            labels = inputs.pop("labels")
+            weights = inputs.pop("loss_weights", data["loss_weights"])
+            logits = self.llm(**inputs).logits
+            loss = weighted_cross_entropy(logits, labels, weights) * scale
+            log_loss = _unscaled(loss, scale * float(weights.sum()))
         if measure:
             plan.note_forward_end()
-        return {"loss": outputs.loss}
+        return {"loss": loss, "log_loss": log_loss}
+
+    def parse_losses(self, losses: dict):
+        """The loss to back-propagate, and the per-token mean of the micro-batch for the log
+        (the back-propagated value is scaled for the whole optimizer step)."""
+        return losses["loss"], OrderedDict(loss=losses["log_loss"].detach())
 
     @torch.no_grad()
     def predict(self, data: dict) -> list:

@@ -68,6 +68,15 @@ def _varlen_batch(instances: Sequence[dict]) -> dict:
     }
 
 
+def _images(instances: Sequence[dict]) -> torch.Tensor | None:
+    """Every instance's images in order, ``(images, C, H, W)``: the i-th image belongs to
+    the i-th image placeholder of the batch. None for a text-only batch."""
+    images = [torch.as_tensor(x["pixel_values"]) for x in instances if "pixel_values" in x]
+    images = [x[None] if x.dim() == 3 else x for x in images]
+    images = [x for x in images if len(x)]
+    return torch.cat(images) if images else None
+
+
 def _padded_batch(instances: Sequence[dict], pad_index: int) -> dict:
     """Right-pad the rows (v0): samples packed in a row attend to each other, but no target
     crosses a sample boundary, and the boundaries stay in ``sample_bounds`` (one tensor per
@@ -95,7 +104,8 @@ def default_collate_fn(instances: Sequence[dict], pad_index: int | None = None,
 
     Args:
         instances: dicts with ``input_ids`` and ``labels`` (and, for packed rows,
-            ``position_ids`` and ``cumulative_len``).
+            ``position_ids`` and ``cumulative_len``; for multimodal samples
+            ``pixel_values``, one image per placeholder).
         pad_index: id used to pad ``input_ids``. ``xtuner train`` fills in the tokenizer's pad
             id when the config leaves it unset (v0 always padded with 0).
         return_hf_format: return the plain dict instead of mmengine's
@@ -110,6 +120,9 @@ def default_collate_fn(instances: Sequence[dict], pad_index: int | None = None,
         data = _varlen_batch(instances)
     else:
         data = _padded_batch(instances, pad_index)
+    images = _images(instances)
+    if images is not None:
+        data["pixel_values"] = images
     if return_hf_format:
         return data
     return {"data": data, "data_samples": None}

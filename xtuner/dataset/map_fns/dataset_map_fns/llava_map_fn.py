@@ -59,7 +59,9 @@ def llava_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
     A ``human`` message containing ``<image>`` has every ``<image>`` removed and a single
     ``"<image>\\n"`` put before the stripped text, so the image always precedes the question
-    (LLaVA data puts it before or after). Otherwise the ShareGPT rules of
+    (LLaVA data puts it before or after), as in v0. Beyond v0, a record whose ``image`` is a
+    list (several images) keeps one ``"<image>\\n"`` per ``<image>`` of the message, in
+    order. Otherwise the ShareGPT rules of
     :func:`~.wizardlm_map_fn` apply: leading ``gpt`` skipped, consecutive ``human`` messages
     concatenated, trailing ``human`` dropped. Unlike v0, the input record is not modified.
 
@@ -74,12 +76,16 @@ def llava_map_fn(example: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """
     conversation = []
     pending_input = ""
+    several_images = isinstance(example.get("image"), (list, tuple))
     for msg in _skip_leading_gpt(example["conversations"]):
         if msg["from"] == "human":
             value = msg["value"]
-            if DEFAULT_IMAGE_TOKEN in value:
+            images = value.count(DEFAULT_IMAGE_TOKEN)
+            if images:
+                if not several_images:
+                    images = 1  # v0: one image per record, whatever the text repeats
                 text = value.replace(DEFAULT_IMAGE_TOKEN, "").strip()
-                value = f"{DEFAULT_IMAGE_TOKEN}\n{text}".strip()
+                value = (f"{DEFAULT_IMAGE_TOKEN}\n" * images + text).strip()
             pending_input += value
         elif msg["from"] == "gpt":
             conversation.append({"input": pending_input, "output": msg["value"]})

@@ -1,0 +1,173 @@
+"""``LLaVAModel``: the oracle is transformers' own ``LlavaForConditionalGeneration`` built
+from the same parts, and each sample run alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from xtuner.utils.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+
+IMAGE = 32
+PATCH = 8
+PATCHES = (IMAGE // PATCH) ** 2  # 16 features per image
+
+
+def _vision_dir(root, kind: str) -> str:
+    from transformers import (
+        CLIPVisionConfig,
+        CLIPVisionModel,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+    )
+
+    config_cls, model_cls = {"clip": (CLIPVisionConfig, CLIPVisionModel),
+                             "siglip": (SiglipVisionConfig, SiglipVisionModel)}[kind]
+    path = root / kind
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = model_cls(config_cls(hidden_size=24, intermediate_size=48, num_hidden_layers=3,
+                                     num_attention_heads=4, image_size=IMAGE,
+                                     patch_size=PATCH))
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def towers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("towers")
+    return {kind: _vision_dir(root, kind) for kind in ("clip", "siglip")}
+
+
+def _build(llama_dir, tower_dir, **kw):
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from xtuner.model import LLaVAModel
+
+    kw.setdefault("use_activation_checkpointing", False)
+    return LLaVAModel(
+        llm=dict(type=AutoModelForCausalLM.from_pretrained,
+                 pretrained_model_name_or_path=llama_dir, dtype=torch.float32),
+        visual_encoder=dict(type=AutoModel.from_pretrained,
+                            pretrained_model_name_or_path=tower_dir),
+        use_liger_kernel=False, **kw)
+
+
+def _images(count: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(count, 3, IMAGE, IMAGE, generator=g)
+
+
+def _hf_oracle(model, image_token_id: int, drop_cls: bool):
+    from xtuner.model.llava_hf import build_llava_hf
+
+    return build_llava_hf(model.llm, model.visual_encoder, model.projector,
+                          image_token_id=image_token_id, visual_select_layer=-2,
+                          drop_cls_token=drop_cls, image_seq_length=PATCHES)
+
+
+def _expand(ids: list[int], token: int) -> list[int]:
+    out = []
+    for i in ids:
+        out += [token] * PATCHES if i == IMAGE_TOKEN_INDEX else [i]
+    return out
+
+
+@pytest.mark.parametrize("tower,drop_cls", [("clip", True), ("siglip", False)])
+@pytest.mark.parametrize("num_images", [1, 2])
+def test_logits_equal_transformers_llava(llama_dir, towers, tower, drop_cls, num_images):
+    """One sample with one or two images anywhere in the text: our logits are those of
+    transformers' Llava on the same weights (CLIP drops its class token, SigLIP has none)."""
+    model = _build(llama_dir, towers[tower]).eval()
+    ids = [1, 7, 8, IMAGE_TOKEN_INDEX, 9, 10] + ([11, IMAGE_TOKEN_INDEX, 12] if num_images > 1
+                                                  else [])
+    pixels = _images(num_images)
+    pad = model.llm.config.pad_token_id
+    hf = _hf_oracle(model, pad, drop_cls)
+    with torch.no_grad():
+        ours = model({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
+                     mode="predict")[0]["logits"]
+        theirs = hf(input_ids=torch.tensor([_expand(ids, pad)]), pixel_values=pixels).logits[0]
+    assert ours.shape == theirs.shape == (len(ids) + num_images * (PATCHES - 1),
+                                          model.llm.config.vocab_size)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_projector_keeps_v0s_weight_names(llama_dir, towers):
+    model = _build(llama_dir, towers["clip"], freeze_llm=True, freeze_visual_encoder=True)
+    # Frozen parts come from their own folders: a checkpoint holds the projector only.
+    assert sorted(model.state_dict()) == ["projector.model.0.bias", "projector.model.0.weight",
+                                          "projector.model.2.bias", "projector.model.2.weight"]
+
+
+def test_text_only_batch_keeps_the_vision_side_in_the_graph(llama_dir, towers):
+    """No image in the batch: the loss is the LLM's own on the text, and the projector and
+    tower still get (zero) gradients, so DDP ranks agree on what was used."""
+    model = _build(llama_dir, towers["clip"]).train()
+    ids = torch.tensor([[1, 7, 8, 9, 10, 11]])
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 8, 9, 10, 11]])
+    loss = model({"input_ids": ids, "labels": labels}, mode="loss")["loss"]
+    plain = model.llm(input_ids=ids, labels=labels).loss
+    torch.testing.assert_close(loss, plain)
+    loss.backward()
+    for name, param in list(model.projector.named_parameters()) + \
+            list(model.visual_encoder.named_parameters())[:2]:
+        assert param.grad is not None, name
+        assert not param.grad.any(), name
+
+
+def test_packed_multimodal_rows_equal_each_sample_alone(llama_dir, towers):
+    """Two image samples and a text-only one packed into one varlen row: each sample's
+    logits and loss are those of the sample alone."""
+    from xtuner.dataset.collate_fns import default_collate_fn
+
+    model = _build(llama_dir, towers["clip"], use_varlen_attn=True).eval()
+    samples = [
+        {"input_ids": [1, IMAGE_TOKEN_INDEX, 7, 8, 9], "labels": [-100, -100, -100, 8, 9],
+         "pixel_values": _images(1, 1)},
+        {"input_ids": [1, 10, 11, 12], "labels": [-100, -100, 11, 12]},
+        {"input_ids": [1, 13, IMAGE_TOKEN_INDEX, 14, IMAGE_TOKEN_INDEX, 15, 16],
+         "labels": [-100] * 5 + [15, 16], "pixel_values": _images(2, 2)},
+    ]
+    row = {"input_ids": sum((s["input_ids"] for s in samples), []),
+           "labels": sum((s["labels"] for s in samples), []),
+           "position_ids": sum((list(range(len(s["input_ids"]))) for s in samples), []),
+           "cumulative_len": [0, 5, 9, 16],
+           "pixel_values": torch.cat([samples[0]["pixel_values"],
+                                      samples[2]["pixel_values"]])}
+    packed = default_collate_fn([row], use_varlen_attn=True, return_hf_format=True)
+    with torch.no_grad():
+        logits = model(packed, mode="predict")[0]["logits"]
+        start = 0
+        for sample in samples:
+            alone = default_collate_fn([sample], return_hf_format=True)
+            ref = model(alone, mode="predict")[0]["logits"]
+            torch.testing.assert_close(logits[start:start + len(ref)], ref, rtol=1e-4,
+                                       atol=1e-5)
+            start += len(ref)
+        assert start == len(logits)
+
+
+def test_placeholders_and_images_must_match(llama_dir, towers):
+    model = _build(llama_dir, towers["clip"]).eval()
+    with pytest.raises(ValueError, match="2 <image> placeholders but 1 images"):
+        model({"input_ids": torch.tensor([[1, IMAGE_TOKEN_INDEX, IMAGE_TOKEN_INDEX]]),
+               "pixel_values": _images(1)}, mode="predict")
+
+
+def test_separate_learning_rates_for_projector_tower_and_llm(llama_dir, towers):
+    """mmengine's paramwise_cfg gives each part its own learning rate (v0 #813: SigLIP needs
+    a smaller one than the projector)."""
+    from mmengine.optim import build_optim_wrapper
+
+    model = _build(llama_dir, towers["siglip"])
+    wrapper = build_optim_wrapper(model, dict(
+        optimizer=dict(type=torch.optim.AdamW, lr=1e-3),
+        paramwise_cfg=dict(custom_keys={"visual_encoder": dict(lr_mult=0.1),
+                                        "llm": dict(lr_mult=0.5)})))
+    lrs = {}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in wrapper.optimizer.param_groups:
+        for p in group["params"]:
+            lrs[names[id(p)].split(".")[0]] = group["lr"]
+    assert lrs == {"llm": pytest.approx(5e-4), "visual_encoder": pytest.approx(1e-4),
+                   "projector": pytest.approx(1e-3)}
