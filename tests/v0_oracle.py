@@ -24,8 +24,10 @@ import functools
 import hashlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import types
 import zipfile
 from pathlib import Path
@@ -81,11 +83,17 @@ def _unpacked() -> Path:
     """The wheel's ``xtuner/`` folder, unpacked next to the wheel."""
     wheel = _wheel()
     root = cache_dir() / f"xtuner-{V0_VERSION}-{WHEEL_SHA256[:12]}"
-    done = root / ".complete"
-    if not done.is_file():
+    if not (root / ".complete").is_file():
+        # Unpack aside and rename, so a concurrent test run never reads half-written files.
+        shutil.rmtree(root, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".unpack-"))
         with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(root, [n for n in zf.namelist() if n.startswith("xtuner/")])
-        done.write_text(WHEEL_SHA256)
+            zf.extractall(tmp, [n for n in zf.namelist() if n.startswith("xtuner/")])
+        (tmp / ".complete").write_text(WHEEL_SHA256)
+        try:
+            tmp.rename(root)
+        except OSError:  # another run renamed its copy first
+            shutil.rmtree(tmp, ignore_errors=True)
     return root / "xtuner"
 
 
@@ -188,12 +196,17 @@ def _load() -> types.SimpleNamespace:
     )
 
 
+_unavailable: list[str] = []  # why the wheel could not be had; tried once per session
+
+
 def load_v0() -> types.SimpleNamespace:
     """v0.2.0's data-pipeline modules; skips the test when the wheel cannot be downloaded."""
-    try:
-        return _load()
-    except RuntimeError as exc:
-        pytest.skip(f"XTuner {V0_VERSION} wheel unavailable (needs PyPI once): {exc}")
+    if not _unavailable:
+        try:
+            return _load()
+        except RuntimeError as exc:
+            _unavailable.append(str(exc))
+    pytest.skip(f"XTuner {V0_VERSION} wheel unavailable (needs PyPI once): {_unavailable[0]}")
 
 
 class _Presented:

@@ -246,8 +246,19 @@ class ChatGLMTokenizer:
         return self.inner.encode(text, add_special_tokens=add_special_tokens)
 
 
-TOKENIZER_KINDS = ["bos_tokenizer", "spm_tokenizer", "qwen2_tokenizer",
+# Every kind the tests build: byte-level with BOS (Llama-style factory default), the shipped
+# demo tokenizer, SentencePiece-like, Qwen2 without and with a BOS token, ChatGLM's fixed BOS.
+TOKENIZER_KINDS = ["bos_tokenizer", "demo_tokenizer", "spm_tokenizer", "qwen2_tokenizer",
                    "qwen2_tokenizer_with_bos", "chatglm"]
+
+
+@pytest.fixture(scope="module")
+def demo_tokenizer():
+    from transformers import AutoTokenizer
+
+    from xtuner.demo import TINY_LLM_PATH
+
+    return AutoTokenizer.from_pretrained(TINY_LLM_PATH)
 
 
 @pytest.fixture(params=TOKENIZER_KINDS)
@@ -491,6 +502,31 @@ def test_process_hf_dataset_equals_v0_process(v0, request, fmt, template_name, k
     for column in ("input_ids", "labels", "length"):
         assert got[column] == theirs[column], column
     assert got.length == theirs.length
+
+
+@pytest.mark.parametrize("template_name", [None, "default"])
+def test_prompt_only_rows_of_empty_conversations(v0, bos_tokenizer, template_name):
+    """With ``input_ids_with_output=False`` and no template, v0 kept an empty row for every
+    empty conversation (only its template step filtered them); ``process_hf_dataset`` drops
+    them whether or not a template is set. With a template both drop them."""
+    datasets = pytest.importorskip("datasets")
+    rows = RECORDS["alpaca"]  # one of them is "<nooutput>": an empty conversation
+    v0_template = None if template_name is None else partial(
+        v0.template_map_fn.template_map_fn, template=v0.PROMPT_TEMPLATE[template_name])
+    theirs = v0.process(
+        datasets.Dataset.from_list(rows), tokenizer=bos_tokenizer, max_length=4096,
+        dataset_map_fn=v0.DATASET_FORMAT_MAPPING["alpaca"], template_map_fn=v0_template,
+        pack_to_max_length=False, remove_unused_columns=True, input_ids_with_output=False,
+        map_num_proc=1)
+    ours = process_hf_dataset(
+        datasets.Dataset.from_list(rows), tokenizer=bos_tokenizer, max_length=4096,
+        dataset_map_fn=DATASET_FORMAT_MAPPING["alpaca"],
+        template_map_fn=template_name and template_map_fn_factory(template_name),
+        pack_to_max_length=False, remove_unused_columns=True, input_ids_with_output=False,
+        map_num_proc=1, cache=False)
+    kept = [ids for ids in theirs["input_ids"] if ids]
+    assert ours["input_ids"] == kept
+    assert len(theirs) - len(kept) == (1 if template_name is None else 0)
 
 
 @pytest.mark.parametrize("fmt, template_name, kind", PIPELINE_CASES[:3])
