@@ -8,14 +8,23 @@
 * ``False``: off.
 
 What is applied: fused linear + cross-entropy (the logits of a packed row are never
-materialized), RMSNorm and SwiGLU. liger's RoPE kernel is left out because liger installs it by
-replacing a function in the transformers modeling module (process-wide), and xtuner only
-patches the instance it was given.
+materialized), RMSNorm and SwiGLU. liger's RoPE kernel is left out: liger installs it only by
+replacing a function in the transformers modeling module.
+
+Only the given instance changes. liger's ``_apply_liger_kernel_to_instance`` patches the
+instance's modules and ``forward`` in place, but its per-architecture functions also rebind
+names of the transformers modeling module (``modeling_qwen2.Qwen2RMSNorm = LigerRMSNorm``,
+``Qwen2MLP = LigerSwiGLUMLP``), which would change every model of that architecture built later
+in the process. :func:`apply_liger_kernels` puts those module-level names back afterwards
+(:func:`_module_bindings_kept`).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import sys
+from collections.abc import Iterator
 
 import torch
 from mmengine import print_log
@@ -57,6 +66,38 @@ def liger_loss_kwargs() -> dict:
     return {"chunk_mem_const": FLCE_CHUNK_MEM_CONST}
 
 
+def _modeling_modules() -> dict:
+    return {name: module for name, module in list(sys.modules.items())
+            if name.startswith("transformers.models.") and module is not None}
+
+
+@contextlib.contextmanager
+def _module_bindings_kept() -> Iterator[list[str]]:
+    """Restore, on leaving, every module-level name and class ``forward`` of transformers'
+    loaded modeling modules that the block rebound; yields the list of restored names."""
+    modules = _modeling_modules()
+    names = {name: dict(vars(module)) for name, module in modules.items()}
+    forwards = {}
+    for name, values in names.items():
+        for attr, value in values.items():
+            if isinstance(value, type) and value.__module__ == name:
+                forwards[(name, attr)] = (value, value.__dict__.get("forward"))
+    restored: list[str] = []
+    try:
+        yield restored
+    finally:
+        for name, before in names.items():
+            module = modules[name]
+            for attr, value in before.items():
+                if vars(module).get(attr) is not value:
+                    setattr(module, attr, value)
+                    restored.append(f"{name}.{attr}")
+        for (name, attr), (cls, forward) in forwards.items():
+            if cls.__dict__.get("forward") is not forward and forward is not None:
+                cls.forward = forward
+                restored.append(f"{name}.{attr}.forward")
+
+
 def apply_liger_kernels(model, mode="auto") -> bool:
     """Apply liger kernels to ``model`` according to ``mode``; returns whether they are on.
 
@@ -72,7 +113,8 @@ def apply_liger_kernels(model, mode="auto") -> bool:
         return False
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
-    _apply_liger_kernel_to_instance(model=model, **_LIGER_OPTIONS)
+    with _module_bindings_kept():
+        _apply_liger_kernel_to_instance(model=model, **_LIGER_OPTIONS)
     print_log(f"liger kernels on for {model.config.model_type}: fused linear cross-entropy, "
               "RMSNorm, SwiGLU", logger="current", level=logging.INFO)
     return True
