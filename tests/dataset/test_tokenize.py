@@ -120,9 +120,11 @@ def test_encode_fn_matches_v0_for_every_template(tokenizer, v0_encode_fn, templa
     assert checked >= len(CONVERSATIONS) - 3  # minicpm (no SYSTEM) skips the 3 with a system
 
 
-def test_multi_turn_without_output_is_refused(bos_tokenizer):
+def test_multi_turn_without_output_is_refused(v0, bos_tokenizer):
     example = {"conversation": CONVERSATIONS["multi_turn_with_system"]}
-    with pytest.raises(ValueError, match="input_ids_with_output"):
+    with pytest.raises(AssertionError):  # v0
+        v0.encode_fn(copy.deepcopy(example), bos_tokenizer, 2048, input_ids_with_output=False)
+    with pytest.raises(ValueError, match="this sample has 3 turns; set input_ids_with_output"):
         encode_fn(example, bos_tokenizer, 2048, input_ids_with_output=False)
 
 

@@ -76,7 +76,12 @@ def _assemble(conversation: list, encode: Callable[[str], list[int]], bos: list[
     :func:`encode_batch` can collect them with a dry run first.
     """
     if len(conversation) > 1 and not input_ids_with_output:
-        raise ValueError("multi-turn samples need input_ids_with_output=True")
+        # v0 asserted; a prompt-only sample of several turns has no defined layout. A
+        # ValueError, which xtuner.dataset.checker reports against the record.
+        raise ValueError(
+            f"input_ids_with_output=False keeps only the prompt of single-turn samples, but this "
+            f"sample has {len(conversation)} turns; set input_ids_with_output=True"
+        )
     input_ids: list[int] = []
     labels: list[int] = []
     needs_bos = True
