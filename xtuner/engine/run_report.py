@@ -142,7 +142,7 @@ def summary_line(runner, config: str, seconds: float | None = None) -> str:
     parts = [f"Finished {runner.iter} iterations"]
     loss = _final_loss(runner)
     if loss is not None:
-        parts[0] += f" (final loss {loss:.4f})"
+        parts[0] += f" (last iteration's loss {loss:.4f})"
     if seconds is not None:
         parts[0] += f" in {seconds:.0f} s"
     ckpt = last_checkpoint(work_dir)
