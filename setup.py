@@ -53,6 +53,8 @@ extras = {
     "deepspeed": read_requirements("deepspeed.txt"),
     "quantization": read_requirements("quantization.txt"),
     "kernels": read_requirements("kernels.txt"),
+    "tensorboard": read_requirements("tensorboard.txt"),
+    "wandb": read_requirements("wandb.txt"),
     "tests": read_requirements("tests.txt"),
 }
 extras["all"] = sorted(
