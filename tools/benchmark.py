@@ -131,14 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.paths import resolve_config
-    from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
+    from xtuner.utils.remote_code import CONFIG_HINT, remote_code_errors, set_trust_remote_code
 
     cfg = load_config(resolve_config(args.config))
     notes = merge_cfg_options(cfg, args.cfg_options)
     set_trust_remote_code(cfg, args.trust_remote_code)
-    with remote_code_errors(f"the model of {args.config}",
-                            "pass --trust-remote-code (or set trust_remote_code=True in the "
-                            "config's model.llm and tokenizer)"):
+    with remote_code_errors(f"the model of {args.config}", CONFIG_HINT):
         return _benchmark(cfg, args, notes)
 
 

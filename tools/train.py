@@ -19,10 +19,7 @@ from collections.abc import Sequence
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
-from xtuner.utils.remote_code import add_trust_remote_code_argument
-
-REMOTE_CODE_HINT = ("pass --trust-remote-code (or set trust_remote_code=True in the config's "
-                    "model.llm and tokenizer)")
+from xtuner.utils.remote_code import CONFIG_HINT, add_trust_remote_code_argument
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -77,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in notes:
         print_log(f"note: {note}", logger="current")
     set_trust_remote_code(cfg, args.trust_remote_code)
-    with remote_code_errors(f"the model of {args.config}", REMOTE_CODE_HINT):
+    with remote_code_errors(f"the model of {args.config}", CONFIG_HINT):
         prepare_train_config(cfg, work_dir=args.work_dir, launcher=args.launcher,
                              seed=args.seed, resume=args.resume, deepspeed=args.deepspeed,
                              vis_backends=[n for n in ("tensorboard", "wandb")
@@ -105,7 +102,7 @@ def _run(cfg, args) -> int:
     runner = None
     start = time.monotonic()
     try:
-        with remote_code_errors(f"the model of {args.config}", REMOTE_CODE_HINT):
+        with remote_code_errors(f"the model of {args.config}", CONFIG_HINT):
             with quiet_console(args.verbose):
                 runner = build_runner(cfg)
             runner.train()

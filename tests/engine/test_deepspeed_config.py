@@ -86,3 +86,17 @@ def test_paramwise_cfg_reaches_the_optimizer():
         paramwise_cfg=dict(norm_decay_mult=0.0)))
     decays = sorted(group["weight_decay"] for group in wrapper.optimizer.param_groups)
     assert decays[0] == 0.0 and decays[-1] == 0.1
+
+
+def test_one_process_without_launcher_gets_a_one_rank_group():
+    """DeepSpeed would otherwise look for an MPI job (and need mpi4py) to find its rank."""
+    from xtuner.engine.train_setup import _single_process_rendezvous
+
+    env = {}
+    _single_process_rendezvous(env)
+    assert {k: env[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR")} == {
+        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    assert 0 < int(env["MASTER_PORT"]) < 65536
+    env = {"MASTER_PORT": "29999", "MASTER_ADDR": "10.0.0.1"}
+    _single_process_rendezvous(env)
+    assert env["MASTER_PORT"] == "29999" and env["MASTER_ADDR"] == "10.0.0.1"

@@ -23,10 +23,7 @@ from pathlib import Path
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
-from xtuner.utils.remote_code import add_trust_remote_code_argument
-
-REMOTE_CODE_HINT = ("pass --trust-remote-code (or set trust_remote_code=True in the config's "
-                    "model.llm and tokenizer)")
+from xtuner.utils.remote_code import CONFIG_HINT, add_trust_remote_code_argument
 
 DTYPE_HELP = ("dtype of the written weights: 'auto' (default) writes bf16 when the config loads "
               "the LLM in bf16 (model.llm.dtype, or the checkpoint's own dtype for 'auto'), "
@@ -140,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
 
     set_trust_remote_code(cfg, args.trust_remote_code)
-    with remote_code_errors(f"the model of {config_path.name}", REMOTE_CODE_HINT):
+    with remote_code_errors(f"the model of {config_path.name}", CONFIG_HINT):
         return _convert(args, cfg, config_path, notes, pth)
 
 

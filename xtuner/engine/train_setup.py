@@ -181,6 +181,24 @@ def _check_deepspeed_machine() -> None:
                          "on GPUs) and this machine has none; train without --deepspeed")
 
 
+def _single_process_rendezvous(env=os.environ) -> None:
+    """One process without a launcher: describe a one-rank group in the environment.
+
+    Without ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT``/``LOCAL_RANK`` DeepSpeed's
+    ``init_distributed`` tries to discover an MPI job, which needs ``mpi4py`` (and dies with
+    ``No module named 'mpi4py'`` without it) although there is nothing to discover.
+    """
+    if "MASTER_PORT" not in env:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            env["MASTER_PORT"] = str(sock.getsockname()[1])
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                       ("MASTER_ADDR", "127.0.0.1")):
+        env.setdefault(key, value)
+
+
 def _deepspeed_offloads(cfg: Config) -> bool:
     zero = ((cfg.get("strategy") or {}).get("config") or {}).get("zero_optimization") or {}
     device = (zero.get("offload_optimizer") or {}).get("device", "none")
@@ -258,6 +276,8 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         from xtuner.engine.deepspeed_config import apply_deepspeed
 
         _check_deepspeed_machine()
+        if launcher == "none":
+            _single_process_rendezvous()
         apply_deepspeed(cfg, deepspeed)
     else:
         _amp_fallback(cfg)

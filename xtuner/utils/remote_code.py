@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from .errors import UsageError
 
-__all__ = ["RemoteCodeError", "add_trust_remote_code_argument", "remote_code_errors",
+__all__ = ["CONFIG_HINT", "RemoteCodeError", "add_trust_remote_code_argument", "remote_code_errors",
            "set_trust_remote_code"]
 
 
@@ -31,6 +31,11 @@ def add_trust_remote_code_argument(parser, whose: str = "the model folder's",
     parser.add_argument("--trust-remote-code", action="store_true",
                         help=f"allow {whose} own Python code (the 'auto_map' of its config) to "
                         f"run{as_config}; only for models you trust")
+
+
+#: How to allow the code of a model that a config names.
+CONFIG_HINT = ("pass --trust-remote-code (or set trust_remote_code=True in the config's "
+               "model.llm and tokenizer)")
 
 
 class RemoteCodeError(UsageError):
