@@ -1,161 +1,162 @@
-"""The generated config catalog (``configs/_generate.py``): up to date, complete, loadable, and
-buildable with a tiny local model (no downloads).
+"""The config catalog: ``configs/_base_/`` bases, short leaves, one template in ``_templates/``.
 
-The build test swaps only the model path (a tiny Llama / Qwen2 / Mistral built in the session)
-and the data source (a small local JSONL file in the dataset's own source format); everything
-else -- map fn, template, packing, varlen attention, LoRA / 4-bit quantization -- comes from
-the config as shipped.
+Every leaf resolves to the same effective config as the generated catalog it replaced (digests
+in ``catalog_effective.json``), loads with the structure of its method, and a representative
+subset builds tokenizer, data pipeline and model with a tiny local model (no downloads). The
+build test swaps only the model path and the data source (a small local JSONL file in the
+dataset's own source format); everything else comes from the config as shipped.
 """
 from __future__ import annotations
 
 import copy
-import importlib.util
+import hashlib
 import json
 import re
-import sys
 from itertools import cycle
+from pathlib import Path
 
 import pytest
 import torch
 from datasets import load_dataset
+from mmengine.config import Config
 
 from xtuner.dataset.collate_fns import default_collate_fn
 from xtuner.dataset.map_fns import DATASET_FORMAT_MAPPING
-from xtuner.engine.config import load_config
+from xtuner.engine.config import config_data, load_config
 from xtuner.entry_point import main as xtuner_main
 from xtuner.model import SupervisedFinetune
 from xtuner.registry import BUILDER
 from xtuner.utils import PROMPT_TEMPLATE
 from xtuner.utils.constants import IGNORE_INDEX
+from xtuner.utils.errors import ConfigError
 from xtuner.utils.paths import config_catalog, configs_dir
 
-
-def _load_generator():
-    path = configs_dir() / "_generate.py"
-    spec = importlib.util.spec_from_file_location("xtuner_configs_generate", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while decorating
-    spec.loader.exec_module(module)
-    return module
-
-
-GEN = _load_generator()
-CASES = [(m, me, d) for m in GEN.MODELS for me in GEN.METHODS for d in GEN.DATASETS]
-FAMILIES = list(dict.fromkeys(m.family for m in GEN.MODELS))
+ROOT = configs_dir()
+BASE = ROOT / "_base_"
+DIGESTS = json.loads((Path(__file__).parent / "catalog_effective.json").read_text())
+METHODS = sorted(p.stem for p in (BASE / "methods").glob("*.py"))
+DATASETS = sorted(p.stem for p in (BASE / "datasets").glob("[!_]*.py"))
+# Model bases: one file per model; the other files of a family folder are what models share.
+MODELS = {p.stem: p for p in sorted((BASE / "models").glob("*/*.py"))
+          if (ROOT / p.parent.name / p.stem).is_dir()}
+FAMILIES = sorted({p.parent.name for p in MODELS.values()})
+NAME = re.compile(rf"^(?P<model>.+)_(?P<method>{'|'.join(METHODS)})_"
+                  rf"(?P<dataset>{'|'.join(DATASETS)})_e(?P<epochs>\d+)$")
 
 
-# --------------------------------------------------------------------------- 1. up to date
-def test_generated_files_are_up_to_date(capsys):
-    assert GEN.compare() == ([], [], [])
-    assert GEN.main(["--check"]) == 0
-    assert capsys.readouterr().out == f"{len(CASES)} generated configs are up to date\n"
+def _values(path: Path) -> dict:
+    """The merged values of a base or leaf (before rendering)."""
+    return Config.fromfile(str(path)).to_dict()
 
 
-def test_generator_is_deterministic():
-    assert GEN.render_all() == GEN.render_all()
+def _leaves() -> dict[str, Path]:
+    return {name: path for name, path in config_catalog().items()
+            if path.relative_to(ROOT).parts[0] in FAMILIES}
 
 
-def test_check_reports_missing_stale_and_extra_files(tmp_path, capsys):
-    assert GEN.main([], root=tmp_path) == 0
-    assert GEN.main(["--check"], root=tmp_path) == 0
-    first, second = sorted(GEN.render_all())[:2]
-    (tmp_path / first).unlink()
-    (tmp_path / second).write_text("lr = 1\n")
-    leftover = tmp_path / "qwen" / "old_model" / "old_model_qlora_alpaca_e3.py"
-    leftover.parent.mkdir()
-    leftover.write_text(f"{GEN.MARKER}\nlr = 1\n")
-    handmade = tmp_path / "qwen" / "mine.py"
-    handmade.write_text("lr = 1\n")
-    capsys.readouterr()
-
-    assert GEN.main(["--check"], root=tmp_path) == 1
-    out, err = capsys.readouterr()
-    assert out.splitlines() == [f"missing: {first}", f"stale: {second}",
-                                "extra: qwen/mine.py",
-                                "extra: qwen/old_model/old_model_qlora_alpaca_e3.py"]
-    assert err.startswith("1 missing, 1 stale, 2 extra of ")
-
-    # Rewriting restores both files and deletes the generated leftover (and its folder), but
-    # never a file it did not write.
-    assert GEN.main([], root=tmp_path) == 0
-    assert not leftover.parent.exists() and handmade.is_file()
-    assert "kept (not generated by this script): qwen/mine.py" in capsys.readouterr().err
-    assert GEN.compare(tmp_path) == ([], [], [GEN.Path("qwen/mine.py")])
+LEAVES = _leaves()
 
 
-# --------------------------------------------------------------------------- 2. names
+class Case:
+    """One catalog leaf: its name's parts and its bases' values."""
+
+    def __init__(self, name: str):
+        match = NAME.match(name)
+        assert match, f"{name} does not follow MODEL_METHOD_DATASET_eEPOCHS"
+        self.name, self.path = name, LEAVES[name]
+        self.model, self.method, self.dataset = match["model"], match["method"], match["dataset"]
+        self.epochs = int(match["epochs"])
+        self.family = MODELS[self.model].parent.name
+        self.m = _values(MODELS[self.model])
+        self.d = _values(BASE / "datasets" / f"{self.dataset}.py")
+
+    def __repr__(self):
+        return self.name
+
+
+CASES = {name: Case(name) for name in sorted(LEAVES)}
+
+
+# --------------------------------------------------------------------------- 1. layout
 def test_every_combination_exists_under_its_v0_name():
-    catalog = config_catalog()
-    names = [GEN.config_name(*case) for case in CASES]
-    assert len(set(names)) == len(names)
-    assert len({m.name for m in GEN.MODELS}) == len(GEN.MODELS)
-    assert len({m.hf_id for m in GEN.MODELS}) == len(GEN.MODELS)
-    methods = "|".join(me.name for me in GEN.METHODS)
-    datasets = "|".join(d.name for d in GEN.DATASETS)
-    pattern = re.compile(rf"^[a-z0-9]+(_[a-z0-9]+)*_({methods})_({datasets})_e\d+$")
-    for model, method, dataset in CASES:
-        name = GEN.config_name(model, method, dataset)
-        assert pattern.match(name), name
-        assert name == f"{model.name}_{method.name}_{dataset.name}_e{dataset.epochs}"
-        assert catalog[name] == configs_dir() / model.family / model.name / f"{name}.py"
-    # Nothing else lives in the generated folders.
-    generated = {p for p in catalog.values()
-                 if p.relative_to(configs_dir()).parts[0] in FAMILIES}
-    assert generated == {catalog[n] for n in names}
+    assert len(MODELS) == 44 and len(METHODS) == 3 and len(DATASETS) == 7
+    epochs = {d: _values(BASE / "datasets" / f"{d}.py")["max_epochs"] for d in DATASETS}
+    expected = {f"{model}_{method}_{dataset}_e{epochs[dataset]}"
+                for model in MODELS for method in METHODS for dataset in DATASETS}
+    assert set(LEAVES) == expected
+    for case in CASES.values():
+        assert case.path == ROOT / case.family / case.model / f"{case.name}.py"
+
+
+def test_leaves_are_short_and_name_their_bases():
+    for case in CASES.values():
+        text = case.path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) <= 30, case.name
+        bases = Config._get_base_files(str(case.path))  # noqa: SLF001 - mmengine's own parser
+        resolved = {(case.path.parent / b).resolve() for b in bases}
+        assert MODELS[case.model].resolve() in resolved, case.name
+        assert (BASE / "datasets" / f"{case.dataset}.py").resolve() in resolved, case.name
+        assert (BASE / "methods" / f"{case.method}.py").resolve() in resolved, case.name
+
+
+def test_config_lines_dropped_by_an_order_of_magnitude():
+    # The generated catalog held 170,431 lines of Python.
+    lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in ROOT.rglob("*.py"))
+    assert lines < 17_000, lines
 
 
 def test_epochs_follow_v0():
-    assert {d.name: d.epochs for d in GEN.DATASETS} == {
+    assert {d: _values(BASE / "datasets" / f"{d}.py")["max_epochs"] for d in DATASETS} == {
         "alpaca": 3, "alpaca_zh": 3, "oasst1": 3, "code_alpaca": 3, "colorist": 5,
         "custom_sft": 1, "custom_pretrain": 1}
 
 
 def test_list_cfg_lists_the_qwen2_5_configs(capsys):
     assert xtuner_main(["list-cfg", "-p", "qwen2_5"]) == 0
-    expected = sorted(GEN.config_name(*case) for case in CASES
-                      if case[0].name.startswith("qwen2_5_"))
+    expected = sorted(n for n in LEAVES if n.startswith("qwen2_5_"))
     assert len(expected) == 7 * 3 * 7
     assert capsys.readouterr().out.splitlines() == expected
 
 
-# --------------------------------------------------------------------------- 3. loading
-def _check_config(model, method, dataset) -> list[str]:
+# --------------------------------------------------------------------------- 2. loading
+def _check_config(case: Case, cfg) -> list[str]:
     """Every problem of one config (all reported at once)."""
-    name = GEN.config_name(model, method, dataset)
-    cfg = load_config(config_catalog()[name])
     errors = []
 
     def expect(ok, what):
         if not ok:
-            errors.append(f"{name}: {what}")
+            errors.append(f"{case.name}: {what}")
 
     missing = {"model", "tokenizer", "train_dataloader", "optim_wrapper", "param_scheduler",
                "train_cfg", "custom_hooks", "default_hooks"} - set(cfg.keys())
     if missing:
-        return [f"{name}: missing {sorted(missing)}"]
+        return [f"{case.name}: missing {sorted(missing)}"]
+    m, d = case.m, case.d
     llm, lora = cfg.model.llm, cfg.model.get("lora")
     quant = llm.get("quantization_config")
-    for what, d in (("tokenizer", cfg.tokenizer), ("llm", llm)):
-        expect(d.pretrained_model_name_or_path == model.hf_id, f"{what} path")
-        expect(d.get("trust_remote_code", False) is model.remote, f"{what} trust_remote_code")
+    for what, node in (("tokenizer", cfg.tokenizer), ("llm", llm)):
+        expect(node.pretrained_model_name_or_path == m["pretrained_model_name_or_path"],
+               f"{what} path")
+        expect(node.get("trust_remote_code", False) is m["trust_remote_code"],
+               f"{what} trust_remote_code")
     expect(llm.dtype is torch.bfloat16, "llm dtype")
-    if method.name == "qlora":
+    if case.method == "qlora":
         expect(quant is not None and quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4"
                and quant.bnb_4bit_use_double_quant
                and quant.bnb_4bit_compute_dtype is torch.bfloat16, "4-bit NF4 quantization")
     else:
         expect(quant is None, "unexpected quantization_config")
-    if method.lora:
+    if case.method in ("lora", "qlora"):
         expect(lora is not None and (lora.r, lora.lora_alpha, lora.lora_dropout) == (64, 16, 0.1)
                and lora.target_modules is None, "LoRA r=64 alpha=16 dropout=0.1 all-linear")
     else:
         expect(lora is None, "unexpected lora")
 
     opt = cfg.optim_wrapper
-    expect(opt.optimizer.lr == float(method.lr) == cfg.lr, "lr")
+    expect(opt.optimizer.lr == {"full": 2e-5}.get(case.method, 2e-4) == cfg.lr, "lr")
     expect((opt.dtype, opt.accumulative_counts, opt.clip_grad.max_norm) == ("bfloat16", 16, 1),
            "AmpOptimWrapper bf16, 16 accumulation steps, max_norm 1")
-    expect(cfg.train_cfg.max_epochs == dataset.epochs == cfg.param_scheduler[1].end, "epochs")
+    expect(cfg.train_cfg.max_epochs == case.epochs == cfg.param_scheduler[1].end, "epochs")
     expect(cfg.default_hooks.checkpoint.interval == 500
            and cfg.default_hooks.checkpoint.max_keep_ckpts == 2, "checkpointing")
 
@@ -165,43 +166,92 @@ def _check_config(model, method, dataset) -> list[str]:
            "batch 1, packed rows of 2048 tokens")
     expect(ds.dataset_map_fn is DATASET_FORMAT_MAPPING[
         {"colorist": "colors", "custom_sft": "openai", "custom_pretrain": "pretrain"}.get(
-            dataset.name, dataset.name)], "map fn")
-    template = PROMPT_TEMPLATE[model.template]
-    if dataset.template:
+            case.dataset, case.dataset)], "map fn")
+    template = PROMPT_TEMPLATE[m["prompt_template"]]
+    if d["use_prompt_template"]:
         expect(ds.template_map_fn.template == template, "template")
     else:
         expect(ds.template_map_fn is None, "pretraining uses no template")
-    if dataset.local:
+    if d["data_files"]:
         expect(ds.dataset.path == "json" and ds.dataset.data_files.train == cfg.data_path
                and cfg.data_path.startswith("/path/to/"), "local JSON placeholder")
     else:
-        expect(ds.dataset.path == dataset.source, "Hub dataset id")
+        expect(ds.dataset.path == d["data_path"], "Hub dataset id")
     varlen = {cfg.model.use_varlen_attn, ds.use_varlen_attn, loader.collate_fn.use_varlen_attn}
-    expect(varlen == {model.varlen}, "use_varlen_attn consistent")
+    expect(varlen == {m["use_varlen_attn"]}, "use_varlen_attn consistent")
     chat_hook = [h for h in cfg.custom_hooks if h.type.__name__ == "EvaluateChatHook"]
     expect(len(chat_hook) == 1 and len(chat_hook[0].evaluation_inputs) == 2
-           and chat_hook[0].get("prompt_template") == (template if dataset.template else None),
+           and chat_hook[0].get("prompt_template") == (
+               template if d["use_prompt_template"] else None),
            "EvaluateChatHook with the config's template")
     return errors
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_config_loads_with_the_method_structure(family):
-    errors = []
-    for case in CASES:
-        if case[0].family == family:
-            errors += _check_config(*case)
+def test_every_leaf_loads_as_before_with_the_method_structure(family):
+    """Each model's 21 leaves resolve to the effective configs the generated catalog had."""
+    errors, effective = [], {}
+    for case in CASES.values():
+        if case.family != family:
+            continue
+        cfg = load_config(case.path)
+        errors += _check_config(case, cfg)
+        effective.setdefault(case.model, []).append(config_data(cfg._cfg_dict))
+    for model, configs in effective.items():
+        digest = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
+        if digest != DIGESTS[model]:
+            errors.append(f"{model}: effective configs changed (digest {digest})")
     assert errors == []
+
+
+def test_a_leaf_that_changes_a_shared_value_changes_it_everywhere(tmp_path):
+    base = LEAVES["qwen2_5_0_5b_instruct_qlora_alpaca_e3"]
+    leaf = tmp_path / "my_leaf.py"
+    leaf.write_text(f"_base_ = [{str(base)!r}]\n"
+                    "pretrained_model_name_or_path = '/models/mine'\n"
+                    "data_path = 'me/my_data'\nmax_length = 4096\nmax_epochs = 1\n"
+                    "lr = 1e-5\nprompt_template = 'llama3_chat'\n"
+                    "lora = dict(r=8)\n")
+    cfg = load_config(leaf)
+    assert cfg.filename == str(leaf)
+    for node in (cfg.tokenizer, cfg.model.llm, cfg.custom_hooks[0].tokenizer,
+                 cfg.custom_hooks[1].tokenizer, cfg.train_dataloader.dataset.tokenizer):
+        assert node.pretrained_model_name_or_path == "/models/mine"
+    ds = cfg.train_dataloader.dataset
+    assert ds.dataset.path == "me/my_data" and ds.max_length == 4096
+    assert ds.template_map_fn.template == PROMPT_TEMPLATE.llama3_chat
+    assert cfg.custom_hooks[1].prompt_template == PROMPT_TEMPLATE.llama3_chat
+    assert cfg.train_cfg.max_epochs == 1 and cfg.param_scheduler[1].end == 1
+    assert cfg.param_scheduler[0].end == pytest.approx(0.03)
+    assert cfg.optim_wrapper.optimizer.lr == 1e-5
+    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (8, 16)  # merged into the base's
+
+
+def test_a_leaf_value_no_template_uses_is_an_error(tmp_path):
+    leaf = tmp_path / "typo.py"
+    leaf.write_text(f"_base_ = [{str(LEAVES['qwen3_8b_lora_alpaca_e3'])!r}]\nmax_lenght = 4096\n")
+    with pytest.raises(ConfigError, match=r"sets 'max_lenght', which template 'sft' does not "
+                                          r"use \(did you mean 'max_length'\?\)"):
+        load_config(leaf)
+
+
+def test_an_unknown_template_is_an_error(tmp_path):
+    leaf = tmp_path / "bad.py"
+    leaf.write_text(f"_base_ = [{str(LEAVES['qwen3_8b_lora_alpaca_e3'])!r}]\n"
+                    "config_template = 'stf'\n")
+    with pytest.raises(ConfigError, match=r"config_template 'stf' does not exist .*"
+                                          r"did you mean 'sft'"):
+        load_config(leaf)
 
 
 # --------------------------------------------------------------------------- 4. building
 # Test architecture per model: remote-code models (InternLM, Baichuan, ChatGLM, GLM-4) cannot be
 # built without their Hub code, so a tiny Llama stands in for them, as for every other
 # non-Qwen, non-Mistral family (the config's model dict is used unchanged apart from the path).
-def _arch(model) -> str:
-    if model.family == "mistral":
+def _arch(case: Case) -> str:
+    if case.family == "mistral":
         return "mistral"
-    if model.name.startswith(("qwen", "deepseek_r1_distill_qwen")):
+    if case.model.startswith(("qwen", "deepseek_r1_distill_qwen")):
         return "qwen2"
     return "llama"
 
@@ -241,15 +291,15 @@ SAMPLES = {
 def _build_cases() -> list:
     """One case per family x method (cycling through each family's models), with the
     datasets dealt round-robin so every dataset is built several times."""
-    cases, datasets = [], cycle(GEN.DATASETS)
+    cases, datasets = [], cycle(DATASETS)
     for family in FAMILIES:
-        models = [m for m in GEN.MODELS if m.family == family]
-        for i, method in enumerate(GEN.METHODS):
-            model = models[(i * 2) % len(models)]
-            dataset = next(datasets)
-            tag = " (tiny llama stands in for remote code)" if model.remote else ""
-            cases.append(pytest.param(model, method, dataset,
-                                      id=GEN.config_name(model, method, dataset) + tag))
+        models = [m for m, p in MODELS.items() if p.parent.name == family]
+        for i, method in enumerate(METHODS):
+            model, dataset = models[(i * 2) % len(models)], next(datasets)
+            case = next(c for c in CASES.values()
+                        if (c.model, c.method, c.dataset) == (model, method, dataset))
+            tag = " (tiny llama stands in for remote code)" if case.m["trust_remote_code"] else ""
+            cases.append(pytest.param(case, id=case.name + tag))
     return cases
 
 
@@ -257,10 +307,9 @@ BUILD_CASES = _build_cases()
 
 
 def test_build_subset_covers_every_family_method_and_dataset():
-    picked = [case.values for case in BUILD_CASES]
-    assert {(m.family, me.name) for m, me, _ in picked} == {
-        (f, me.name) for f in FAMILIES for me in GEN.METHODS}
-    assert {d.name for _, _, d in picked} == {d.name for d in GEN.DATASETS}
+    picked = [param.values[0] for param in BUILD_CASES]
+    assert {(c.family, c.method) for c in picked} == {(f, m) for f in FAMILIES for m in METHODS}
+    assert {c.dataset for c in picked} == set(DATASETS)
 
 
 @pytest.fixture(scope="module")
@@ -290,18 +339,18 @@ def _with_path(node, path):
     return node
 
 
-@pytest.mark.parametrize("model, method, dataset", BUILD_CASES)
-def test_config_builds_with_a_tiny_model(model, method, dataset, tiny_models, data_files):
-    if method.quantize:
+@pytest.mark.parametrize("case", BUILD_CASES)
+def test_config_builds_with_a_tiny_model(case, tiny_models, data_files):
+    if case.method == "qlora":
         pytest.importorskip("bitsandbytes")  # 4-bit NF4 runs on the CPU with bitsandbytes>=0.48
-    cfg = load_config(config_catalog()[GEN.config_name(model, method, dataset)])
-    path = tiny_models[_arch(model)]
+    cfg = load_config(case.path)
+    path = tiny_models[_arch(case)]
     tokenizer_cfg = _with_path(cfg.tokenizer, path)
 
     # Data: the config's own pipeline, on a local file in the dataset's source format.
     ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     ds_cfg.update(dataset=dict(type=load_dataset, path="json",
-                               data_files=dict(train=str(data_files[dataset.name]))),
+                               data_files=dict(train=str(data_files[case.dataset]))),
                   tokenizer=tokenizer_cfg)
     rows = BUILDER.build(ds_cfg)
     assert len(rows) >= 1
@@ -310,9 +359,9 @@ def test_config_builds_with_a_tiny_model(model, method, dataset, tiny_models, da
     for row in rows:
         assert 0 < len(row["input_ids"]) <= cfg.max_length
         assert sum(label != IGNORE_INDEX for label in row["labels"]) > 0
-    if dataset.template:
+    if case.d["use_prompt_template"]:
         # The chat template of the config wraps the user turns.
-        assert PROMPT_TEMPLATE[model.template].INSTRUCTION.split("{input}")[0] in text
+        assert PROMPT_TEMPLATE[case.m["prompt_template"]].INSTRUCTION.split("{input}")[0] in text
     else:
         assert "<|im_start|>" not in text and "quick brown fox" in "".join(
             tokenizer.decode(r["input_ids"]) for r in rows)
@@ -324,11 +373,11 @@ def test_config_builds_with_a_tiny_model(model, method, dataset, tiny_models, da
     sft = BUILDER.build(model_cfg)
     assert isinstance(sft, SupervisedFinetune)
     trainable = [n for n, p in sft.named_parameters() if p.requires_grad]
-    if method.lora:
+    if case.method in ("lora", "qlora"):
         assert trainable and all("lora_" in n for n in trainable)
     else:
         assert len(trainable) == len(list(sft.parameters()))
-    if method.quantize:
+    if case.method == "qlora":
         import bitsandbytes as bnb
 
         assert any(isinstance(m, bnb.nn.Linear4bit) for m in sft.modules())

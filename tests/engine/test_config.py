@@ -1,12 +1,18 @@
 """Loading, overriding (``--cfg-options``) and flattening configs."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
 from mmengine.config import Config
 
-from xtuner.engine.config import flatten_config, load_config, merge_cfg_options
+from xtuner.engine.config import (
+    flatten_config,
+    inline_config,
+    load_config,
+    merge_cfg_options,
+)
 from xtuner.utils.errors import ConfigError
 from xtuner.utils.paths import resolve_config
 
@@ -102,42 +108,132 @@ def test_bad_list_index_is_rejected(key):
                                "of 2 items")
 
 
-def test_settings_override_returns_a_note():
+def test_settings_copied_from_a_base_are_an_error_naming_the_nested_keys():
     cfg = _small_cfg()
-    notes = merge_cfg_options(cfg, {"lr": 1e-5})
-    assert notes == [("'lr' is a Settings value copied into optim_wrapper.optimizer.lr when the "
-                      "config was read; override those keys to change them")]
-    assert cfg.lr == 1e-5
-    assert cfg.optim_wrapper.optimizer.lr == 1e-3  # mmengine does not recompute it
+    with pytest.raises(ConfigError) as info:
+        merge_cfg_options(cfg, {"lr": 1e-5})
+    assert str(info.value) == (
+        "--cfg-options lr: 'lr' was copied into the dicts when the config was read, so it "
+        "would not reach the run; override optim_wrapper.optimizer.lr instead (or `xtuner "
+        "copy-cfg` the config and edit it)")
+    assert cfg.lr == 1e-3  # nothing changed
 
 
-def test_settings_note_on_the_demo_config():
+def test_settings_of_the_inheriting_demo_are_an_error():
+    cfg = load_config(resolve_config("demo_tiny_lora_colorist_e40"))
+    with pytest.raises(ConfigError, match=r"^--cfg-options max_epochs: 'max_epochs' of "
+                       r"demo_tiny_lora_colorist_e40.py is set in a base config .* override "
+                       r"param_scheduler.1.end, train_cfg.max_epochs instead"):
+        merge_cfg_options(cfg, {"max_epochs": 1})
+
+
+def test_settings_of_a_self_contained_config_reach_every_dict():
     cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
-    notes = merge_cfg_options(cfg, {"max_length": 128, "train_cfg.max_epochs": 3})
-    assert notes == [("'max_length' is a Settings value copied into train_dataset.max_length, "
-                      "train_dataloader.dataset.max_length when the config was read; override "
-                      "those keys to change them")]
+    notes = merge_cfg_options(cfg, {"max_length": 128, "max_epochs": 4, "data_path": "d.jsonl"})
+    assert notes == [
+        "max_length=128 reaches train_dataset.max_length, train_dataloader.dataset.max_length",
+        ("max_epochs=4 reaches param_scheduler.0.end, param_scheduler.1.begin, "
+         "param_scheduler.1.end, train_cfg.max_epochs"),
+        ("data_path='d.jsonl' reaches train_dataset.dataset.data_files.train, "
+         "train_dataloader.dataset.dataset.data_files.train"),
+    ]
     # Item access: attribute access would build (import) the config's lazy objects.
     raw = cfg._cfg_dict
-    assert raw["max_length"] == 128
-    assert raw["train_dataloader"]["dataset"]["max_length"] == 256
-    assert raw["train_cfg"]["max_epochs"] == 3
+    assert raw["train_dataloader"]["dataset"]["max_length"] == 128
+    assert raw["train_cfg"]["max_epochs"] == 4 and raw["param_scheduler"][1]["end"] == 4
+    assert raw["param_scheduler"][0]["end"] == pytest.approx(0.12)
+    assert cfg.filename == str(resolve_config("demo_tiny_full_colorist_e40"))
+
+
+def test_settings_of_a_catalog_leaf_are_rendered_again():
+    cfg = load_config(resolve_config("qwen3_8b_qlora_alpaca_e3"))
+    notes = merge_cfg_options(cfg, {"lr": 1e-5, "train_dataloader.batch_size": 2})
+    assert notes == ["lr=1e-05 reaches optim_wrapper.optimizer.lr"]
+    raw = cfg._cfg_dict
+    assert raw["optim_wrapper"]["optimizer"]["lr"] == 1e-5
+    assert raw["train_dataloader"]["batch_size"] == 2
+
+
+def test_a_setting_no_dict_uses_is_an_error(tmp_path):
+    path = _write(tmp_path / "c.py", """\
+        lr = 1e-3
+        unused = 3
+        optim_wrapper = dict(optimizer=dict(lr=lr))
+        """)
+    cfg = load_config(path)
+    with pytest.raises(ConfigError, match=r"^--cfg-options unused: no dict of c.py uses "
+                       r"'unused', so it would not reach the run; no other key"):
+        merge_cfg_options(cfg, {"unused": 4})
+
+
+def test_runner_keys_are_merged_directly():
+    cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
+    assert merge_cfg_options(cfg, {"load_from": "x.pth", "log_level": "DEBUG"}) == []
+    assert cfg.load_from == "x.pth" and cfg.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train_cfg.max_epochs", "1x", "expected a number (the config has 40)"),
+    ("train_dataloader.batch_size", 1.5, "expected a whole number (the config has 2)"),
+    ("optim_wrapper.optimizer.lr", "fast", "expected a number (the config has 0.003)"),
+    ("pack_to_max_length", 1, "expected True or False (the config has True)"),
+    ("SYSTEM", 3, "expected a string (the config has '')"),
+])
+def test_a_value_of_the_wrong_kind_is_one_error(key, value, expected):
+    cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
+    with pytest.raises(ConfigError, match=r"^--cfg-options " + re.escape(
+            f"{key}={value!r}: {expected}")):
+        merge_cfg_options(cfg, {key: value})
+
+
+def test_fractional_epochs_are_allowed():
+    cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
+    merge_cfg_options(cfg, {"train_cfg.max_epochs": 0.5})
+    assert cfg.train_cfg.max_epochs == 0.5 and cfg.param_scheduler[1].end == 0.5
+
+
+def test_a_float_may_replace_an_int_setting():
+    cfg = _small_cfg()
+    merge_cfg_options(cfg, {"optim_wrapper.optimizer.lr": 1, "param_scheduler.1.eta_min": 1})
+    assert cfg.optim_wrapper.optimizer.lr == 1
+
+
+def test_changing_max_epochs_stretches_the_lr_schedule():
+    cfg = load_config(resolve_config("qwen3_8b_qlora_alpaca_e3"))
+    notes = merge_cfg_options(cfg, {"train_cfg.max_epochs": 1})
+    assert notes == [("train_cfg.max_epochs 3->1: param_scheduler stretched to match (LinearLR "
+                     "end 0.09->0.03; CosineAnnealingLR begin 0.09->0.03, end 3->1)")]
+    assert [(s.begin, s.end) for s in cfg.param_scheduler] == [(0, 0.03), (0.03, 1)]
+
+
+def test_changing_max_iters_stretches_an_iteration_schedule():
+    cfg = Config(dict(train_cfg=dict(type="TrainLoop", max_iters=100),
+                      param_scheduler=[dict(type="LinearLR", by_epoch=False, begin=0, end=10),
+                                       dict(type="CosineAnnealingLR", by_epoch=False, begin=10,
+                                            end=100)]))
+    notes = merge_cfg_options(cfg, {"train_cfg.max_iters": 50})
+    assert notes == [("train_cfg.max_iters 100->50: param_scheduler stretched to match (LinearLR "
+                     "end 10->5; CosineAnnealingLR begin 10->5, end 100->50)")]
+
+
+def test_an_explicit_schedule_is_left_alone():
+    cfg = load_config(resolve_config("qwen3_8b_qlora_alpaca_e3"))
+    assert merge_cfg_options(cfg, {"train_cfg.max_epochs": 1,
+                                   "param_scheduler.1.end": 2}) == []
+    assert cfg.param_scheduler[1].end == 2 and cfg.param_scheduler[0].end == pytest.approx(0.09)
+
+
+def test_max_iters_on_an_epoch_schedule_says_it_was_left_alone():
+    cfg = load_config(resolve_config("qwen3_8b_qlora_alpaca_e3"))
+    notes = merge_cfg_options(cfg, {"train_cfg.max_iters": 5})
+    assert notes == [("param_scheduler was left as it is: it counts epochs (up to 3) while "
+                     "train_cfg now sets max_iters=5")]
 
 
 def test_settings_note_with_demo_list_path():
     cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
     assert merge_cfg_options(cfg, {"custom_hooks.1.max_new_tokens": 2}) == []
     assert cfg._cfg_dict["custom_hooks"][1]["max_new_tokens"] == 2
-
-
-def test_settings_note_names_only_nested_copies():
-    cfg = _small_cfg()
-    notes = merge_cfg_options(cfg, {"batch_size": 4})
-    assert len(notes) == 1
-    assert "train_dataloader.batch_size" in notes[0]
-    # `save_total_limit` is another top-level Settings value that happens to equal 2; a
-    # top-level value is never a copy of another one.
-    assert "save_total_limit" not in notes[0]
 
 
 def test_typo_of_a_callable_argument_is_rejected():
@@ -191,31 +287,61 @@ def test_load_config_syntax_error_is_a_config_error(tmp_path):
 # --------------------------------------------------------------------------- flatten_config
 
 
-def test_flatten_config_inlines_base_files(tmp_path, monkeypatch):
+def test_flatten_config_resolves_base_files(tmp_path, monkeypatch):
     root = tmp_path / "configs"
     (root / "_base_").mkdir(parents=True)
     _write(root / "_base_" / "base.py", """\
         lr = 1e-3
         max_length = 64
-        optim_wrapper = dict(optimizer=dict(lr=lr))
+        optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=lr))
         """)
     _write(root / "leaf.py", """\
-        from mmengine.config import read_base
-
-        with read_base():
-            from ._base_.base import *
-
+        _base_ = ['./_base_/base.py']
         lr = 5e-4
         """)
     (tmp_path / "out").mkdir()
     target = flatten_config(root / "leaf.py", tmp_path / "out" / "leaf_copy.py")
     assert target == tmp_path / "out" / "leaf_copy.py"
     text = target.read_text()
-    assert "read_base" not in text and "_base_" not in text
+    assert "_base_" not in text
+    assert text.startswith("# leaf.py with its bases resolved: each value sits in the dict")
     # The base folder is gone, and the copy is read from elsewhere: it must stand alone.
     (root / "_base_" / "base.py").unlink()
     monkeypatch.chdir(tmp_path / "out")
     copy = Config.fromfile(str(target))
-    assert copy.lr == 5e-4
-    assert copy.max_length == 64
+    # No stale Settings: `lr = 5e-4` would suggest a value the optimizer never gets.
+    assert "lr" not in copy and "max_length" not in copy
     assert copy.optim_wrapper.optimizer.lr == 1e-3  # the value the base computed
+
+
+def test_inline_config_keeps_the_settings_that_drive_the_dicts(tmp_path):
+    root = tmp_path / "configs"
+    root.mkdir()
+    _write(root / "base.py", """\
+        from torch.optim import AdamW
+
+        lr = 1e-3
+        optim_wrapper = dict(optimizer=dict(type=AdamW, lr=lr))
+        """)
+    _write(root / "leaf.py", """\
+        # My leaf.
+        from mmengine.config import read_base
+        from torch.optim import SGD
+
+        with read_base():
+            from .base import *
+
+        # Plain SGD.
+        optim_wrapper.optimizer.update(type=SGD)
+        """)
+    text = inline_config(root / "leaf.py")
+    assert text.splitlines()[:2] == ["# My leaf.",
+                                     "# It is base (below) with the changes marked '# leaf:'."]
+    assert "from torch.optim import SGD, AdamW" in text
+    assert text.rstrip().endswith("# leaf:\n# Plain SGD.\noptim_wrapper['optimizer']."
+                                  "update(type=SGD)")
+    copy = tmp_path / "copy.py"
+    copy.write_text(text.replace("lr = 1e-3", "lr = 0.5"))
+    cfg = load_config(copy)
+    assert cfg.optim_wrapper.optimizer.lr == 0.5
+    assert cfg.optim_wrapper.optimizer.type.__name__ == "SGD"

@@ -1,157 +1,172 @@
-"""``xtuner copy-cfg``: a copy that loads anywhere and keeps every setting.
-
-A config that inherits (the LoRA demo) is flattened; a self-contained one is copied as is.
-"""
+"""``xtuner copy-cfg``: one self-contained file in v0's five sections whose Settings drive what
+runs (catalog leaves rendered, ``read_base`` demos inlined), ``--keep-bases``, and no
+overwriting without ``--force``."""
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
+import json
+import re
 from pathlib import Path
 
 import pytest
-from mmengine.config import Config
-from mmengine.config.lazy import LazyAttr, LazyObject
 
-from xtuner.demo import COLORIST_DATA_PATH, TINY_LLM_PATH
+from xtuner.demo import COLORIST_DATA_PATH
+from xtuner.engine.config import config_data, load_config
 from xtuner.entry_point import main
-from xtuner.utils import PROMPT_TEMPLATE
 from xtuner.utils.paths import resolve_config
 
+LEAF = "qwen2_5_0_5b_instruct_full_custom_sft_e1"  # local data: data_path can point at a file
 DEMO = "demo_tiny_lora_colorist_e40"  # inherits from the full demo through read_base
+DEMO_QLORA = "demo_tiny_qlora_colorist_e40"  # two levels of read_base
 SELF_CONTAINED = "demo_tiny_full_colorist_e40"
-PLAIN = (str, int, float, bool, type(None))
+SECTIONS = ["PART 1  Settings", "PART 2  Model & Tokenizer", "PART 3  Dataset & Dataloader",
+            "PART 4  Scheduler & Optimizer", "PART 5  Runtime"]
 
 
-@pytest.fixture(scope="module")
-def copied(tmp_path_factory):
-    """Run ``xtuner copy-cfg`` once; return (exit code, stdout, stderr, copy path)."""
-    save_dir = tmp_path_factory.mktemp("copy") / "nested" / "dir"  # created by the tool
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["copy-cfg", DEMO, str(save_dir)])
-    return code, out.getvalue(), err.getvalue(), save_dir / f"{DEMO}_copy.py"
+def _effective(path) -> str:
+    raw = config_data(load_config(path)._cfg_dict)
+    raw.pop("read_base", None)  # mmengine keeps the inheriting file's import of it
+    return json.dumps(raw, sort_keys=True)
 
 
-@pytest.fixture
-def copy_cfg(copied, tmp_path, monkeypatch):
-    """The copy, loaded from an unrelated working directory."""
+def _copy(name, save_dir, *flags) -> Path:
+    assert main(["copy-cfg", name, str(save_dir), *flags]) == 0
+    return Path(save_dir) / f"{name}_copy.py"
+
+
+def _set(text: str, key: str, value) -> str:
+    """Edit the one Settings line ``key = ...`` of a copied config."""
+    new, count = re.subn(rf"^{key} = .*$", f"{key} = {value!r}", text, flags=re.M)
+    assert count == 1, key
+    return new
+
+
+@pytest.mark.parametrize("name", [LEAF, "gemma2_9b_it_qlora_custom_pretrain_e1",
+                                  "internlm2_5_chat_7b_lora_alpaca_e3", DEMO, DEMO_QLORA])
+def test_copy_is_one_file_that_runs_as_the_original(name, tmp_path, monkeypatch, capsys):
+    copy = _copy(name, tmp_path / "nested" / "dir")  # the folder is created
+    assert capsys.readouterr().out.splitlines()[-1] == f"Copied {name} to {copy}"
+    assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]
+    text = copy.read_text()
+    assert "read_base" not in text and "_base_" not in text
+    assert [s for s in SECTIONS if s in text] == SECTIONS
+    assert f"catalog entry '{name}'" in text[:text.index("\nimport") if "\nimport" in text
+                                                 else text.index("\nfrom")]
+    expected = _effective(resolve_config(name))
+    monkeypatch.chdir(tmp_path)  # the copy stands alone, read from anywhere
+    assert _effective(copy) == expected
+
+
+def test_catalog_copy_header_names_the_entry(tmp_path):
+    text = _copy(LEAF, tmp_path).read_text()
+    header = text[:text.index("\nimport")]
+    assert f"Rendered from the catalog entry '{LEAF}'" in header
+    assert f"configs/qwen/qwen2_5_0_5b_instruct/{LEAF}.py" in header
+    assert f"#     NPROC_PER_NODE=8 xtuner train {LEAF} --deepspeed deepspeed_zero3" in header
+
+
+def test_editing_settings_in_a_copy_changes_the_built_runner(tmp_path, monkeypatch):
+    from xtuner.engine.runner.build import build_runner
+    from xtuner.engine.train_setup import prepare_train_config
+    from xtuner.testing import tiny_llm_and_tokenizer
+
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, arch="qwen2")
+    data = tmp_path / "mine.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}: what is {i} + {i}?"},
+                          {"role": "assistant", "content": f"{2 * i}, of course."}]}
+            for i in range(8)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    copy = _copy(LEAF, tmp_path / "cfg")
+    text = copy.read_text()
+    for key, value in (("pretrained_model_name_or_path", model_dir), ("data_path", str(data)),
+                       ("max_length", 64), ("max_epochs", 2), ("lr", 1e-3)):
+        text = _set(text, key, value)
+    copy.write_text(text)
+
     monkeypatch.chdir(tmp_path)
-    return Config.fromfile(str(copied[3]))
+    cfg = load_config(copy)
+    prepare_train_config(cfg, work_dir=str(tmp_path / "work"))
+    runner = build_runner(cfg)
+    loop = runner.train_loop
+    assert loop.max_iters == 2 * len(loop.dataloader)  # two epochs
+    dataset = loop.dataloader.dataset
+    assert len(dataset) >= 1 and all(len(r["input_ids"]) <= 64 for r in dataset)
+    tokenizer = cfg.tokenizer.type(**{k: v for k, v in cfg.tokenizer.items() if k != "type"})
+    assert "Question 3" in "".join(tokenizer.decode(r["input_ids"]) for r in dataset)
+    optim_wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
+    assert optim_wrapper.optimizer.param_groups[0]["lr"] == 1e-3
+    assert [s.end for s in cfg.param_scheduler] == [pytest.approx(0.06), 2]
+    assert runner.model.llm.config.hidden_size < 1000  # the tiny model, not Qwen's
 
 
-def _plain_leaves(node, prefix=""):
-    """(dotted path, value) of every literal leaf of a raw (unbuilt) config dict."""
-    if isinstance(node, (LazyObject, LazyAttr)):
-        return
-    if isinstance(node, dict):
-        for key, value in dict.items(node):
-            yield from _plain_leaves(value, f"{prefix}{key}.")
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _plain_leaves(value, f"{prefix}{i}.")
-    elif isinstance(node, PLAIN):
-        yield prefix[:-1], node
+def test_editing_settings_in_a_demo_copy_changes_what_runs(tmp_path):
+    copy = _copy(DEMO, tmp_path)
+    data = tmp_path / "d.jsonl"
+    text = _set(_set(copy.read_text(), "data_path", str(data)), "max_epochs", 2)
+    copy.write_text(text)
+    cfg = load_config(copy)
+    assert cfg.train_dataloader.dataset.dataset.data_files.train == str(data)
+    assert cfg.train_cfg.max_epochs == 2 and cfg.param_scheduler[1].end == 2
+    assert cfg.model.lora.r == 128  # the LoRA change of the demo is kept
+    original = load_config(resolve_config(DEMO))
+    assert original.train_dataloader.dataset.dataset.data_files.train == COLORIST_DATA_PATH
 
 
-def _get(node, dotted):
-    for part in dotted.split("."):
-        node = node[int(part)] if isinstance(node, (list, tuple)) else dict.__getitem__(node,
-                                                                                        part)
-    return node
+def test_demo_changes_go_into_their_sections(tmp_path):
+    text = _copy(DEMO_QLORA, tmp_path).read_text()
+    part2, part3 = text.index(SECTIONS[1]), text.index(SECTIONS[2])
+    lora = text.index(f"# {DEMO}:\nmodel.update(")
+    quant = text.index(f"# {DEMO_QLORA}:\nmodel['llm'].update(")
+    assert part2 < lora < quant < part3
+    assert "from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig" \
+        in text
 
 
-def _types(node):
-    if isinstance(node, dict):
-        for key, value in dict.items(node):
-            if key == "type":
-                yield value
-            yield from _types(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            yield from _types(value)
+def test_self_contained_config_is_copied_verbatim_below_a_header(tmp_path):
+    copy = _copy(SELF_CONTAINED, tmp_path)
+    header, text = copy.read_text().split("\n", 1)
+    assert header == (f"# Copy of the catalog entry '{SELF_CONTAINED}' "
+                      f"(configs/demo/{SELF_CONTAINED}.py), made by `xtuner copy-cfg`.")
+    assert text == resolve_config(SELF_CONTAINED).read_text()
 
 
-def _import_dotted(dotted: str):
-    parts = dotted.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ModuleNotFoundError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
+@pytest.mark.parametrize("name, leaf, count", [
+    (LEAF, f"qwen/qwen2_5_0_5b_instruct/{LEAF}_copy.py", 9),
+    (DEMO_QLORA, f"{DEMO_QLORA}_copy.py", 3),
+])
+def test_keep_bases_copies_the_config_and_its_bases(name, leaf, count, tmp_path, monkeypatch,
+                                                    capsys):
+    assert main(["copy-cfg", name, str(tmp_path), "--keep-bases"]) == 0
+    out = capsys.readouterr().out.splitlines()[-1]
+    assert out == f"Copied {name} with {count - 1} base files to {tmp_path / leaf}"
+    assert len([p for p in tmp_path.rglob("*.py")]) == count
+    expected = _effective(resolve_config(name))
+    monkeypatch.chdir(tmp_path)
+    assert _effective(tmp_path / leaf) == expected
+    # A second leaf sharing the bases goes next to the first.
+    other = "qwen2_5_0_5b_instruct_lora_custom_sft_e1" if name == LEAF else DEMO
+    assert main(["copy-cfg", other, str(tmp_path), "--keep-bases"]) == 0
 
 
-def test_copy_cfg_reports_the_file(copied):
-    code, out, err, target = copied
-    assert code == 0
-    # DeepSpeed, when installed, may log a line to stdout on import; ours is the last one.
-    assert out.splitlines()[-1] == f"Copied {DEMO} to {target}"
-    assert "Traceback" not in err
-    assert target.is_file()
-    assert sorted(p.name for p in target.parent.iterdir()) == [f"{DEMO}_copy.py"]
+def test_an_edited_copy_is_not_replaced_without_force(tmp_path, capsys):
+    copy = _copy(LEAF, tmp_path)
+    copy.write_text(copy.read_text() + "# my edit\n")
+    capsys.readouterr()
+    assert main(["copy-cfg", LEAF, str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"xtuner copy-cfg: error: {copy} exists; pass --force to replace it"]
+    assert copy.read_text().endswith("# my edit\n")
+    assert main(["copy-cfg", LEAF, str(tmp_path), "--force"]) == 0
+    assert not copy.read_text().endswith("# my edit\n")
 
 
-def test_copy_is_self_contained(copied):
-    text = copied[3].read_text()
-    assert "import" not in text  # flattened: no imports, no read_base
-    assert "TINY_LLM_PATH" not in text and "PROMPT_TEMPLATE" not in text
-
-
-def test_self_contained_config_is_copied_verbatim(tmp_path):
-    assert main(["copy-cfg", SELF_CONTAINED, str(tmp_path)]) == 0
-    copy = tmp_path / f"{SELF_CONTAINED}_copy.py"
-    assert copy.read_bytes() == resolve_config(SELF_CONTAINED).read_bytes()
-
-
-def test_copy_keeps_every_literal_setting(copy_cfg):
-    original = Config.fromfile(str(resolve_config(DEMO)))
-    leaves = list(_plain_leaves(original._cfg_dict))
-    assert len(leaves) > 40
-    for dotted, value in leaves:
-        assert _get(copy_cfg._cfg_dict, dotted) == value, dotted
-
-
-def test_copy_has_the_demo_settings(copy_cfg):
-    raw = copy_cfg._cfg_dict
-    assert raw["max_length"] == 256
-    assert raw["lr"] == 3e-3
-    assert raw["optim_wrapper"]["optimizer"]["lr"] == 3e-3
-    assert tuple(raw["optim_wrapper"]["optimizer"]["betas"]) == (0.9, 0.98)
-    assert raw["train_dataloader"]["batch_size"] == 2
-    assert raw["train_dataloader"]["dataset"]["max_length"] == 256
-    assert raw["train_cfg"]["max_epochs"] == 40
-    assert raw["param_scheduler"][1]["end"] == 40
-    assert raw["default_hooks"]["checkpoint"]["interval"] == 100
-
-
-def test_copy_has_imported_constants_as_values(copy_cfg):
-    raw = copy_cfg._cfg_dict
-    qwen = dict(PROMPT_TEMPLATE.qwen_chat)
-    assert dict(raw["prompt_template"]) == qwen
-    assert raw["prompt_template"]["INSTRUCTION"] == (
-        "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n")
-    assert dict(raw["custom_hooks"][1]["prompt_template"]) == qwen
-    template_fn = raw["train_dataloader"]["dataset"]["template_map_fn"]
-    assert dict(template_fn["template"]) == qwen
-    assert raw["pretrained_model_name_or_path"] == TINY_LLM_PATH
-    assert raw["model"]["llm"]["pretrained_model_name_or_path"] == TINY_LLM_PATH
-    assert Path(raw["model"]["llm"]["pretrained_model_name_or_path"], "config.json").is_file()
-    data_file = raw["train_dataloader"]["dataset"]["dataset"]["data_files"]["train"]
-    assert data_file == COLORIST_DATA_PATH
-    assert Path(data_file).is_file()
-
-
-def test_copy_types_are_importable_dotted_paths(copy_cfg):
-    types = list(_types(copy_cfg._cfg_dict))
-    assert "xtuner.model.SupervisedFinetune" in types
-    assert "transformers.AutoModelForCausalLM.from_pretrained" in types
-    for dotted in types:
-        assert isinstance(dotted, str), dotted
-        assert callable(_import_dotted(dotted)), dotted
+def test_keep_bases_does_not_replace_an_edited_base(tmp_path, capsys):
+    assert main(["copy-cfg", LEAF, str(tmp_path), "--keep-bases"]) == 0
+    base = tmp_path / "_base_" / "default_runtime.py"
+    base.write_text(base.read_text().replace("save_steps = 500", "save_steps = 50"))
+    capsys.readouterr()
+    assert main(["copy-cfg", "qwen3_8b_full_alpaca_e3", str(tmp_path), "--keep-bases"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"xtuner copy-cfg: error: {base} exists; pass --force to replace it"]
 
 
 def test_copy_cfg_into_a_file_path_is_a_usage_error(tmp_path, capsys):

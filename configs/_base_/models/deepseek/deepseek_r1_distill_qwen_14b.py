@@ -1,0 +1,4 @@
+# DeepSeek-R1-Distill-Qwen 14B (deepseek-ai/DeepSeek-R1-Distill-Qwen-14B).
+_base_ = './deepseek_r1_distill.py'
+model_title = 'DeepSeek-R1-Distill-Qwen 14B'
+pretrained_model_name_or_path = 'deepseek-ai/DeepSeek-R1-Distill-Qwen-14B'

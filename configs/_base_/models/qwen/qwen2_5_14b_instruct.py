@@ -1,0 +1,4 @@
+# Qwen2.5 14B Instruct (Qwen/Qwen2.5-14B-Instruct).
+_base_ = './qwen2_5.py'
+model_title = 'Qwen2.5 14B Instruct'
+pretrained_model_name_or_path = 'Qwen/Qwen2.5-14B-Instruct'

@@ -1,0 +1,4 @@
+# Qwen2.5 72B Instruct (Qwen/Qwen2.5-72B-Instruct).
+_base_ = './qwen2_5.py'
+model_title = 'Qwen2.5 72B Instruct'
+pretrained_model_name_or_path = 'Qwen/Qwen2.5-72B-Instruct'

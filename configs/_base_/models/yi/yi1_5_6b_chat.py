@@ -1,0 +1,4 @@
+# Yi-1.5 6B Chat (01-ai/Yi-1.5-6B-Chat).
+_base_ = './yi1_5.py'
+model_title = 'Yi-1.5 6B Chat'
+pretrained_model_name_or_path = '01-ai/Yi-1.5-6B-Chat'
