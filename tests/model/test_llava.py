@@ -171,3 +171,60 @@ def test_separate_learning_rates_for_projector_tower_and_llm(llama_dir, towers):
             lrs[names[id(p)].split(".")[0]] = group["lr"]
     assert lrs == {"llm": pytest.approx(5e-4), "visual_encoder": pytest.approx(1e-4),
                    "projector": pytest.approx(1e-3)}
+
+
+@pytest.mark.parametrize("use_lora", [False, True])
+def test_huggingface_export_loads_in_plain_transformers(llama_dir, towers, tmp_path, use_lora):
+    """`--save-format huggingface`: plain transformers loads model and processor, the
+    processor expands <image> itself, and the logits on a real image are the trained
+    model's (LoRA merged)."""
+    from mmengine.config import Config
+    from peft import LoraConfig
+    from PIL import Image
+    from transformers import (
+        AutoProcessor,
+        AutoTokenizer,
+        CLIPImageProcessor,
+        LlavaForConditionalGeneration,
+    )
+
+    from xtuner.model.llava_hf import save_llava
+
+    lora = dict(type=LoraConfig, r=8, lora_alpha=16, target_modules=None,
+                task_type="CAUSAL_LM") if use_lora else None
+    model = _build(llama_dir, towers["clip"], llm_lora=lora).eval()
+    if use_lora:  # make the adapters matter
+        for name, p in model.llm.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.02)
+    cfg = Config(dict(
+        tokenizer=dict(type=AutoTokenizer.from_pretrained, pretrained_model_name_or_path=llama_dir),
+        image_processor=dict(type=CLIPImageProcessor, size={"shortest_edge": IMAGE},
+                             crop_size={"height": IMAGE, "width": IMAGE}),
+        model=dict(llm=dict(pretrained_model_name_or_path=llama_dir))))
+    image = Image.new("RGB", (IMAGE, IMAGE), (200, 30, 30))
+    processor = CLIPImageProcessor(size={"shortest_edge": IMAGE},
+                                   crop_size={"height": IMAGE, "width": IMAGE})
+    pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+    tok = AutoTokenizer.from_pretrained(llama_dir)
+    ids = tok.encode("USER: ", add_special_tokens=True) + [IMAGE_TOKEN_INDEX] + \
+        tok.encode("\nWhat is it? ASSISTANT:", add_special_tokens=False)
+    with torch.no_grad():
+        ours = model({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
+                     mode="predict")[0]["logits"]
+    save_llava(model, cfg, tmp_path / "hf", "huggingface", dtype=torch.float32)
+
+    hf = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    hf_processor = AutoProcessor.from_pretrained(tmp_path / "hf")
+    inputs = hf_processor(images=[image], text="USER: <image>\nWhat is it? ASSISTANT:",
+                          return_tensors="pt")
+    image_id = hf.config.image_token_id
+    assert int((inputs["input_ids"] == image_id).sum()) == PATCHES
+    collapsed = [i for j, i in enumerate(inputs["input_ids"][0].tolist())
+                 if i != image_id or inputs["input_ids"][0, j - 1] != image_id]
+    assert [IMAGE_TOKEN_INDEX if i == image_id else i for i in collapsed] == ids
+    with torch.no_grad():
+        theirs = hf(**inputs).logits[0, :, :ours.shape[-1]]
+    torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
+    out = hf.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == inputs["input_ids"].shape[1] + 3

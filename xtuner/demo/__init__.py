@@ -18,4 +18,11 @@ TINY_LLM_PATH: str = str(Path(DEMO_DIR) / "tiny_llm")
 #: The colorist dataset: one ``{"conversation": [{"input": ..., "output": "#rrggbb"}]}`` per line.
 COLORIST_DATA_PATH: str = str(Path(DEMO_DIR) / "data" / "colorist.jsonl")
 
-__all__ = ["COLORIST_DATA_PATH", "DEMO_DIR", "TINY_LLM_PATH"]
+#: The LLaVA demo: ``shapes.jsonl`` (LLaVA format) and its ``images/``, relative to this folder.
+SHAPES_DIR: str = str(Path(DEMO_DIR) / "shapes")
+SHAPES_DATA_PATH: str = str(Path(SHAPES_DIR) / "shapes.jsonl")
+#: A random-init tiny CLIP vision tower with its image processor (LLaVA demo).
+TINY_CLIP_PATH: str = str(Path(DEMO_DIR) / "tiny_clip")
+
+__all__ = ["COLORIST_DATA_PATH", "DEMO_DIR", "SHAPES_DATA_PATH", "SHAPES_DIR", "TINY_CLIP_PATH",
+           "TINY_LLM_PATH"]

@@ -182,6 +182,18 @@ class LLaVAModel(SupervisedFinetune):
             inputs.update(varlen_kwargs(spliced.cumulative_len))
         return inputs
 
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, **generate_kwargs):
+        """Generate from a prompt holding one ``IMAGE_TOKEN_INDEX`` per image: the LLM's
+        ``generate`` on the spliced embeddings. Returns the new tokens only."""
+        data = {"input_ids": input_ids, "pixel_values": pixel_values,
+                "attention_mask": attention_mask}
+        inputs = self._model_inputs(data)
+        return self.llm.generate(inputs_embeds=inputs["inputs_embeds"],
+                                 attention_mask=inputs.get("attention_mask"),
+                                 **generate_kwargs)
+
     def state_dict(self, *args, **kwargs):
         """The trainable weights only: projector, adapters, and whatever is unfrozen."""
         state = torch.nn.Module.state_dict(self, *args, **kwargs)

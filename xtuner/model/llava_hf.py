@@ -1,33 +1,32 @@
-"""A trained :class:`~xtuner.model.LLaVAModel` as transformers'
-``LlavaForConditionalGeneration``.
+"""Export a trained :class:`~xtuner.model.LLaVAModel` (``xtuner convert pth_to_hf
+--save-format xtuner|huggingface``).
 
-The Hugging Face model is built from the configs of the three parts and each part's weights
-are copied module by module (no key-renaming tables, which transformers 5 broke for v0):
-vision tower, projector (v0's ``model.0``/``model.2`` are transformers' ``linear_1``/
-``linear_2``), language model and output head. LoRA adapters must be merged first
-(:func:`merged_parts`).
+* ``xtuner`` (v0's layout, what ``xtuner chat --llava DIR`` reads): ``projector/``, and
+  ``llm_adapter/`` (LoRA) or the full LLM with its tokenizer at the top (when the LLM
+  trained), ``visual_encoder_adapter/`` (LoRA) or ``visual_encoder/`` with its image
+  processor (when the tower trained).
+* ``huggingface``: transformers' ``LlavaForConditionalGeneration`` and a ``LlavaProcessor``,
+  loadable and usable by plain transformers. Adapters are merged; a QLoRA LLM is merged into
+  its base loaded in 16 bits (what a QLoRA model is served as). The model is assembled from
+  the configs of its three parts and each part's weights are copied module by module (no
+  key-renaming tables, which transformers 5 broke for v0).
 """
 from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
 
 import torch
 
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["merged_parts", "build_llava_hf"]
+from .utils import build_from_cfg, is_quantized
 
+__all__ = ["SAVE_FORMATS", "build_llava_hf", "plain_llm", "save_llava", "image_token_id"]
 
-def _merged(module):
-    """``module`` with its LoRA adapters merged (dequantizing 4-bit weights first)."""
-    from peft import PeftModel
-
-    if isinstance(module, PeftModel):
-        return module.merge_and_unload()
-    return module
-
-
-def merged_parts(model) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """``(llm, vision_tower, projector)`` with adapters merged into plain modules."""
-    return _merged(model.llm), _merged(model.visual_encoder), model.projector
+SAVE_FORMATS = ("xtuner", "huggingface")
+IMAGE_TOKEN = "<image>"
 
 
 def build_llava_hf(llm, vision_tower, projector, *, image_token_id: int,
@@ -69,3 +68,122 @@ def build_llava_hf(llm, vision_tower, projector, *, image_token_id: int,
     for target, source in parts:
         target.load_state_dict(source.state_dict(), strict=True)
     return hf.eval()
+
+
+def _merged(module):
+    from peft import PeftModel
+
+    return module.merge_and_unload() if isinstance(module, PeftModel) else module
+
+
+def plain_llm(model, llm_cfg, dtype: torch.dtype):
+    """The model's LLM as a plain ``*ForCausalLM`` in ``dtype``, adapters merged.
+
+    A 4-bit LLM cannot hold merged weights: its base is built again from ``llm_cfg`` without
+    the quantization config, in ``dtype``, and the trained adapters are merged into that.
+    """
+    llm = model.llm
+    if not is_quantized(llm):
+        return _merged(llm).to(dtype)
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    if not isinstance(llm_cfg, dict):
+        raise ConfigError("exporting a 4-bit LLM needs its config (model.llm) to rebuild the "
+                          "base in 16 bits")
+    cfg = {k: v for k, v in dict(llm_cfg).items() if k != "quantization_config"}
+    cfg["dtype"] = dtype
+    base = build_from_cfg(cfg)
+    if len(base.get_input_embeddings().weight) != len(llm.get_input_embeddings().weight):
+        base.resize_token_embeddings(len(llm.get_input_embeddings().weight))
+    peft_config = copy.deepcopy(llm.peft_config["default"])
+    peft_model = get_peft_model(base, peft_config)
+    set_peft_model_state_dict(peft_model, get_peft_model_state_dict(llm))
+    return peft_model.merge_and_unload().to(dtype)
+
+
+def image_token_id(tokenizer) -> int:
+    """The id of ``<image>`` in ``tokenizer``, added as a special token when missing."""
+    from transformers import AddedToken
+
+    if IMAGE_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)],
+                             special_tokens=True)
+    return tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+
+
+def _features_per_image(model) -> tuple[int, bool]:
+    """(features per image, whether the class token is dropped), measured on a blank image."""
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        blank = model._blank_image(next(model.projector.parameters()).device)
+        outputs = model.visual_encoder(pixel_values=blank.to(
+            next(model.visual_encoder.parameters()).dtype), output_hidden_states=True)
+        tokens = outputs.hidden_states[model.visual_select_layer].shape[1]
+        features = model.image_features(blank).shape[1]
+        model.train(was_training)
+    return features, features == tokens - 1
+
+
+def save_llava(model, cfg, save_dir: str | os.PathLike, save_format: str = "xtuner",
+               dtype: torch.dtype = torch.float16) -> None:
+    """Write ``model`` in ``save_format`` (see the module docstring) to ``save_dir``."""
+    if save_format not in SAVE_FORMATS:
+        raise ConfigError(f"--save-format {save_format!r}: use one of {', '.join(SAVE_FORMATS)}")
+    save_dir = Path(save_dir)
+    tokenizer = build_from_cfg(cfg.tokenizer) if cfg.get("tokenizer") is not None else None
+    processor_cfg = _image_processor_cfg(cfg)
+    image_processor = build_from_cfg(processor_cfg) if processor_cfg is not None else None
+    if save_format == "xtuner":
+        _save_xtuner(model, save_dir, tokenizer, image_processor, dtype)
+        return
+    if tokenizer is None or image_processor is None:
+        raise ConfigError("--save-format huggingface needs the config's tokenizer and "
+                          "image_processor")
+    from transformers import LlavaProcessor
+
+    features, drop_cls = _features_per_image(model)
+    llm_cfg = cfg.model.get("llm")
+    llm = plain_llm(model, llm_cfg, dtype)
+    token_id = image_token_id(tokenizer)
+    if token_id >= len(llm.get_input_embeddings().weight):
+        llm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=True)
+    hf = build_llava_hf(llm, _merged(model.visual_encoder).to(dtype),
+                        model.projector.to(dtype), image_token_id=token_id,
+                        visual_select_layer=model.visual_select_layer, drop_cls_token=drop_cls,
+                        image_seq_length=features)
+    hf.save_pretrained(str(save_dir))
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, image_token=IMAGE_TOKEN,
+        patch_size=getattr(hf.config.vision_config, "patch_size", None),
+        vision_feature_select_strategy=hf.config.vision_feature_select_strategy,
+        num_additional_image_tokens=1 if drop_cls else 0,
+        chat_template=getattr(tokenizer, "chat_template", None))
+    processor.save_pretrained(str(save_dir))
+
+
+def _image_processor_cfg(cfg):
+    """The config's image processor: top-level ``image_processor`` or the dataset's."""
+    if cfg.get("image_processor") is not None:
+        return cfg.image_processor
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    return dataset.get("image_processor")
+
+
+def _save_xtuner(model, save_dir: Path, tokenizer, image_processor, dtype) -> None:
+    """v0's layout (read by ``xtuner chat --llava``)."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    llm_trains = any(p.requires_grad for p in model.llm.parameters())
+    if model.use_lora:
+        model.llm.save_pretrained(str(save_dir / "llm_adapter"))
+    elif llm_trains:
+        model.llm.to(dtype).save_pretrained(str(save_dir))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(save_dir))
+    if model.use_visual_encoder_lora:
+        model.visual_encoder.save_pretrained(str(save_dir / "visual_encoder_adapter"))
+    elif any(p.requires_grad for p in model.visual_encoder.parameters()):
+        model.visual_encoder.to(dtype).save_pretrained(str(save_dir / "visual_encoder"))
+        if image_processor is not None:
+            image_processor.save_pretrained(str(save_dir / "visual_encoder"))
+    model.projector.to(dtype).save_pretrained(str(save_dir / "projector"))
