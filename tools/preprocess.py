@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.remote_code import add_trust_remote_code_argument
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -42,6 +43,7 @@ def parse_args(argv: Sequence[str] | None):
                        help="with --clean-cache: keep the N most recently used folders")
     cache.add_argument("--older-than", type=float, metavar="DAYS",
                        help="with --clean-cache: delete folders unused for more than DAYS")
+    add_trust_remote_code_argument(parser, "the tokenizer folder's", config=True)
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. "
                         "train_dataloader.dataset.max_length=4096")
@@ -70,7 +72,7 @@ def _manage_cache(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from xtuner.utils.errors import ConfigError, UsageError
+    from xtuner.utils.errors import UsageError
 
     if args.list_cache or args.clean_cache:
         return _manage_cache(args)
@@ -85,13 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in merge_cfg_options(cfg, args.cfg_options):
         print(f"note: {note}", file=sys.stderr)
     from xtuner.dataset.specs import train_dataset_cfg
+    from xtuner.engine.train_setup import check_data_files
+    from xtuner.utils.remote_code import CONFIG_HINT, remote_code_errors, set_trust_remote_code
 
+    set_trust_remote_code(cfg, args.trust_remote_code)
     dataset_cfg, where = train_dataset_cfg(cfg, "preprocess")
+    check_data_files(cfg)  # a missing file: one line naming the key, as `xtuner train`
+    with remote_code_errors(f"the tokenizer of {args.config}", CONFIG_HINT):
+        return _preprocess(args, dataset_cfg, where)
 
+
+def _preprocess(args, dataset_cfg, where) -> int:
     from pathlib import Path
 
     from xtuner.dataset.cache import MANIFEST, save_processed
     from xtuner.dataset.huggingface import build
+    from xtuner.utils.errors import ConfigError, UsageError
 
     save_dir = Path(args.save_dir)
     # DIR is replaced: never delete a folder that is not an earlier preprocess output.

@@ -97,20 +97,18 @@ def offline(monkeypatch):
     monkeypatch.delenv("XTUNER_DEBUG", raising=False)
 
 
-def test_missing_data_file_names_the_key_that_fixes_it(offline, tmp_path, capsys):
+@pytest.mark.parametrize("mode", ["train", "preprocess"])
+def test_missing_data_file_names_the_key_that_fixes_it(offline, tmp_path, capsys, mode):
     key = "train_dataloader.dataset.dataset.data_files.train"
     missing = tmp_path / "nope.jsonl"
-    code = xtuner_main(["train", DEMO, "--work-dir", str(tmp_path / "wd"), "--cfg-options",
-                        f"{key}={missing}"])
-    assert code == 2
-    line = _one_line(capsys, "train")
+    out = ["--work-dir", str(tmp_path / "wd")] if mode == "train" else [
+        "--save-dir", str(tmp_path / "pp")]
+    assert xtuner_main([mode, DEMO, *out, "--cfg-options", f"{key}={missing}"]) == 2
+    line = _one_line(capsys, mode)
     assert f"data file '{missing}' does not exist" in line
+    # The key it names is the one --cfg-options took.
     assert f"--cfg-options {key}=PATH" in line
-    # The key the message names is one --cfg-options accepts: it gets past the option checks
-    # to the same data error.
-    assert xtuner_main(["train", DEMO, "--work-dir", str(tmp_path / "wd"), "--cfg-options",
-                        f"{key}={missing}"]) == 2
-    assert "does not exist" in _one_line(capsys, "train")
+    assert not (tmp_path / "pp").exists()
 
 
 def test_xtuner_debug_shows_the_traceback(offline, tmp_path, monkeypatch):
