@@ -136,3 +136,20 @@ def test_other_value_errors_pass_through():
     with pytest.raises(RemoteCodeError, match="^m ships its own Python code"):
         with remote_code_errors("m"):
             raise ValueError("... Please pass the argument `trust_remote_code=True` ...")
+
+
+def test_pth_to_hf_refuses_the_models_code(remote_model, tmp_path, capsys):
+    import torch
+
+    folder, marker = remote_model
+    pth = tmp_path / "iter_1.pth"
+    torch.save({"meta": {}, "state_dict": {"llm.lm_head.weight": torch.zeros(1)}}, pth)
+    code = xtuner_main(["convert", "pth_to_hf", "demo_tiny_full_colorist_e40", str(pth),
+                        str(tmp_path / "hf"), "--cfg-options",
+                        f"model.llm.pretrained_model_name_or_path={folder}"])
+    assert code == 2
+    assert not marker.exists()
+    assert not (tmp_path / "hf").exists()
+    [line] = _error_lines(capsys, "convert pth_to_hf")
+    assert "demo_tiny_full_colorist_e40.py ships its own Python code" in line
+    assert "--trust-remote-code" in line
