@@ -65,6 +65,7 @@ Examples:
   xtuner list-cfg -p qwen2_5
   xtuner copy-cfg qwen2_5_7b_instruct_qlora_alpaca_e3 .
   xtuner train CONFIG [--deepspeed deepspeed_zero2] [--work-dir DIR] [--resume auto]
+  xtuner train CONFIG --tensorboard   (then: tensorboard --logdir work_dirs/CONFIG)
   NPROC_PER_NODE=8 xtuner train CONFIG --deepspeed deepspeed_zero3
   xtuner convert pth_to_hf CONFIG work_dirs/CONFIG/iter_500.pth ./hf
   xtuner convert merge BASE ./hf ./merged --max-shard-size 2GB
@@ -76,6 +77,8 @@ Examples:
 Multi-GPU: NPROC_PER_NODE=N (and NNODES, NODE_RANK, ADDR, PORT for several nodes) runs the
 mode under torchrun; under Slurm use `srun ... xtuner train CONFIG --launcher slurm`.
 Run `xtuner MODE -h` for a mode's options. XTUNER_DEBUG=1 shows tracebacks for errors.
+A model folder's own Python code (an 'auto_map' in its config.json) runs only with
+--trust-remote-code.
 """
 
 
