@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 from datasets import Dataset
 
@@ -134,3 +135,22 @@ def test_pack_dataset_shuffle_changes_grouping_with_seed():
 def test_pack_dataset_rejects_overlong_sample():
     with pytest.raises(ValueError, match="exceeds max_length=4"):
         pack_dataset(_tokenized([3, 5]), max_length=4, shuffle=False)
+
+
+def test_v0_packing_reproduces_v0s_packer(v0):
+    """``packing='v0'`` gives XTuner 0.2.0's own Packer rows (ids, labels, boundaries,
+    positions), including the tail it drops, with samples cut across rows."""
+    from xtuner.dataset.packing import pack_dataset_v0
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(2500):  # more than one map batch of 1000
+        n = int(rng.integers(1, 40))
+        ids = rng.integers(3, 500, n).tolist()
+        samples.append({"input_ids": ids, "labels": [-100] * (n // 3) + ids[n // 3:]})
+    dataset = Dataset.from_list(samples)
+    ours, _ = pack_dataset_v0(dataset, max_length=64)
+    theirs = dataset.map(v0.Packer(64, use_varlen_attn=True), batched=True)
+    assert len(ours) == len(theirs) > 100
+    for key in ("input_ids", "labels", "cumulative_len", "position_ids"):
+        assert ours[key] == theirs[key], key

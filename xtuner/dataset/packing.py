@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["plan_packed_rows", "PackingStats", "pack_dataset"]
+__all__ = ["plan_packed_rows", "PackingStats", "pack_dataset", "StreamPacker",
+           "pack_dataset_v0"]
 
 
 class _CapacityIndex:
@@ -171,4 +172,63 @@ def pack_dataset(dataset, max_length: int, shuffle: bool = True, seed: int = 0,
         remove_columns=["sample_indices"], num_proc=num_proc, desc="Packing")
     stats = PackingStats(samples=len(lengths), rows=len(rows), tokens=int(sum(lengths)),
                          max_length=max_length)
+    return packed, stats
+
+
+class StreamPacker:
+    """XTuner v0's packing, for reproducing v0 runs (``packing='v0'``): the samples are
+    concatenated in order and the stream is cut every ``max_length`` tokens, so a sample can
+    be split across rows (each piece starts at position 0).
+
+    Used as a batched ``datasets.map`` function: the rest of a batch that does not fill a row
+    waits for the next batch; a batch that fills no row at all is emitted as one short row
+    (v0's ``drop_last=False``), and whatever waits after the last batch of a process is
+    dropped -- as v0 did.
+    """
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+        self.input_ids: list[int] = []
+        self.labels: list[int] = []
+        self.bounds = [0]  # sample boundaries in the waiting stream
+
+    def _row(self, start: int, end: int) -> dict:
+        inner = [b - start for b in self.bounds if start < b < end]
+        bounds = [0, *inner, end - start]
+        positions = [i for a, b in zip(bounds[:-1], bounds[1:]) for i in range(b - a)]
+        return {"input_ids": self.input_ids[start:end], "labels": self.labels[start:end],
+                "position_ids": positions, "cumulative_len": bounds,
+                "length": end - start}
+
+    def __call__(self, batch: dict) -> dict:
+        for ids, labels in zip(batch["input_ids"], batch["labels"]):
+            self.input_ids += ids
+            self.labels += labels
+            self.bounds.append(self.bounds[-1] + len(ids))
+        total = len(self.input_ids)
+        if total < self.max_length:
+            rows = [self._row(0, total)] if total else []
+            cut = total
+        else:
+            cut = total - total % self.max_length
+            rows = [self._row(i, i + self.max_length) for i in range(0, cut, self.max_length)]
+        self.input_ids, self.labels = self.input_ids[cut:], self.labels[cut:]
+        self.bounds = [0] + [b - cut for b in self.bounds if b > cut]
+        keys = ("input_ids", "labels", "position_ids", "cumulative_len", "length")
+        return {k: [row[k] for row in rows] for k in keys}
+
+
+def pack_dataset_v0(dataset, max_length: int, num_proc: int | None = None):
+    """Pack as XTuner v0 did (see :class:`StreamPacker`); returns ``(dataset, stats)``."""
+    dataset = dataset.select_columns(["input_ids", "labels"])
+    tokens = sum(len(ids) for ids in dataset["input_ids"])
+    packed = dataset.map(StreamPacker(max_length), batched=True, num_proc=num_proc,
+                         remove_columns=["input_ids", "labels"], desc="Packing (v0)")
+    stats = PackingStats(samples=len(dataset), rows=len(packed),
+                         tokens=sum(packed["length"]), max_length=max_length)
+    if stats.tokens < tokens:
+        from mmengine import print_log
+
+        print_log(f"packing='v0' dropped {tokens - stats.tokens} of {tokens} tokens at the "
+                  "end of the stream, as XTuner v0 did", logger="current")
     return packed, stats
