@@ -68,8 +68,16 @@ def _comment(text: str, indent: str = "", width: int = 96) -> str:
     return "\n".join(f"{indent}# {chunk}" for chunk in out)
 
 
+def _number(value: float) -> str:
+    """``2e-4`` rather than ``0.0002`` for a learning rate, as people write it."""
+    short = f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    return short if value and abs(value) < 1e-3 and float(short) == value else repr(value)
+
+
 def _literal(value) -> str:
     """Python source for a plain value, in the configs' quoting style (single quotes)."""
+    if isinstance(value, float):
+        return _number(value)
     if isinstance(value, Mapping):
         return "dict(" + ", ".join(f"{k}={_literal(v)}" for k, v in value.items()) + ")"
     if isinstance(value, list):
@@ -161,7 +169,7 @@ def _settings(p: Mapping) -> list[str]:
         f"dataloader_num_workers = {p['dataloader_num_workers']!r}",
         f"max_epochs = {p['max_epochs']!r}",
         f"optim_type = {p['optim_type']}",
-        f"lr = {p['lr']!r}",
+        f"lr = {_literal(p['lr'])}",
         f"betas = {_literal(tuple(p['betas']))}",
         f"weight_decay = {p['weight_decay']!r}",
         f"max_norm = {p['max_norm']!r}  # grad clip",

@@ -388,3 +388,38 @@ def test_config_builds_with_a_tiny_model(case, tiny_models, data_files):
     sft.train()
     loss = sft(batch, mode="loss")["loss"]
     assert torch.isfinite(loss) and loss.item() > 0
+
+
+# --------------------------------------------------------------------------- 4. training
+def test_xtuner_train_runs_a_leaf_with_its_settings_overridden(tmp_path):
+    """``xtuner train NAME`` on a leaf; top-level Settings given on the command line reach the
+    model, the data pipeline and the schedule (the leaf is rendered again with them)."""
+    import os
+    import subprocess
+    import sys
+
+    from xtuner.testing import tiny_llm_and_tokenizer
+
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, arch="qwen2")
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in SAMPLES["custom_sft"] * 3))
+    work = tmp_path / "work"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xtuner", "train", "qwen2_5_0_5b_instruct_full_custom_sft_e1",
+         "--work-dir", str(work), "--cfg-options", f"pretrained_model_name_or_path={model_dir}",
+         f"data_path={data}", "max_length=64", "max_epochs=2", "lr=1e-3",
+         "default_hooks.checkpoint.interval=1000", "custom_hooks.1.every_n_iters=1000"],
+        cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert ("max_epochs=2 reaches param_scheduler.0.end, param_scheduler.1.begin, "
+            "param_scheduler.1.end, train_cfg.max_epochs") in log
+    assert "max_length=64 reaches" in log and "lr=0.001 reaches optim_wrapper.optimizer.lr" in log
+    checkpoint = (work / "last_checkpoint").read_text().strip()
+    state = torch.load(checkpoint, weights_only=False, map_location="cpu")
+    iters = state["meta"]["iter"]
+    assert checkpoint.endswith(f"iter_{iters}.pth") and iters > 0 and iters % 2 == 0
+    assert state["optimizer"]["param_groups"][0]["initial_lr"] == 1e-3
+    # The cosine decay ends with the second epoch (the warmup is too short to last an iteration).
+    assert [s["end"] for s in state["param_schedulers"]] == [iters]

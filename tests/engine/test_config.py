@@ -345,3 +345,24 @@ def test_inline_config_keeps_the_settings_that_drive_the_dicts(tmp_path):
     cfg = load_config(copy)
     assert cfg.optim_wrapper.optimizer.lr == 0.5
     assert cfg.optim_wrapper.optimizer.type.__name__ == "SGD"
+
+
+# --------------------------------------------------------------------------- xtuner train CLI
+@pytest.mark.parametrize("option, message", [
+    ("max_epochs=1", ("--cfg-options max_epochs: 'max_epochs' of demo_tiny_lora_colorist_e40.py "
+                      "is set in a base config and was copied into the dicts when the config "
+                      "was read, so it would not reach the run; override param_scheduler.1.end, "
+                      "train_cfg.max_epochs instead (or `xtuner copy-cfg` the config and edit "
+                      "it)")),
+    ("train_cfg.max_epochs=1x", ("--cfg-options train_cfg.max_epochs='1x': expected a number "
+                                 "(the config has 40)")),
+])
+def test_train_refuses_an_option_that_would_not_reach_the_run(option, message, tmp_path,
+                                                               capsys):
+    from xtuner.entry_point import main
+
+    code = main(["train", "demo_tiny_lora_colorist_e40", "--work-dir", str(tmp_path / "w"),
+                 "--cfg-options", option])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [f"xtuner train: error: {message}"]
+    assert not (tmp_path / "w").exists()
