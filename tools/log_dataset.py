@@ -78,7 +78,6 @@ def _show(args) -> int:
 
     set_trust_remote_code(cfg, args.trust_remote_code)
     dataset_cfg, where = train_dataset_cfg(cfg, "log")
-    what = "row" if args.packed else "sample"
     if not args.packed and _unpack(dataset_cfg):
         print("note: showing samples before packing; --packed shows the packed rows training "
               "sees", file=sys.stderr)
@@ -107,7 +106,8 @@ def _show(args) -> int:
     for index in range(min(args.n, len(dataset))):
         sample = dataset[index]
         ids, labels = list(sample["input_ids"]), sample.get("labels")
-        suffix = f" ({what} {index})" if args.n > 1 else ""
+        suffix = ((f" (packed row {index})" if args.packed else f" {index}") if args.n > 1
+                  else "")
         if args.show in ("text", "all"):
             print(_heading("text" + suffix))
             print(tokenizer.decode(ids))
