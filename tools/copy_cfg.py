@@ -43,10 +43,11 @@ def _single_file(source: Path) -> str:
     if rendered is not None:
         return rendered
     try:
-        where = f"the catalog entry '{source.stem}' ({source.relative_to(configs_dir().parent)})"
+        where = (f"the catalog entry '{source.stem}', made by `xtuner copy-cfg` from:\n"
+                 f"#     configs/{source.relative_to(configs_dir()).as_posix()}")
     except ValueError:
-        where = str(source)
-    header = f"# Copy of {where}, made by `xtuner copy-cfg`.\n"
+        where = f"{source.name}, made by `xtuner copy-cfg` from:\n#     {source}"
+    header = f"# Copy of {where}\n"
     text = config_source_text(source)  # a file that inherits nothing
     if text is not None:
         return header + text

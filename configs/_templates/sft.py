@@ -123,6 +123,7 @@ def _imports(p: Mapping) -> str:
 
 
 def _header(p: Mapping, name: str, source: str) -> list[str]:
+    what = "the catalog entry" if source.startswith("configs/") else "the config"
     epochs = f"{p['max_epochs']} epoch{'s' if p['max_epochs'] != 1 else ''}"
     lines = [
         _comment(f"{p['model_title']} ({p['pretrained_model_name_or_path']}), "
@@ -135,8 +136,7 @@ def _header(p: Mapping, name: str, source: str) -> list[str]:
         lines += [f"#     {line}" if line.startswith(("{", " ")) else f"# {line}"
                   for line in p["data_format_doc"]]
     lines += [
-        _comment(f"Rendered from the catalog entry '{name}' ({source}) by "
-                 "configs/_templates/sft.py."),
+        _comment(f"Rendered from {what} '{name}' ({source}) by configs/_templates/sft.py."),
         "# Every value in PART 1 reaches each dict below that uses it: edit it there.",
     ]
     return lines
@@ -229,7 +229,7 @@ def render(p: Mapping, name: str, source: str = "") -> str:
     Args:
         p: The leaf's merged values (its bases' and its own).
         name: The catalog name, for the header and the launch line.
-        source: Where the leaf lives, for the header.
+        source: Where the leaf lives, for the header (``configs/...`` for a catalog entry).
 
     Raises:
         KeyError: a value the template needs is set by no base (the message names it).

@@ -123,9 +123,10 @@ def test_demo_changes_go_into_their_sections(tmp_path):
 
 def test_self_contained_config_is_copied_verbatim_below_a_header(tmp_path):
     copy = _copy(SELF_CONTAINED, tmp_path)
-    header, text = copy.read_text().split("\n", 1)
-    assert header == (f"# Copy of the catalog entry '{SELF_CONTAINED}' "
-                      f"(configs/demo/{SELF_CONTAINED}.py), made by `xtuner copy-cfg`.")
+    first, second, text = copy.read_text().split("\n", 2)
+    assert [first, second] == [
+        f"# Copy of the catalog entry '{SELF_CONTAINED}', made by `xtuner copy-cfg` from:",
+        f"#     configs/demo/{SELF_CONTAINED}.py"]
     assert text == resolve_config(SELF_CONTAINED).read_text()
 
 

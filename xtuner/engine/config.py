@@ -101,7 +101,7 @@ def render_leaf(path: str | Path, values: Mapping | None = None) -> str | None:
     from xtuner.utils.paths import configs_dir
 
     try:
-        source = path.resolve().relative_to(configs_dir().parent).as_posix()
+        source = f"configs/{path.resolve().relative_to(configs_dir()).as_posix()}"
     except ValueError:
         source = str(path)
     return template.render(values, name=path.stem, source=source)
