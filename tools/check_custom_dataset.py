@@ -6,8 +6,13 @@ runs it through the map fn, the prompt template and the tokenizer, and prints ea
 as ``file:line: error|warning: kind: detail``, then a summary (records kept and dropped,
 token lengths, truncation, packing) and one decoded sample with its trained spans marked.
 
-Exit status: 0 when the data is usable (warnings allowed), 1 when a record has an error,
-2 when the config or the data source cannot be read at all.
+Training gives every record the same verdict: an error stops ``xtuner train`` with the same
+``file:line`` line (unless ``XTUNER_SKIP_BAD_RECORDS=1``), a warning is logged there too, and a
+record dropped here (an empty conversation a map fn returns on purpose, no token to train on
+within ``max_length``) is dropped there.
+
+Exit status: 0 when the data is usable (warnings allowed), 1 when a record has an error or no
+sample is left, 2 when the config or the data source cannot be read at all.
 """
 from __future__ import annotations
 
@@ -55,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if errors:
         print(f"FAILED: {errors} error{'s' * (errors != 1)} and {warnings} "
               f"warning{'s' * (warnings != 1)} in {read} records ({read - kept} dropped)")
+        return 1
+    empty = [r.spec.name for r in reports if r.kept == 0]
+    if empty:
+        # Training stops on such data too (`no usable training sample`).
+        print(f"FAILED: no usable sample in {', '.join(empty)}: every record is dropped "
+              f"({warnings} warning{'s' * (warnings != 1)} in {read} records)")
         return 1
     print(f"OK: {kept} of {read} records usable, {warnings} warning{'s' * (warnings != 1)}")
     return 0

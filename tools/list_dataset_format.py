@@ -19,17 +19,16 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parse_args(argv)
-    from xtuner.dataset.formats import DATA_FORMATS, fields_read_by
+    from xtuner.dataset.formats import DATA_FORMATS
     from xtuner.dataset.map_fns.dataset_map_fns import DATASET_FORMAT_MAPPING
 
     blocks = []
     for name in ["conversation", *DATASET_FORMAT_MAPPING]:
         fmt = DATA_FORMATS.get(name)
-        if fmt is None:  # a map fn added without a description: say what it reads
+        if fmt is None:  # a map fn added without a declared format
             fn = DATASET_FORMAT_MAPPING[name]
-            required, _ = fields_read_by(fn)
-            description = "fields: " + (", ".join(required) or "unknown")
-            blocks.append(f"{name}  (dataset_map_fn={fn.__name__})\n    {description}")
+            blocks.append(f"{name}  (dataset_map_fn={fn.__name__})\n    no declared format: "
+                          "records are checked only for being JSON objects the map fn accepts")
             continue
         map_fn = fmt.map_fn or "None"
         example = json.dumps(fmt.example, ensure_ascii=False)

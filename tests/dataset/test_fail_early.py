@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,11 @@ QA = [{"question": f"What is {i}?", "answer": f"It is {i}."} for i in range(6)]
 def qa_map_fn(example):
     """A user's map fn: it calls ``.strip()``, so a null question makes it raise."""
     return {"conversation": [{"input": example["question"].strip(),
+                              "output": example["answer"]}]}
+
+
+def qa_system_map_fn(example):
+    return {"conversation": [{"system": "Be brief.", "input": example["question"],
                               "output": example["answer"]}]}
 
 
@@ -68,7 +74,12 @@ def _run(data, tokenizer, map_fn, **kw):
 
 
 def _problems(exc: pytest.ExceptionInfo) -> list[str]:
-    return [line.strip() for line in str(exc.value).splitlines() if ": error: " in line]
+    """The first bad record's problem, as ``xtuner check-custom-dataset`` prints it, from the
+    one-line error."""
+    message = str(exc.value)
+    assert "\n" not in message
+    body = message.split(" in the training data: ", 1)[1].rsplit("; fix the records", 1)[0]
+    return [re.sub(r" \(also [^()]*\)$", "", body)]
 
 
 def test_map_fn_exception_names_the_line(tmp_path, bos_tokenizer):
@@ -152,24 +163,28 @@ def test_template_and_tokenizer_errors_name_the_line(tmp_path, bos_tokenizer):
                 skip_bad_records=True, pack_to_max_length=False)
     assert len(kept) == 5
 
-    # minicpm has no SYSTEM field, and the alpaca map fn sets a system prompt.
+    # minicpm has no SYSTEM field, and this map fn sets a system prompt.
+    qa = _jsonl(tmp_path / "qa.jsonl", QA)
     with pytest.raises(DataError) as info:
-        process_hf_dataset(data, tokenizer=bos_tokenizer, max_length=64,
-                           dataset_map_fn=alpaca_map_fn, map_num_proc=1, cache=False,
+        process_hf_dataset(qa, tokenizer=bos_tokenizer, max_length=64,
+                           dataset_map_fn=qa_system_map_fn, map_num_proc=1, cache=False,
                            template_map_fn=dict(type=template_map_fn_factory,
                                                 template="minicpm"))
-    assert "6 bad records" in str(info.value)
-    assert (f"{tmp_path / 'a.jsonl'}:1: error: template error: template_map_fn raised "
-            "DataError: conversation turn 0 has a system prompt") in str(info.value)
-    assert "skipping is refused" not in str(info.value)
+    assert str(info.value).startswith(
+        f"6 bad records in the training data: {tmp_path / 'qa.jsonl'}:1: error: template "
+        "error: template_map_fn raised DataError: conversation turn 0 has a system prompt")
+    assert f"(also {tmp_path / 'qa.jsonl'}:2, " in str(info.value)
 
 
 def test_every_record_failing_is_refused_even_with_skip(tmp_path, bos_tokenizer):
     data = _jsonl(tmp_path / "qa.jsonl", [{"question": None, "answer": "x"}] * 3)
     with pytest.raises(DataError) as info:
         _run(data, bos_tokenizer, qa_map_fn, skip_bad_records=True, cache=False)
-    assert "3 bad records" in str(info.value) and "skipping is refused" in str(info.value)
-    assert f"{tmp_path / 'qa.jsonl'}:3: error: map fn" in str(info.value)
+    message = str(info.value)
+    assert message.startswith(f"no usable training sample: 3 records read from "
+                              f"{tmp_path / 'qa.jsonl'}, every one dropped (3 map fn does not "
+                              "fit the data); fix the data")
+    assert "\n" not in message
 
 
 def test_worker_processes_report_the_same_line(tmp_path, bos_tokenizer):
@@ -254,9 +269,10 @@ def test_preprocess_exits_2_with_one_message(tmp_path):
     proc = preprocess()
     assert proc.returncode == 2, proc.stderr[-2000:]
     err = proc.stderr[proc.stderr.index("xtuner preprocess: error:"):]  # after progress bars
-    assert err.startswith("xtuner preprocess: error: 1 bad record in the training data:\n")
-    assert (f"  {tmp_path / 'qa.jsonl'}:2: error: map fn does not fit the data: qa_map_fn "
-            "raised AttributeError") in err
+    assert err.startswith("xtuner preprocess: error: 1 bad record in the training data: "
+                          f"{tmp_path / 'qa.jsonl'}:2: error: map fn does not fit the data: "
+                          "qa_map_fn raised AttributeError")
+    assert err.count("\n") == 1  # one line
     assert "Traceback" not in proc.stderr and not out.exists()
     proc = preprocess(XTUNER_SKIP_BAD_RECORDS="1")
     assert proc.returncode == 0, proc.stderr[-2000:]

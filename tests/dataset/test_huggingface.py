@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict, load_dataset
@@ -14,7 +15,7 @@ from xtuner.dataset.map_fns import (
     template_map_fn,
     template_map_fn_factory,
 )
-from xtuner.utils.errors import ConfigError
+from xtuner.utils.errors import ConfigError, DataError
 from xtuner.utils.templates import PROMPT_TEMPLATE
 
 IGNORE = -100
@@ -66,9 +67,24 @@ def _run(dataset, tokenizer, **kw):
     return process_hf_dataset(dataset, tokenizer=tokenizer, **kw)
 
 
+def test_records_the_checker_fails_stop_training_with_their_line(conversation_cfg,
+                                                                bos_tokenizer):
+    path = conversation_cfg["data_files"]
+    # The raw check runs first: line 5's empty conversation.
+    with pytest.raises(DataError) as info:
+        _run(conversation_cfg, bos_tokenizer, max_length=48, pack_to_max_length=False)
+    assert str(info.value).startswith(
+        f"1 bad record in the training data: {path}:5: error: empty conversation: "
+        "'conversation' is an empty list; fix the records")
+    # Well-formed records the settings leave nothing to train on are dropped, as in v0.
+    rows = [r for r in CONVERSATION_ROWS if r["conversation"]]
+    data = _write_jsonl(Path(path).with_name("no_empty.jsonl"), rows)
+    assert len(_run(data, bos_tokenizer, max_length=48, pack_to_max_length=False)) == 3
+
+
 def test_unpacked_conversation_format(conversation_cfg, bos_tokenizer):
     ds = _run(conversation_cfg, bos_tokenizer, max_length=48, pack_to_max_length=False,
-              remove_unused_columns=True)
+              remove_unused_columns=True, skip_bad_records=True)
     expected = _expected(CONVERSATION_ROWS, bos_tokenizer, 48)
     assert len(expected) == 3  # rows 0, 1 and 5 survive
     assert len(ds) == 3
@@ -80,7 +96,8 @@ def test_unpacked_conversation_format(conversation_cfg, bos_tokenizer):
 
 
 def test_packed_conversation_format(conversation_cfg, bos_tokenizer):
-    ds = _run(conversation_cfg, bos_tokenizer, max_length=48, pack_to_max_length=True)
+    ds = _run(conversation_cfg, bos_tokenizer, max_length=48, pack_to_max_length=True,
+              skip_bad_records=True)
     expected = _expected(CONVERSATION_ROWS, bos_tokenizer, 48)
     lengths = [len(e["input_ids"]) for e in expected]
     assert len(ds) == len(plan_packed_rows(lengths, 48)) == math.ceil(sum(lengths) / 48)
@@ -96,7 +113,8 @@ def test_packed_conversation_format(conversation_cfg, bos_tokenizer):
 
 
 def test_packed_into_one_row_when_everything_fits(conversation_cfg, bos_tokenizer):
-    ds = _run(conversation_cfg, bos_tokenizer, max_length=2048, use_varlen_attn=True)
+    ds = _run(conversation_cfg, bos_tokenizer, max_length=2048, use_varlen_attn=True,
+              skip_bad_records=True)
     expected = _expected(CONVERSATION_ROWS, bos_tokenizer, 2048)
     assert len(expected) == 4  # the long sample now keeps its output
     assert len(ds) == 1
@@ -144,10 +162,11 @@ def test_openai_format_with_loss_flags(tmp_path, bos_tokenizer):
                       {"role": "assistant", "content": "y", "loss": False}]},
     ]
     cfg = _write_jsonl(tmp_path / "openai.jsonl", rows)
-    ds = _run(cfg, bos_tokenizer, max_length=256, dataset_map_fn=openai_map_fn,
-              template_map_fn=dict(type=template_map_fn_factory,
-                                   template=PROMPT_TEMPLATE.qwen_chat),
-              pack_to_max_length=False, remove_unused_columns=True)
+    options = dict(max_length=256, dataset_map_fn=openai_map_fn,
+                   template_map_fn=dict(type=template_map_fn_factory,
+                                        template=PROMPT_TEMPLATE.qwen_chat),
+                   pack_to_max_length=False, remove_unused_columns=True)
+    ds = _run(cfg, bos_tokenizer, **options)
     assert len(ds) == 2
     first = [i for i, lab in zip(ds[0]["input_ids"], ds[0]["labels"]) if lab != IGNORE]
     assert bos_tokenizer.decode(first) == "Goodbye<|im_end|>"

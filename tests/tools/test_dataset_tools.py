@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import xtuner.dataset.checker as checker
-from xtuner.dataset.formats import DATA_FORMATS, fields_read_by, format_for_map_fn
+from xtuner.dataset.formats import DATA_FORMATS
 from xtuner.dataset.map_fns.dataset_map_fns import DATASET_FORMAT_MAPPING
-from xtuner.dataset.validation import ERROR, MISSING_KEY, validate_record
+from xtuner.dataset.specs import declared_format
+from xtuner.dataset.validation import ERROR, WRONG_TYPE, validate_record
 from xtuner.demo import COLORIST_DATA_PATH, TINY_LLM_PATH
 from xtuner.entry_point import main
 
@@ -144,7 +145,7 @@ def test_conversation_problems_name_file_and_line(tmp_path, conv_file, capsys):
         f"{f}:5: error: wrong type: conversation[0].output must be a string, got a number (42)",
         f"{f}:6: error: empty conversation: 'conversation' is an empty list",
         f"{f}:8: warning: truncated: 114 tokens; max_length=48 cuts the last 66 (65 trained)",
-        (f"{f}:10: error: no trainable token: every output is empty or has loss=false, so the "
+        (f"{f}:10: warning: no trainable token: every output is empty or has loss=false; the "
         "sample is dropped"),
         (f"{f}:11: error: map fn does not fit the data: the record has no 'conversation' but is "
         "a valid 'openai' record: set dataset_map_fn=openai_map_fn"),
@@ -156,7 +157,7 @@ def test_conversation_problems_name_file_and_line(tmp_path, conv_file, capsys):
     assert "  token lengths    min 20, median 44, p95 114, max 114\n" in out
     assert "  truncated        1 (max_length 48)\n" in out
     assert "  packed rows      3 (packing efficiency 77.8%)\n" in out
-    assert out.rstrip().endswith("FAILED: 7 errors and 1 warning in 10 records (7 dropped)")
+    assert out.rstrip().endswith("FAILED: 6 errors and 2 warnings in 10 records (7 dropped)")
     # The unicode record (line 9) is kept: it is among the 3 token lengths (20, 44, 114).
     sample = out.split("trained tokens between [[ and ]]:\n")[1]
     assert sample.startswith("<s><|im_start|>user\nWhat is red?<|im_end|>\n<|im_start|>"
@@ -179,8 +180,8 @@ def test_openai_roles_and_json_list_lines(tmp_path, capsys):
         'string ("false")'),
         (f"{f}:13 (record 4): error: empty conversation: no 'assistant' message in 'messages': "
         "nothing to train on"),
-        (f"{f}:14 (record 5): error: no trainable token: every output is empty or has "
-        "loss=false, so the sample is dropped"),
+        (f"{f}:14 (record 5): warning: no trainable token: every output is empty or has "
+        "loss=false; the sample is dropped"),
         (f"{f}:16 (record 6): error: unknown role: messages[1].role is 'tool'; expected "
         "'system', 'user', 'assistant'"),
         (f"{f}:18 (record 7): error: missing key: messages[3]: 'role' (found 'rol': rename it to "
@@ -193,7 +194,7 @@ def test_openai_roles_and_json_list_lines(tmp_path, capsys):
     ]
     assert "  records read     10\n" in out
     assert "  kept             2\n" in out
-    assert out.rstrip().endswith("FAILED: 9 errors and 1 warning in 10 records (8 dropped)")
+    assert out.rstrip().endswith("FAILED: 8 errors and 2 warnings in 10 records (8 dropped)")
     assert f"Sample from {f}:2 (record 0), trained tokens between [[ and ]]:" in out
 
 
@@ -233,6 +234,30 @@ def test_demo_config_is_clean(capsys):
     assert "\nSample from " in out and "[[#f0f8ff<|im_end|>]]" in out
 
 
+def test_no_usable_sample_fails_as_training_does(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(CONV_LINES[0] + "\n")
+    code, out, _ = _check(capsys, _config(tmp_path, _json_data(data), max_length=4))
+    assert code == 1
+    assert f"{data}:1: warning: no trainable token: the sample has " in out
+    assert out.rstrip().endswith("FAILED: no usable sample in train_dataloader.dataset: every "
+                                 "record is dropped (1 warning in 1 records)")
+
+
+def test_template_tokens_the_tokenizer_lacks_are_a_warning(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text(CONV_LINES[0] + "\n")
+    cfg = Path(_config(tmp_path, _json_data(data), max_length=512))
+    cfg.write_text(cfg.read_text().replace("qwen_chat", "llama3_chat"))
+    code, out, _ = _check(capsys, str(cfg))
+    assert code == 0
+    assert ("train_dataloader.dataset: warning: template tokens missing: template "
+            "'llama3_chat' uses 3 special tokens the tokenizer does not have "
+            "(<|start_header_id|>, <|end_header_id|>, <|eot_id|>)") in out
+    assert "tokens per sample (measured over 1 sample)" in out
+    assert out.rstrip().endswith("OK: 1 of 1 records usable, 1 warning")
+
+
 def test_problems_are_limited_per_kind(tmp_path, capsys):
     data = tmp_path / "bad.jsonl"
     data.write_text("{oops\n" * 25 + CONV_LINES[0] + "\n")
@@ -267,7 +292,7 @@ def test_concat_dataset_checks_every_member(tmp_path, conv_file, capsys):
     assert code == 1
     assert f"== train_dataloader.dataset.datasets[0]: {good}\n" in out
     assert f"== train_dataloader.dataset.datasets[1]: {msgs}\n" in out
-    assert "FAILED: 9 errors and 1 warning in 11 records (8 dropped)" in out
+    assert "FAILED: 8 errors and 2 warnings in 11 records (8 dropped)" in out
 
 
 def test_hub_dataset_is_refused_with_one_line(tmp_path, capsys):
@@ -298,16 +323,19 @@ def test_cfg_options_point_a_catalog_config_at_local_data(tmp_path, conv_file, c
     assert "OK: 1 of 1 records usable" in out
 
 
-def test_a_users_map_fn_is_checked_by_the_fields_it_reads():
+def test_a_users_map_fn_declares_no_required_field():
     def qa_map_fn(example):
-        return {"conversation": [{"input": example["question"], "output": example["answer"],
-                                  "system": example.get("id")}]}
+        context = example["context"] if "context" in example else ""
+        return {"conversation": [{"input": context + example["question"],
+                                  "output": example["answer"]}]}
 
-    assert fields_read_by(qa_map_fn) == (["question", "answer"], ["id"])
-    fmt = format_for_map_fn(qa_map_fn)
-    problems = validate_record({"question": "q", "answr": "a"}, fmt)
-    assert [(p.severity, p.kind, p.detail) for p in problems] == [
-        (ERROR, MISSING_KEY, "'answer' (found 'answr': rename it to 'answer')")]
+    # Which keys a function needs cannot be read off its source (`context` is optional
+    # here): only what is certain is checked, the map fn raising included (test_one_verdict).
+    fmt = declared_format(qa_map_fn)
+    assert fmt.fields == {} and fmt.layout is None
+    assert validate_record({"question": "q", "answer": "a"}, fmt) == []
+    [problem] = validate_record(["not", "an object"], fmt)
+    assert (problem.severity, problem.kind) == (ERROR, WRONG_TYPE)
 
 
 # --------------------------------------------------------------------------- list-dataset-format

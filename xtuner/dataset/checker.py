@@ -16,21 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xtuner.utils.constants import IGNORE_INDEX
-from xtuner.utils.errors import DataError
 
 from .formats import DataFormat
 from .problems import (
+    DROPPING,
     EMPTY,
     ERROR,
     MAP_FN,
-    NO_TRAINABLE,
     TEMPLATE,
     TOKENIZE,
-    TRUNCATED,
     WARNING,
     Problem,
 )
-from .record_checks import check_map_fn_output, validate_record
+from .raw_check import RecordScan
+from .record_checks import (
+    check_conversation,
+    check_encoded,
+    missing_template_tokens,
+    template_of,
+    template_tokens_added,
+    template_tokens_problem,
+)
 from .sources import callable_name, iter_source, parse_payload
 from .specs import DatasetSpec
 
@@ -55,8 +61,8 @@ class _Context:
     max_length: int | None
     input_ids_with_output: bool = True
     with_image_token: bool = False
-
-
+    missing_tokens: dict[str, int] = field(default_factory=dict)
+    keys: tuple[str, ...] = ()  # every top-level key of the JSON records
 
 
 @dataclass
@@ -66,58 +72,53 @@ class _Outcome:
     trained: int = 0  # trained tokens after truncation
     input_ids: list[int] | None = None
     labels: list[int] | None = None
+    template_added: int = 0  # tokens added by template markers the tokenizer lacks
 
 
 def _run_pipeline(record: dict, ctx: _Context) -> _Outcome:
+    """The map fn, template and tokenizer on one record, with the checks training makes at
+    each step (:func:`check_conversation`, :func:`check_encoded`)."""
     from .tokenize import encode_fn
 
     problems: list[Problem] = []
     example = record
     if ctx.map_fn is not None:
         try:
-            example = ctx.map_fn(dict(record))
+            # As `datasets` loads JSON: every row has every key of the file, None where a
+            # record lacks it.
+            example = ctx.map_fn({**dict.fromkeys(ctx.keys), **record})
         # A map fn (possibly the user's) may raise anything on a record it does not expect;
         # the error is reported against that record, not hidden.
         except Exception as exc:  # noqa: BLE001
             return _Outcome([_error(MAP_FN, f"{ctx.map_fn_name} raised "
                                             f"{type(exc).__name__}: {exc}")])
-        problems = check_map_fn_output(example, ctx.map_fn_name)
-        if problems:
+        problems = check_conversation(example, ctx.map_fn_name, ctx.fmt)
+        if problems or not example["conversation"]:
             return _Outcome(problems)
-        if not example["conversation"]:
-            severity = WARNING if ctx.fmt.may_drop else ERROR
-            return _Outcome([Problem(severity, EMPTY, f"{ctx.map_fn_name} returned an empty "
-                                                      "conversation; the record is dropped")])
     if ctx.template_fn is not None:
         try:
             example = ctx.template_fn(example)
-        except DataError as exc:
-            return _Outcome([_error(TEMPLATE, str(exc))])
+        # The same guard as training's template step (guarded_map.Step).
+        except Exception as exc:  # noqa: BLE001
+            return _Outcome([_error(TEMPLATE, f"template_map_fn raised "
+                                              f"{type(exc).__name__}: {exc}")])
     try:
         encoded = encode_fn(example, ctx.tokenizer, max_length=None,
                             input_ids_with_output=ctx.input_ids_with_output,
                             with_image_token=ctx.with_image_token)
-    except ValueError as exc:
-        return _Outcome([_error(TOKENIZE, str(exc))])
+    # The same guard as training's tokenize step (guarded_map.Step).
+    except Exception as exc:  # noqa: BLE001
+        return _Outcome([_error(TOKENIZE, f"the tokenizer raised {type(exc).__name__}: "
+                                          f"{exc}")])
     input_ids, labels = encoded["input_ids"], encoded["labels"]
-    length = len(input_ids)
-    trained_all = sum(1 for label in labels if label != IGNORE_INDEX)
-    limit = ctx.max_length if ctx.max_length is not None else length
+    checked = check_encoded(labels, ctx.max_length, ctx.input_ids_with_output)
+    if any(p.kind in DROPPING for p in checked):
+        return _Outcome(problems + checked)
+    limit = ctx.max_length if ctx.max_length is not None else len(input_ids)
     trained = sum(1 for label in labels[:limit] if label != IGNORE_INDEX)
-    if ctx.input_ids_with_output:
-        if trained_all == 0:
-            return _Outcome([_error(NO_TRAINABLE, "every output is empty or has loss=false, "
-                                                  "so the sample is dropped")])
-        if trained == 0:
-            return _Outcome([_error(NO_TRAINABLE, f"the sample has {length} tokens and all "
-                                                  f"{trained_all} trained ones lie beyond "
-                                                  f"max_length={ctx.max_length}")])
-    if length > limit:
-        problems.append(_warning(TRUNCATED, f"{length} tokens; max_length={limit} cuts the "
-                                            f"last {length - limit} ({trained_all - trained} "
-                                            "trained)"))
-    return _Outcome(problems, length, trained, input_ids[:limit], labels[:limit])
-
+    added = template_tokens_added(example["conversation"], ctx.missing_tokens)
+    return _Outcome(problems + checked, len(input_ids), trained, input_ids[:limit],
+                    labels[:limit], added)
 
 
 @dataclass
@@ -126,22 +127,25 @@ class _ChunkResult:
     lengths: list[int] = field(default_factory=list)
     trained: int = 0
     truncated: int = 0
+    template_added: int = 0
     dropped: Counter = field(default_factory=Counter)
     counts: Counter = field(default_factory=Counter)  # (severity, kind) -> problems
     shown: list[tuple[int, str, Problem]] = field(default_factory=list)
     sample: tuple[str, list[int], list[int]] | None = None
 
 
-def _check_chunk(items: list[tuple[int, str, str, Any]], ctx: _Context,
-                 max_shown: int) -> _ChunkResult:
+# One record as the main process hands it to a worker: (sequence number, location, the
+# parsed record, its raw-record problems, whether the raw checks keep it).
+_Item = tuple[int, str, Any, list[Problem], bool]
+
+
+def _check_chunk(items: list[_Item], ctx: _Context, max_shown: int) -> _ChunkResult:
     out = _ChunkResult()
     per_kind: Counter = Counter()
-    for seq, loc, tag, payload in items:
+    for seq, loc, record, problems, kept in items:
         out.read += 1
-        record, problem = parse_payload(tag, payload)
-        problems = [problem] if problem else validate_record(record, ctx.fmt)
         outcome = None
-        if not any(p.severity == ERROR for p in problems):
+        if kept:
             outcome = _run_pipeline(record, ctx)
             problems = problems + outcome.problems
         for p in problems:
@@ -151,10 +155,13 @@ def _check_chunk(items: list[tuple[int, str, str, Any]], ctx: _Context,
                 out.shown.append((seq, loc, p))
         if outcome is None or outcome.length is None:
             first = next((p for p in problems if p.severity == ERROR), None)
+            if first is None:  # a warning that drops the record
+                first = next((p for p in problems if p.kind in DROPPING), None)
             out.dropped[first.kind if first else EMPTY] += 1
             continue
         out.lengths.append(outcome.length)
         out.trained += outcome.trained
+        out.template_added += outcome.template_added
         if ctx.max_length is not None and outcome.length > ctx.max_length:
             out.truncated += 1
         if out.sample is None:
@@ -189,6 +196,8 @@ class DatasetReport:
     shown: list[tuple[int, str, Problem]] = field(default_factory=list)
     sample: tuple[str, list[int], list[int]] | None = None
     packed_rows: int | None = None
+    template_added: int = 0
+    notes: list[Problem] = field(default_factory=list)  # problems of the whole dataset
 
     @property
     def errors(self) -> int:
@@ -207,6 +216,7 @@ class DatasetReport:
         self.lengths += chunk.lengths
         self.trained += chunk.trained
         self.truncated += chunk.truncated
+        self.template_added += chunk.template_added
         self.dropped.update(chunk.dropped)
         shown_per_kind = Counter(p.kind for _, _, p in self.shown)
         for seq, loc, p in chunk.shown:
@@ -218,12 +228,31 @@ class DatasetReport:
             self.sample = chunk.sample
 
 
-def _chunks(spec: DatasetSpec, progress) -> Iterator[list[tuple[int, str, str, Any]]]:
+def _json_keys(spec: DatasetSpec) -> tuple[str, ...]:
+    """The top-level keys of every JSON record of ``spec`` (a column each once loaded)."""
+    keys: dict[str, None] = {}
+    for source in spec.sources:
+        if source.kind not in ("json", "jsonl"):
+            continue
+        for _, tag, payload in iter_source(source):
+            record, _ = parse_payload(tag, payload)
+            if isinstance(record, dict):
+                keys.update(dict.fromkeys(record))
+    return tuple(keys)
+
+
+def _chunks(spec: DatasetSpec, fmt: DataFormat, progress) -> Iterator[list[_Item]]:
+    """Every record read and given its raw-record verdict here, in order, by the same
+    :class:`RecordScan` training uses (it also tracks JSON types across records); the
+    pipeline then runs in the workers."""
+    scan = RecordScan(fmt)
     seq = 0
-    chunk: list[tuple[int, str, str, Any]] = []
+    chunk: list[_Item] = []
     for source in spec.sources:
         for loc, tag, payload in iter_source(source):
-            chunk.append((seq, loc, tag, payload))
+            record, problems, kept = scan.add(source, loc, tag, payload)
+            scan.warnings.clear()  # the report shows them; the scan need not keep them
+            chunk.append((seq, str(loc), record if kept else None, problems, kept))
             seq += 1
             if len(chunk) == _CHUNK:
                 yield chunk
@@ -247,11 +276,13 @@ def check_dataset(spec: DatasetSpec, max_shown: int = 20, num_proc: int | None =
     """
     from tqdm import tqdm
 
+    missing = missing_template_tokens(template_of(spec.template_fn), spec.tokenizer)
     ctx = _Context(fmt=spec.fmt, map_fn=spec.map_fn,
                    map_fn_name=callable_name(spec.map_fn) if spec.map_fn else None,
                    template_fn=spec.template_fn, tokenizer=spec.tokenizer,
                    max_length=spec.max_length, input_ids_with_output=spec.input_ids_with_output,
-                   with_image_token=spec.with_image_token)
+                   with_image_token=spec.with_image_token, missing_tokens=missing,
+                   keys=_json_keys(spec) if spec.map_fn is not None else ())
     report = DatasetReport(spec)
     num_proc = num_proc or min(os.cpu_count() or 1, 16)
     total_bytes = sum(s.size() for s in spec.sources)
@@ -259,13 +290,18 @@ def check_dataset(spec: DatasetSpec, max_shown: int = 20, num_proc: int | None =
                disable=(not sys.stderr.isatty()) if progress is None else not progress)
     try:
         if num_proc <= 1 or total_bytes < _POOL_MIN_BYTES:
-            for chunk in _chunks(spec, bar):
+            for chunk in _chunks(spec, ctx.fmt, bar):
                 report.merge(_check_chunk(chunk, ctx, max_shown), max_shown)
         else:
             _check_in_pool(spec, ctx, report, num_proc, max_shown, bar)
     finally:
         bar.close()
     report.shown.sort(key=lambda item: item[0])
+    note = template_tokens_problem(spec.template_name, missing, report.template_added,
+                                   report.kept)
+    if note is not None:
+        report.notes.append(note)
+        report.counts[(note.severity, note.kind)] += 1
     if spec.pack and spec.max_length and report.lengths:
         from .packing import plan_packed_rows
 
@@ -286,7 +322,7 @@ def _check_in_pool(spec, ctx, report, num_proc, max_shown, bar) -> None:
         # A bounded window of chunks in flight keeps memory flat on a large file and the
         # results in file order.
         pending: deque = deque()
-        for chunk in _chunks(spec, bar):
+        for chunk in _chunks(spec, ctx.fmt, bar):
             pending.append(pool.apply_async(_check_chunk_in_worker, (chunk,)))
             if len(pending) >= 4 * num_proc:
                 report.merge(pending.popleft().get(), max_shown)

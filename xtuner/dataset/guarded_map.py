@@ -21,12 +21,14 @@ from typing import Any
 from xtuner.utils.cli import debug_enabled
 from xtuner.utils.errors import DataError
 
-from .problems import Problem, raise_or_log_bad_records
+from .problems import ERROR, Problem, log_warnings, raise_or_log_bad_records
 
 __all__ = ["ROW", "Step", "GuardedStage", "add_row_ids", "run_stage", "drop_row_ids"]
 
 ROW = "_xtuner_row"
 _ERROR = "_xtuner_error"
+_WARNING = "_xtuner_warning"
+_SEP = "\x1e"  # between the warnings of one row
 
 
 def add_row_ids(dataset):
@@ -63,10 +65,14 @@ class Step:
         kind: the problem kind a failure is reported as (``MAP_FN``, ``TEMPLATE``,
             ``TOKENIZE``).
         name: how the message names ``fn`` (``alpaca_map_fn raised TypeError: ...``).
-        check: optional ``check(output) -> list[Problem]``; a problem marks the row too.
+        check: optional ``check(output) -> list[Problem]`` (the checks
+            ``xtuner check-custom-dataset`` makes at this step); an error marks the row, a
+            warning is logged after the stage.
         batch_fn: optional ``batch_fn(examples) -> outputs`` computing a whole batch at once
             (a tokenizer's batch call); when it raises, the rows are retried one by one with
             ``fn`` to find the culprit.
+        finish: optional ``finish(output) -> output`` applied after ``check`` (e.g. the cut to
+            ``max_length``, so the check sees the whole sample).
     """
 
     fn: Callable[[dict], Any]
@@ -74,9 +80,11 @@ class Step:
     name: str
     check: Callable[[Any], list[Problem]] | None = None
     batch_fn: Callable[[list[dict]], list[Any]] | None = None
+    finish: Callable[[Any], Any] | None = None
 
-    def one(self, example: dict) -> tuple[Any, str | None]:
-        """``(output, None)`` or ``(None, encoded error)`` for one example."""
+    def one(self, example: dict) -> tuple[Any, str | None, list[str]]:
+        """``(output, None, warnings)`` or ``(None, encoded error, warnings)`` for one
+        example."""
         try:
             out = self.fn(example)
         # A map fn (often the user's own) or a tokenizer can raise anything on data it does
@@ -84,14 +92,18 @@ class Step:
         except Exception as exc:  # noqa: BLE001
             if debug_enabled():
                 raise
-            return None, f"{self.kind}\t{self.name} raised {type(exc).__name__}: {exc}"
-        return out, self.checked(out)
+            return None, f"{self.kind}\t{self.name} raised {type(exc).__name__}: {exc}", []
+        return self.checked(out)
 
-    def checked(self, out: Any) -> str | None:
+    def checked(self, out: Any) -> tuple[Any, str | None, list[str]]:
         problems = self.check(out) if self.check is not None else []
-        return f"{self.kind}\t{problems[0].detail}" if problems else None
+        warnings = [f"{p.kind}\t{p.detail}" for p in problems if p.severity != ERROR]
+        error = next((p for p in problems if p.severity == ERROR), None)
+        if error is not None:
+            return None, f"{error.kind}\t{error.detail}", warnings
+        return (self.finish(out) if self.finish is not None else out), None, warnings
 
-    def many(self, examples: list[dict]) -> list[tuple[Any, str | None]]:
+    def many(self, examples: list[dict]) -> list[tuple[Any, str | None, list[str]]]:
         """:meth:`one` of each example, through ``batch_fn`` when there is one."""
         if self.batch_fn is not None:
             try:
@@ -100,7 +112,7 @@ class Step:
                 if debug_enabled():
                     raise
             else:
-                return [(out, self.checked(out)) for out in outputs]
+                return [self.checked(out) for out in outputs]
         return [self.one(example) for example in examples]
 
 
@@ -116,19 +128,21 @@ class GuardedStage:
         self.steps = steps
         self._placeholder: dict | None = None
 
-    def _run(self, examples: list[dict]) -> list[tuple[dict | None, str | None]]:
-        results: list[tuple[dict | None, str | None]] = [({}, None)] * len(examples)
+    def _run(self, examples: list[dict]) -> list[tuple[dict | None, str | None, list[str]]]:
+        results: list[tuple[dict | None, str | None, list[str]]] = [
+            ({}, None, []) for _ in examples]
         current = examples
         for step in self.steps:
-            live = [i for i, (_, error) in enumerate(results) if error is None]
+            live = [i for i, (_, error, _) in enumerate(results) if error is None]
             outputs = step.many([current[i] for i in live])
             current = list(current)
-            for i, (out, error) in zip(live, outputs):
+            for i, (out, error, warnings) in zip(live, outputs):
+                done, _, seen = results[i]
                 if error is None:
-                    results[i] = ({**results[i][0], **out}, None)
+                    results[i] = ({**done, **out}, None, seen + warnings)
                     current[i] = out
                 else:
-                    results[i] = (None, error)
+                    results[i] = (None, error, seen + warnings)
         return results
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
@@ -137,8 +151,10 @@ class GuardedStage:
                     for values in zip(*(batch[k] for k in columns))]
         results = self._run(examples)
         errors = ["" if error is None else f"{row}\t{error}"
-                  for row, (_, error) in zip(batch[ROW], results)]
-        good = next((out for out, error in results if error is None), None)
+                  for row, (_, error, _) in zip(batch[ROW], results)]
+        warnings = [_SEP.join(f"{row}\t{w}" for w in found)
+                    for row, (_, _, found) in zip(batch[ROW], results)]
+        good = next((out for out, error, _ in results if error is None), None)
         if good is not None:
             self._placeholder = good
         elif self._placeholder is None:
@@ -149,8 +165,9 @@ class GuardedStage:
         # marked rows are dropped (or reported) right after the stage.
         filler = self._placeholder
         out = {key: [(value if error is None else filler).get(key)
-                     for value, error in results] for key in filler}
+                     for value, error, _ in results] for key in filler}
         out[_ERROR] = errors
+        out[_WARNING] = warnings
         return out
 
 
@@ -159,14 +176,23 @@ def _decode(error: str, locate) -> tuple[Any, Problem]:
     return locate(int(row)), Problem.error(kind, detail)
 
 
-def _errors(dataset) -> list[str]:
+def _marked(dataset, column: str) -> list[str]:
     import pyarrow.compute as pc
 
-    column = dataset.with_format("arrow")[_ERROR]
-    marked = pc.not_equal(column, "")
+    values = dataset.with_format("arrow")[column]
+    marked = pc.not_equal(values, "")
     if not pc.any(marked).as_py():
         return []
-    return pc.filter(column, marked).to_pylist()
+    return pc.filter(values, marked).to_pylist()
+
+
+def _warnings(dataset, locate) -> list[tuple[Any, Problem]]:
+    out = []
+    for cell in _marked(dataset, _WARNING):
+        for item in cell.split(_SEP):
+            row, kind, detail = item.split("\t", 2)
+            out.append((locate(int(row)), Problem.warning(kind, detail)))
+    return out
 
 
 def _keep_unmarked(errors: list[str]) -> list[bool]:
@@ -174,8 +200,9 @@ def _keep_unmarked(errors: list[str]) -> list[bool]:
 
 
 def run_stage(dataset, stage: GuardedStage, locate: Callable[[int], Any], skip: bool,
-              num_proc: int | None, desc: str, remove_columns=None):
-    """``dataset.map(stage)``, then fail on (or, with ``skip``, drop) the rows it marked.
+              num_proc: int | None, desc: str, remove_columns=None, dropped=None):
+    """``dataset.map(stage)``, then fail on (or, with ``skip``, drop) the rows it marked and
+    log the warnings its checks found.
 
     Args:
         dataset: rows with a ``_xtuner_row`` column (:func:`add_row_ids`).
@@ -185,19 +212,30 @@ def run_stage(dataset, stage: GuardedStage, locate: Callable[[int], Any], skip: 
         num_proc: worker processes for ``datasets.map``.
         desc: the progress bar's label.
         remove_columns: columns the map removes (as in ``Dataset.map``).
+        dropped: a tally (problem kind -> records) the dropped rows are added to.
 
     Raises:
-        DataError: a row failed and ``skip`` is off, or every row failed.
+        DataError: a row failed and ``skip`` is off, or every row of a worker's first batch
+            failed.
     """
+    if len(dataset) == 0:
+        return dataset
     try:
         dataset = dataset.map(stage, batched=True, num_proc=num_proc, desc=desc,
                               remove_columns=remove_columns)
     except _AllRowsFailed as exc:
         bad = [_decode(e, locate) for e in exc.errors]
+        if skip and len(bad) == len(dataset):
+            # Every row failed: nothing is left, and the caller says why over all stages.
+            raise_or_log_bad_records(bad, skip, dropped=dropped)
+            return dataset.select([])
         raise_or_log_bad_records(bad, skip, total=len(bad))
-    errors = _errors(dataset)
-    raise_or_log_bad_records([_decode(e, locate) for e in errors], skip, total=len(dataset))
+    errors = _marked(dataset, _ERROR)
+    # With `skip`, a stage that leaves nothing is not refused here: the caller says why every
+    # record was dropped, over all stages.
+    raise_or_log_bad_records([_decode(e, locate) for e in errors], skip, dropped=dropped)
+    log_warnings(_warnings(dataset, locate))
     if errors:
         dataset = dataset.filter(_keep_unmarked, input_columns=[_ERROR], batched=True,
                                  num_proc=num_proc, desc=f"{desc}: drop bad records")
-    return dataset.remove_columns(_ERROR)
+    return dataset.remove_columns([_ERROR, _WARNING])

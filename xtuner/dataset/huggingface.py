@@ -5,11 +5,15 @@ load -> ``dataset_map_fn`` (source format to XTuner's ``conversation``) -> ``tem
 pack into rows of ``max_length`` (:func:`pack_dataset`).
 
 The result is cached on disk (:mod:`.cache`): a second run of the same config loads it.
-Bad records fail early with ``file:line`` (or ``file:row N``) messages: raw records of local
-JSON, JSON Lines, parquet and ``save_to_disk`` data are checked before loading
-(:mod:`.raw_check`), and a record that makes the map fn, the template or the tokenizer raise is
-named too (:mod:`.guarded_map`). ``skip_bad_records=True`` / ``XTUNER_SKIP_BAD_RECORDS=1`` drops
-them instead, counted in the log, without writing copies of the data files.
+Every record gets the verdict ``xtuner check-custom-dataset`` gives it, from the same checks
+(:mod:`.record_checks`): an error stops the run with the checker's ``file:line`` (or
+``file:row N``) line, a warning is logged with the first such line. Raw records of local JSON,
+JSON Lines, parquet and ``save_to_disk`` data are checked before loading (:mod:`.raw_check`);
+the map fn's output, the template and the tokenized sample are checked as they are made
+(:mod:`.guarded_map`). ``skip_bad_records=True`` / ``XTUNER_SKIP_BAD_RECORDS=1`` drops bad
+records instead, counted in the log, without writing copies of the data files. Data of which
+no sample is left stops with one line saying how many records were read and why each kind
+was dropped; an empty dataset never reaches the trainer or the cache.
 
 In a distributed run only rank 0 processes; the other ranks wait on a gloo barrier with a
 long timeout (``XTUNER_DATASET_TIMEOUT`` minutes, default 60) instead of NCCL's 30 minutes
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from datetime import timedelta
 from functools import partial
 
@@ -40,10 +45,18 @@ from .cache import (
 )
 from .guarded_map import GuardedStage, Step, add_row_ids, drop_row_ids, run_stage
 from .packing import pack_dataset
-from .problems import MAP_FN, TEMPLATE, TOKENIZE
+from .problems import EMPTY, MAP_FN, NO_TRAINABLE, TEMPLATE, TOKENIZE, no_usable_sample
 from .raw_check import load_checked, row_of_dataset
-from .record_checks import check_map_fn_output
+from .record_checks import (
+    check_conversation,
+    check_encoded,
+    missing_template_tokens,
+    template_of,
+    template_tokens_added,
+    template_tokens_problem,
+)
 from .sources import local_sources
+from .specs import declared_format, template_name_of
 from .tokenize import encode_batch, encode_fn
 
 __all__ = ["process_hf_dataset", "build_origin_dataset", "map_workers"]
@@ -114,6 +127,40 @@ def _is_nonempty(conversations: list[list]) -> list[bool]:
     return [len(conversation) > 0 for conversation in conversations]
 
 
+def _cut(encoded: dict, max_length: int | None) -> dict:
+    if max_length is None or len(encoded["input_ids"]) <= max_length:
+        return encoded
+    return {**encoded, "input_ids": encoded["input_ids"][:max_length],
+            "labels": encoded["labels"][:max_length]}
+
+
+def _check_tokenized(encoded: dict, max_length: int | None, input_ids_with_output: bool):
+    return check_encoded(encoded["labels"], max_length, input_ids_with_output)
+
+
+def _where(dataset_cfg, split) -> str:
+    sources, _ = local_sources(dataset_cfg, split)
+    if not sources:
+        return "the dataset"
+    paths = list(dict.fromkeys(s.path for s in sources))
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+_TEMPLATE_SAMPLES = 1000  # templated samples measured for the missing-template-token warning
+
+
+def _warn_missing_template_tokens(dataset, template_fn, tokenizer) -> None:
+    """Log what ``xtuner check-custom-dataset`` warns about a template whose special tokens
+    the tokenizer lacks, with the tokens added per sample measured on the first samples."""
+    missing = missing_template_tokens(template_of(template_fn), tokenizer)
+    if not missing or "conversation" not in dataset.column_names or len(dataset) == 0:
+        return
+    head = dataset.select(range(min(len(dataset), _TEMPLATE_SAMPLES)))["conversation"]
+    added = sum(template_tokens_added(conversation, missing) for conversation in head)
+    problem = template_tokens_problem(template_name_of(template_fn), missing, added, len(head))
+    print_log(str(problem), logger="current", level=logging.WARNING)
+
+
 def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=None,
              dataset_map_fn=None, template_map_fn=None, max_dataset_length=None, split="train",
              remove_unused_columns=False, rename_maps=(), shuffle_before_pack=True,
@@ -127,32 +174,47 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
         raise ConfigError("pack_to_max_length=True needs max_length")
 
     map_fn = resolve_map_fn(dataset_map_fn)
+    # Why records were dropped (problem kind -> records), for the error when none is left.
+    dropped: Counter = Counter()
+    source = dataset
+    read = None
     if do_dataset_tokenization:
         # Bad records surface here as file:line messages, not as an Arrow cast error from
         # deep inside `datasets`.
-        dataset, locate = load_checked(dataset, split, map_fn, skip_bad_records)
+        dataset, locate, read = load_checked(dataset, split, map_fn, skip_bad_records,
+                                             dropped)
     else:
         dataset, locate = build_origin_dataset(dataset, split), row_of_dataset
+    if read is None:
+        read = len(dataset)
     dataset = add_row_ids(dataset)
     if max_dataset_length is not None and len(dataset) > max_dataset_length:
         dataset = dataset.shuffle(seed=seed).select(range(max_dataset_length))
 
     num_proc = map_workers(map_num_proc, len(dataset))
-    stage = partial(run_stage, locate=locate, skip=skip_bad_records, num_proc=num_proc)
+    stage = partial(run_stage, locate=locate, skip=skip_bad_records, num_proc=num_proc,
+                    dropped=dropped)
     steps = []
     if map_fn is not None:
         name = getattr(map_fn, "__name__", None) or type(map_fn).__name__
-        steps.append(Step(map_fn, MAP_FN, name, check=partial(check_map_fn_output, name=name)))
-    if template_map_fn is not None:
-        steps.append(Step(build(template_map_fn), TEMPLATE, "template_map_fn"))
+        # The verdicts of `xtuner check-custom-dataset`: a wrong shape or an empty
+        # conversation is an error, unless the format's map fn drops records on purpose.
+        steps.append(Step(map_fn, MAP_FN, name,
+                          check=partial(check_conversation, name=name,
+                                        fmt=declared_format(map_fn))))
+    template_fn = build(template_map_fn) if template_map_fn is not None else None
+    if template_fn is not None:
+        steps.append(Step(template_fn, TEMPLATE, "template_map_fn"))
     if steps:
         # One pass for both: the map fn's output goes straight into the template instead of
         # being written to Arrow and read back.
         dataset = stage(dataset, GuardedStage(*steps),
                         desc="Map and apply template" if len(steps) == 2 else "Map dataset")
     if "conversation" in dataset.column_names:
+        before = len(dataset)
         dataset = dataset.filter(_is_nonempty, input_columns=["conversation"], batched=True,
                                  num_proc=num_proc, desc="Drop empty")
+        dropped[EMPTY] += before - len(dataset)
 
     for old, new in rename_maps:
         dataset = dataset.rename_column(old, new)
@@ -164,21 +226,33 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
 
     if do_dataset_tokenization:
         tokenizer = build(tokenizer)
-        options = dict(tokenizer=tokenizer, max_length=max_length,
+        if template_fn is not None:
+            _warn_missing_template_tokens(dataset, template_fn, tokenizer)
+        # Encoded whole and cut after the checks, so they see what max_length cuts off.
+        options = dict(tokenizer=tokenizer, max_length=None,
                        input_ids_with_output=input_ids_with_output,
                        with_image_token=with_image_token)
         tokenize = Step(partial(encode_fn, **options), TOKENIZE, "the tokenizer",
-                        batch_fn=partial(encode_batch, **options))
+                        batch_fn=partial(encode_batch, **options),
+                        check=partial(_check_tokenized, max_length=max_length,
+                                      input_ids_with_output=input_ids_with_output),
+                        finish=partial(_cut, max_length=max_length))
         dataset = stage(dataset, GuardedStage(tokenize), desc="Tokenize",
                         remove_columns=dataset.column_names if remove_unused_columns else None)
     dataset = drop_row_ids(dataset)
     if input_ids_with_output and "labels" in dataset.column_names:
+        # The samples the tokenize step warned about (`no trainable token`), or, for data
+        # tokenized beforehand, any sample without a trained label.
         before = len(dataset)
         dataset = dataset.filter(_has_trainable_token, input_columns=["labels"], batched=True,
                                  num_proc=num_proc, desc="Drop samples without trained tokens")
-        if len(dataset) < before:
+        dropped[NO_TRAINABLE] += before - len(dataset)
+        if len(dataset) < before and not do_dataset_tokenization:
             print_log(f"dropped {before - len(dataset)} samples with no trained token",
                       logger="current", level=logging.WARNING)
+    if len(dataset) == 0:
+        # An empty training set never reaches the trainer (nor the cache).
+        raise no_usable_sample(read, _where(source, split), +dropped)
 
     if pack_to_max_length:
         # In this process: gathering rows is Arrow I/O, and on 1M alpaca records two worker

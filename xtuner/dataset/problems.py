@@ -20,6 +20,7 @@ __all__ = [
     "Problem", "ERROR", "WARNING", "describe_value", "json_type", "raise_or_log_bad_records",
     "INVALID_JSON", "MISSING_KEY", "UNKNOWN_KEY", "WRONG_TYPE", "EMPTY", "ROLE_ORDER",
     "UNKNOWN_ROLE", "NO_TRAINABLE", "TRUNCATED", "MAP_FN", "TEMPLATE", "TOKENIZE",
+    "TEMPLATE_TOKENS", "DROPPING", "log_warnings", "no_usable_sample",
 ]
 
 # Problem kinds; a report counts and limits the printed problems per kind.
@@ -35,10 +36,15 @@ TRUNCATED = "truncated"
 MAP_FN = "map fn does not fit the data"
 TEMPLATE = "template error"
 TOKENIZE = "tokenize error"
+TEMPLATE_TOKENS = "template tokens missing"
 
 ERROR, WARNING = "error", "warning"
 
-_SHOWN = 5  # bad records quoted in a DataError
+# Warnings that drop their record: the record is well-formed, but a map fn that drops records
+# on purpose left nothing of it, or the settings leave no token to train on (as in v0).
+DROPPING = (EMPTY, NO_TRAINABLE)
+
+_SHOWN = 5  # bad records located in a DataError
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,25 @@ def describe_value(value: Any) -> str:
     return f"{kind} ({text})"
 
 
+def _more(locations: list, shown: int = _SHOWN) -> str:
+    if len(locations) <= 1:
+        return ""
+    rest = ", ".join(str(loc) for loc in locations[1:shown])
+    return f" (also {rest}{', ...' if len(locations) > shown else ''})"
+
+
+def _by_kind(problems) -> str:
+    return ", ".join(f"{kind}: {n}" for kind, n in Counter(problems).most_common())
+
+
 def raise_or_log_bad_records(bad: list[tuple[Any, Problem]], skip: bool,
-                             total: int | None = None) -> None:
+                             total: int | None = None,
+                             dropped: Counter | None = None) -> None:
     """Fail on bad training records, or log that they are skipped.
+
+    The error is one line: the first bad record in the very words
+    ``xtuner check-custom-dataset`` prints for it (``file:line: error: kind: detail``), where
+    the next ones are, and the fix.
 
     Args:
         bad: ``(location, problem)`` of each bad record, in data order; a location prints as
@@ -99,26 +121,49 @@ def raise_or_log_bad_records(bad: list[tuple[Any, Problem]], skip: bool,
         skip: log one warning with the count per kind instead of raising.
         total: records the data holds; when every one is bad, skipping is refused too, since
             nothing would be left to train on.
+        dropped: a tally (problem kind -> records) the skipped records are added to.
 
     Raises:
-        DataError: ``bad`` is not empty and ``skip`` is off (or nothing would be left). The
-            message lists the first problems with their location, the total, and how to
-            check or skip.
+        DataError: ``bad`` is not empty and ``skip`` is off (or nothing would be left).
     """
     if not bad:
         return
     everything = total is not None and len(bad) >= total
-    if not skip or everything:
-        lines = "\n".join(f"  {loc}: {p}" for loc, p in bad[:_SHOWN])
-        more = f"\n  ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-        how = ("fix the data or the dataset_map_fn (no record is usable, so skipping is "
-               "refused)" if everything and skip else
-               "fix the records, or skip them with XTUNER_SKIP_BAD_RECORDS=1 "
-               "(process_hf_dataset(skip_bad_records=True))")
-        raise DataError(f"{len(bad)} bad record{'s' * (len(bad) != 1)} in the training data:\n"
-                        f"{lines}{more}\nRun `xtuner check-custom-dataset CONFIG` for a full "
-                        f"report; {how}")
-    reasons = Counter(p.kind for _, p in bad)
-    print_log(f"skipped {len(bad)} bad records (" + ", ".join(
-        f"{kind}: {n}" for kind, n in reasons.most_common()) + f"); first: {bad[0][0]}: "
-        f"{bad[0][1]}", logger="current", level=logging.WARNING)
+    first = f"{bad[0][0]}: {bad[0][1]}{_more([loc for loc, _ in bad])}"
+    if everything and skip:
+        raise DataError(f"no usable training sample: all {len(bad)} records are bad "
+                        f"({_by_kind(p.kind for _, p in bad)}); first: {first}; fix the data "
+                        "or the dataset_map_fn (`xtuner check-custom-dataset CONFIG` lists "
+                        "every record)")
+    if not skip:
+        raise DataError(f"{len(bad)} bad record{'s' * (len(bad) != 1)} in the training data: "
+                        f"{first}; fix the records (`xtuner check-custom-dataset CONFIG` lists "
+                        "every one), or skip them with XTUNER_SKIP_BAD_RECORDS=1 "
+                        "(process_hf_dataset(skip_bad_records=True))")
+    if dropped is not None:
+        dropped.update(p.kind for _, p in bad)
+    print_log(f"skipped {len(bad)} bad records ({_by_kind(p.kind for _, p in bad)}); first: "
+              f"{bad[0][0]}: {bad[0][1]}", logger="current", level=logging.WARNING)
+
+
+def log_warnings(warnings: list[tuple[Any, Problem]]) -> None:
+    """Log what ``xtuner check-custom-dataset`` calls warnings: one line per kind, with the
+    count, the first record's problem as the checker prints it, and where the next ones are."""
+    by_kind: dict[str, list[tuple[Any, Problem]]] = {}
+    for loc, problem in warnings:
+        by_kind.setdefault(problem.kind, []).append((loc, problem))
+    for kind, items in by_kind.items():
+        n = len(items)
+        print_log(f"{n} record{'s' * (n != 1)} with a '{kind}' warning; first: {items[0][0]}: "
+                  f"{items[0][1]}{_more([loc for loc, _ in items])}", logger="current",
+                  level=logging.WARNING)
+
+
+def no_usable_sample(read: int, where: str, dropped: Counter) -> DataError:
+    """The one-line error for training data of which no sample is left: how many records
+    were read and why each kind was dropped."""
+    reasons = ", ".join(f"{n} {kind}" for kind, n in dropped.most_common()) or "none"
+    return DataError(f"no usable training sample: {read} record{'s' * (read != 1)} read from "
+                     f"{where}, every one dropped ({reasons}); fix the data or the settings "
+                     "that drop them (max_length, dataset_map_fn, template); "
+                     "`xtuner check-custom-dataset CONFIG` shows each record")

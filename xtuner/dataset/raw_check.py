@@ -1,10 +1,11 @@
 """Load the raw training data after checking every record, so bad data fails early.
 
 ``process_hf_dataset`` loads its data through :func:`load_checked`. For local JSON, JSON
-Lines, parquet and ``save_to_disk`` data every record is read and checked first (valid JSON,
-the keys and types the map fn expects, one JSON type per key, parquet columns), so a bad
-record stops the run with ``file:line`` lines instead of an Arrow cast error from inside
-``datasets``; ``xtuner check-custom-dataset`` runs the full per-record pipeline.
+Lines, parquet and ``save_to_disk`` data every record is read and checked first by a
+:class:`RecordScan` (valid JSON, the keys and types the map fn's declared format needs, one
+JSON type per key, parquet columns), so a bad record stops the run with the ``file:line``
+line ``xtuner check-custom-dataset`` prints for it (the checker reads records through the same
+scan) instead of an Arrow cast error from inside ``datasets``; warnings are logged.
 
 With ``skip`` the bad records are left out of the loaded dataset without writing any copy of
 the data files: parquet and ``save_to_disk`` data are loaded whole and the good rows selected;
@@ -22,18 +23,28 @@ import hashlib
 import json
 from array import array
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from xtuner.utils.errors import DataError
 
-from .formats import DataFormat, format_for_map_fn
-from .problems import EMPTY, ERROR, WRONG_TYPE, Problem, describe_value, json_type
+from .formats import DataFormat
+from .problems import (
+    ERROR,
+    WRONG_TYPE,
+    Problem,
+    describe_value,
+    json_type,
+    log_warnings,
+    no_usable_sample,
+)
 from .problems import raise_or_log_bad_records as _raise_or_log
 from .record_checks import missing_key_problem, validate_record
 from .sources import DataSource, Loc, iter_source, local_sources, parse_payload
+from .specs import declared_format
 
-__all__ = ["RecordLocator", "load_checked", "check_raw_records"]
+__all__ = ["RecordLocator", "RecordScan", "load_checked", "check_raw_records"]
 
 _NONE = -1  # a Loc field that is None, in the locator's int arrays
 _LOC_FIELDS = ("line", "record", "row")
@@ -120,17 +131,24 @@ def _parquet_problems(sources: list[DataSource], fmt: DataFormat) -> list[str]:
 # --------------------------------------------------------------------------- per-record scan
 
 
-class _Scan:
-    """The outcome of reading every record: the bad ones and where the kept ones are."""
+class RecordScan:
+    """Reads raw records one by one and gives each the verdict that training acts on (and
+    that ``xtuner check-custom-dataset`` prints): the bad ones, the warnings, and where the
+    kept ones are."""
 
     def __init__(self, fmt: DataFormat) -> None:
         self.fmt = fmt
         self.bad: list[tuple[Loc, Problem]] = []
+        self.warnings: list[tuple[Loc, Problem]] = []
         self.bad_rows: list[int] = []  # rows of parquet / save_to_disk data to leave out
         self.locator = RecordLocator()
         self.rows = 0  # parquet / save_to_disk rows read
         self.keys: dict[str, None] = {}  # top-level keys in first-seen order
         self._types: dict[str, tuple[str, Loc]] = {}
+
+    @property
+    def read(self) -> int:
+        return len(self.bad) + self.locator.total
 
     def _type_problem(self, record: dict, loc: Loc) -> Problem | None:
         # Arrow stores a key as one column of one type: a number in one JSON line and a
@@ -148,13 +166,18 @@ class _Scan:
                                                  "type per key")
         return None
 
-    def add(self, source: DataSource, loc: Loc, tag: str, payload: Any) -> None:
+    def add(self, source: DataSource, loc: Loc, tag: str,
+            payload: Any) -> tuple[Any, list[Problem], bool]:
+        """Check one raw record: ``(record, problems, kept)``; a record is kept when none of
+        its problems is an error."""
         record, problem = parse_payload(tag, payload)
         problems = [problem] if problem else validate_record(record, self.fmt)
-        # An empty conversation is dropped by the pipeline itself, as in v0.
-        error = next((p for p in problems if p.severity == ERROR and p.kind != EMPTY), None)
+        error = next((p for p in problems if p.severity == ERROR), None)
         if error is None and source.kind in ("json", "jsonl"):
             error = self._type_problem(record, loc)
+            if error is not None:
+                problems = [*problems, error]
+        self.warnings += [(loc, p) for p in problems if p.severity != ERROR]
         if error is not None:
             self.bad.append((loc, error))
             if source.kind in ("parquet", "arrow"):
@@ -164,10 +187,11 @@ class _Scan:
             self.keys.update(dict.fromkeys(record))
         if source.kind in ("parquet", "arrow"):
             self.rows += 1
+        return record, problems, error is None
 
 
-def _scan(sources: list[DataSource], fmt: DataFormat) -> _Scan:
-    scan = _Scan(fmt)
+def _scan(sources: list[DataSource], fmt: DataFormat) -> RecordScan:
+    scan = RecordScan(fmt)
     for source in sources:
         for loc, tag, payload in iter_source(source):
             scan.add(source, loc, tag, payload)
@@ -190,7 +214,7 @@ def _good_json_records(sources: tuple[dict, ...], bad: tuple[str, ...],
             yield {key: record.get(key) for key in keys}
 
 
-def _json_without_bad(sources: list[DataSource], scan: _Scan):
+def _json_without_bad(sources: list[DataSource], scan: RecordScan):
     from datasets import Dataset
 
     from xtuner.version import __version__
@@ -209,19 +233,26 @@ def _json_without_bad(sources: list[DataSource], scan: _Scan):
         fingerprint=hashlib.sha256(material.encode()).hexdigest())
 
 
-def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None,
-                 skip: bool) -> tuple[Any, Callable[[int], Loc | str]]:
+def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None, skip: bool,
+                 dropped: Counter | None = None
+                 ) -> tuple[Any, Callable[[int], Loc | str], int | None]:
     """Check every raw record of ``dataset_cfg``, then load it (without the bad records when
     ``skip``).
+
+    Each record gets the verdict ``xtuner check-custom-dataset`` gives it: its errors stop
+    the run (or, with ``skip``, drop it), its warnings are logged.
 
     Args:
         dataset_cfg: ``process_hf_dataset``'s ``dataset`` (a config dict or a dataset).
         split: the split to use.
-        map_fn: the resolved ``dataset_map_fn``; it decides the expected format.
+        map_fn: the resolved ``dataset_map_fn``; the format it declares is checked.
         skip: leave bad records out (logged with counts) instead of raising.
+        dropped: a tally (problem kind -> records) the skipped records are added to.
 
     Returns:
-        ``(dataset, locate)``: ``locate(row)`` tells where a row of ``dataset`` came from.
+        ``(dataset, locate, read)``: ``locate(row)`` tells where a row of ``dataset`` came
+        from; ``read`` is the number of raw records read (None for data that is not local
+        files).
 
     Raises:
         DataError: bad records and ``skip`` off, no good record at all, or parquet files
@@ -231,16 +262,21 @@ def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None,
 
     sources, _ = local_sources(dataset_cfg, split)
     if not sources:
-        return build_origin_dataset(dataset_cfg, split), row_of_dataset
-    fmt = format_for_map_fn(map_fn)
+        return build_origin_dataset(dataset_cfg, split), row_of_dataset, None
+    fmt = declared_format(map_fn)
     whole_file = _parquet_problems(sources, fmt)
     if whole_file:
         raise DataError("the parquet data does not fit the "
-                        f"{'dataset_map_fn' if map_fn else 'conversation format'}:\n  "
-                        + "\n  ".join(whole_file) + "\nFix the files or set the dataset_map_fn "
+                        f"{'dataset_map_fn' if map_fn else 'conversation format'}: "
+                        + "; ".join(whole_file) + "; fix the files or set the dataset_map_fn "
                         "that reads their columns (`xtuner list-dataset-format`)")
     scan = _scan(sources, fmt)
-    _raise_or_log(scan.bad, skip, total=len(scan.bad) + scan.locator.total)
+    dropped = Counter() if dropped is None else dropped
+    _raise_or_log(scan.bad, skip, dropped=dropped)
+    log_warnings(scan.warnings)
+    if scan.locator.total == 0:
+        paths = list(dict.fromkeys(s.path for s in sources))
+        raise no_usable_sample(scan.read, ", ".join(paths), dropped)
     if not scan.bad:
         dataset = build_origin_dataset(dataset_cfg, split)
     elif all(s.kind in ("json", "jsonl") for s in sources):
@@ -252,8 +288,8 @@ def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None,
     if len(dataset) != scan.locator.total:
         # `datasets` read the files differently from us (another file order, say): a row
         # number is then all that can be said truthfully.
-        return dataset, row_of_dataset
-    return dataset, scan.locator
+        return dataset, row_of_dataset, scan.read
+    return dataset, scan.locator, scan.read
 
 
 def check_raw_records(dataset_cfg, split, map_fn, skip: bool):

@@ -1,13 +1,28 @@
-"""Per-record checks: does one raw record fit the format its ``dataset_map_fn`` expects?
+"""Per-record checks: does one record fit the format its ``dataset_map_fn`` declares, and is
+there something to train on once it is tokenized?
 
-:func:`validate_record` looks at a record before any map fn runs (missing or misspelled keys,
-wrong JSON types, empty conversations, roles out of order); :func:`check_map_fn_output` looks
-at what a map fn returned. Both return :class:`~.problems.Problem` lists and never raise.
+Each check is shared by ``xtuner check-custom-dataset`` (:mod:`.checker`) and training
+(:mod:`.raw_check`, :mod:`.huggingface`), so both give every record the same verdict:
+
+* :func:`validate_record`: the raw record (missing or misspelled keys, wrong JSON types,
+  empty conversations, roles out of order);
+* :func:`check_conversation`: what the map fn returned (an empty conversation is an error, or
+  a warning for map fns that drop records on purpose);
+* :func:`check_encoded`: the tokenized sample (no trained token: dropped with a warning;
+  cut by ``max_length``: warning).
+
+All return :class:`~.problems.Problem` lists and never raise. :func:`missing_template_tokens`
+and :func:`template_tokens_problem` are the dataset-wide check of a template whose special
+tokens the tokenizer does not have.
 """
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from xtuner.utils.constants import IGNORE_INDEX
 
 from .formats import CONVERSATION, MESSAGES, SHAREGPT, DataFormat, guess_formats
 from .problems import (
@@ -15,15 +30,21 @@ from .problems import (
     ERROR,
     MAP_FN,
     MISSING_KEY,
+    NO_TRAINABLE,
     ROLE_ORDER,
+    TEMPLATE_TOKENS,
+    TRUNCATED,
     UNKNOWN_KEY,
     UNKNOWN_ROLE,
+    WARNING,
     WRONG_TYPE,
     Problem,
     describe_value,
 )
 
-__all__ = ["validate_record", "check_map_fn_output", "missing_key_problem"]
+__all__ = ["validate_record", "check_map_fn_output", "check_conversation", "check_encoded",
+           "missing_key_problem", "template_of", "missing_template_tokens",
+           "template_tokens_added", "template_tokens_problem"]
 
 _error, _warning, _got = Problem.error, Problem.warning, describe_value
 
@@ -235,3 +256,127 @@ def check_map_fn_output(result: Any, name: str) -> list[Problem]:
                                                f"{_got(value)}; expected a string"))
     return problems
 
+
+def check_conversation(result: Any, name: str, fmt: DataFormat) -> list[Problem]:
+    """Problems of what map fn ``name`` returned for a record of ``fmt``: the shape
+    (:func:`check_map_fn_output`), then an empty conversation, which drops the record: an
+    error, or a warning when ``fmt.may_drop`` (the map fn drops such records on purpose)."""
+    problems = check_map_fn_output(result, name)
+    if not problems and not result["conversation"]:
+        severity = WARNING if fmt.may_drop else ERROR
+        problems.append(Problem(severity, EMPTY, f"{name} returned an empty conversation; the "
+                                                 "record is dropped"))
+    return problems
+
+
+def check_encoded(labels: list[int], max_length: int | None,
+                  input_ids_with_output: bool = True) -> list[Problem]:
+    """Problems of a tokenized sample (``labels`` before any cut to ``max_length``).
+
+    A sample with no trained token (every output empty or ``loss: false``, or every trained
+    token beyond ``max_length``) is dropped with a warning, as v0 dropped it: the record is
+    well-formed, the settings leave nothing to learn from it. One that ``max_length`` cuts is
+    a warning too.
+    """
+    length = len(labels)
+    limit = max_length if max_length is not None else length
+    trained_all = sum(1 for label in labels if label != IGNORE_INDEX)
+    trained = sum(1 for label in labels[:limit] if label != IGNORE_INDEX)
+    if input_ids_with_output:
+        if trained_all == 0:
+            return [_warning(NO_TRAINABLE, "every output is empty or has loss=false; the "
+                                           "sample is dropped")]
+        if trained == 0:
+            return [_warning(NO_TRAINABLE, f"the sample has {length} tokens and all "
+                                           f"{trained_all} trained ones lie beyond "
+                                           f"max_length={max_length}; it is dropped")]
+    if length > limit:
+        return [_warning(TRUNCATED, f"{length} tokens; max_length={limit} cuts the last "
+                                    f"{length - limit} ({trained_all - trained} trained)")]
+    return []
+
+
+# --------------------------------------------------------------------------- template tokens
+
+# A special-token-looking marker of a template: <|im_end|>, <｜end▁of▁sentence｜>, <eoh>,
+# <reserved_102>, </s>; not the plain-text <<SYS>> of llama2_chat.
+_MARKER = re.compile(r"(?<!<)<(?:[|｜][^<>\s]+?[|｜]|/?[^<>\s{}|｜]+)>(?!>)")
+_TEMPLATE_TEXT_FIELDS = ("SYSTEM", "INSTRUCTION", "SUFFIX", "SEP")
+
+
+def template_of(template_fn: Callable | None) -> Mapping | None:
+    """The prompt template bound into a built ``template_map_fn`` (a ``partial``), if any."""
+    template = getattr(template_fn, "keywords", {}).get("template")
+    return template if isinstance(template, Mapping) else None
+
+
+def _markers(template: Mapping, keys: tuple[str, ...]) -> dict[str, None]:
+    found: dict[str, None] = {}
+    for key in keys:
+        value = template.get(key)
+        for text in [value] if isinstance(value, str) else (value or ()):
+            if isinstance(text, str):
+                found.update(dict.fromkeys(_MARKER.findall(text)))
+    return found
+
+
+def missing_template_tokens(template: Mapping | None, tokenizer) -> dict[str, int]:
+    """Special-token markers of ``template`` that ``tokenizer`` has no token for, each with
+    the tokens it is split into instead, less the one it should have been.
+
+    Only a template that ends a reply with a marker (``SUFFIX`` or ``STOP_WORDS``, e.g.
+    ``<|eot_id|>``) is checked, and only when the tokenizer lacks that end marker: such a
+    template is built around its model's special tokens, while markers of templates like
+    ``default`` or ``zephyr`` (``<|User|>``) are plain text by design, and a tokenizer that has
+    the end marker is the template's own (``internlm_chat``'s ``<|User|>`` is text there too).
+    """
+    if template is None or tokenizer is None or not hasattr(tokenizer, "encode"):
+        return {}
+    get_vocab = getattr(tokenizer, "get_vocab", None)
+    vocab = get_vocab() if callable(get_vocab) else {}
+
+    def pieces(marker: str) -> int:
+        if marker in vocab:
+            return 1
+        return len(tokenizer.encode(marker, add_special_tokens=False))
+
+    ends = _markers(template, ("SUFFIX", "STOP_WORDS"))
+    if not ends or all(pieces(marker) == 1 for marker in ends):
+        return {}
+    missing = {}
+    for marker in _markers(template, _TEMPLATE_TEXT_FIELDS + ("STOP_WORDS",)):
+        n = pieces(marker)
+        if n > 1:
+            missing[marker] = n - 1
+    return missing
+
+
+def template_tokens_added(conversation: Any, missing: Mapping[str, int]) -> int:
+    """Tokens a templated ``conversation`` gains because of ``missing`` markers."""
+    if not missing or not isinstance(conversation, list):
+        return 0
+    added = 0
+    for turn in conversation:
+        if not isinstance(turn, Mapping):
+            continue
+        for key in ("system", "input", "output", "sep"):
+            text = turn.get(key)
+            if isinstance(text, str) and "<" in text:
+                added += sum(text.count(marker) * cost for marker, cost in missing.items())
+    return added
+
+
+def template_tokens_problem(template_name: str | None, missing: Mapping[str, int],
+                            added: int, samples: int) -> Problem | None:
+    """The warning for a template whose special tokens the tokenizer lacks, with the
+    measured cost: tokens added per sample on average over ``samples`` samples."""
+    if not missing:
+        return None
+    name = f"'{template_name}'" if template_name else "the prompt template"
+    per_sample = added / samples if samples else 0.0
+    return _warning(TEMPLATE_TOKENS, (
+        f"template {name} uses {len(missing)} special token{'s' * (len(missing) != 1)} the "
+        f"tokenizer does not have ({', '.join(missing)}); each is split into ordinary tokens, "
+        f"adding {per_sample:.1f} tokens per sample (measured over {samples} "
+        f"sample{'s' * (samples != 1)}); use the template made for this tokenizer's model, "
+        "or add the tokens to the tokenizer"))

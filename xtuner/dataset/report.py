@@ -34,6 +34,9 @@ def format_report(report: DatasetReport, max_shown: int = 20) -> str:
     lines = [f"== {spec.name}: {files}",
              (f"   {_describe_format(spec)}, template {spec.template_name or 'none'}, "
               f"max_length {spec.max_length}")]
+    if report.notes:
+        lines.append("")
+        lines += [f"{spec.name}: {p}" for p in report.notes]
     if report.shown:
         lines.append("")
         lines += [f"{loc}: {p}" for _, loc, p in report.shown]

@@ -14,10 +14,37 @@ from typing import Any
 from xtuner.engine.config import resolve_type
 from xtuner.utils.errors import ConfigError
 
-from .formats import DataFormat, format_for_map_fn
+from .formats import DATA_FORMATS, DataFormat
 from .sources import DataSource, callable_name, resolve_sources
 
-__all__ = ["DatasetSpec", "dataset_specs", "train_dataset_cfg"]
+__all__ = ["DatasetSpec", "dataset_specs", "declared_format", "template_name_of",
+           "train_dataset_cfg"]
+
+
+def declared_format(map_fn: Callable | None) -> DataFormat:
+    """The format a ``dataset_map_fn`` declares (:data:`~.formats.DATA_FORMATS`), which both
+    ``xtuner check-custom-dataset`` and training check every raw record against.
+
+    A map fn of ``DATASET_FORMAT_MAPPING`` (or an xtuner map fn of a listed name) gets its
+    listed fields and layout. Any other map fn declares nothing: its format has no required
+    field, since which keys a function really needs cannot be read off its source (a key read
+    under an ``if`` is optional). Such records are checked only for what is certain: each is
+    a JSON object, the map fn does not raise on it and returns a ``conversation``; an empty
+    one is a warning (the function may drop records on purpose).
+    """
+    if map_fn is None:
+        return DATA_FORMATS["conversation"]
+    from .map_fns.dataset_map_fns import DATASET_FORMAT_MAPPING
+
+    for name, fn in DATASET_FORMAT_MAPPING.items():
+        if fn is map_fn and name in DATA_FORMATS:
+            return DATA_FORMATS[name]
+    name = getattr(map_fn, "__name__", None) or type(map_fn).__name__
+    if (getattr(map_fn, "__module__", None) or "").startswith("xtuner."):
+        for fmt in DATA_FORMATS.values():
+            if fmt.map_fn == name:
+                return fmt
+    return DataFormat(name, name, f"{name} (no declared schema)", {}, fields={}, may_drop=True)
 
 
 @dataclass
@@ -38,7 +65,7 @@ class DatasetSpec:
 
     @property
     def fmt(self) -> DataFormat:
-        return format_for_map_fn(self.map_fn)
+        return declared_format(self.map_fn)
 
 
 def _template_name(template) -> str | None:
@@ -50,6 +77,14 @@ def _template_name(template) -> str | None:
         if value == template:
             return name
     return None
+
+
+def template_name_of(template_map_fn) -> str | None:
+    """The ``PROMPT_TEMPLATE`` name a ``template_map_fn`` (config dict or built ``partial``)
+    applies, or None for a template of the user's own."""
+    if isinstance(template_map_fn, dict):
+        return _template_name(template_map_fn.get("template"))
+    return _template_name(getattr(template_map_fn, "keywords", {}).get("template"))
 
 
 def _build_tokenizer(tokenizer_cfg, cache: dict):
@@ -79,9 +114,7 @@ def _spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
         raise ConfigError(f"{name} has no tokenizer")
     sources = resolve_sources(args["dataset"], args["split"], f"{name}.dataset")
     template_cfg = args["template_map_fn"]
-    template_name = None
-    if isinstance(template_cfg, dict):
-        template_name = _template_name(template_cfg.get("template"))
+    template_name = template_name_of(template_cfg)
     template_fn = build(template_cfg) if template_cfg is not None else None
     return DatasetSpec(
         name=name, sources=sources, map_fn=resolve_map_fn(args["dataset_map_fn"]),
