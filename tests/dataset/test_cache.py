@@ -163,7 +163,7 @@ def test_bad_record_fails_early_with_file_line(tmp_path, bos_tokenizer):
         _run(data, bos_tokenizer, dataset_map_fn=None)
     message = str(info.value)
     assert f"{path}:2: error: wrong type: conversation[0].output must be a string" in message
-    assert f"{path}:4: error: invalid JSON" in message
+    assert f"(also {path}:4)" in message and "\n" not in message
     assert "2 bad records" in message
     assert "check-custom-dataset" in message and "XTUNER_SKIP_BAD_RECORDS=1" in message
     ds = _run(data, bos_tokenizer, dataset_map_fn=None, skip_bad_records=True)
@@ -230,7 +230,7 @@ def test_list_and_clean_the_cache(tmp_path, bos_tokenizer, calls, capsys):
     import time
 
     data = _write(tmp_path / "a.jsonl", ROWS)
-    for max_length in (16, 32, 64):
+    for max_length in (64, 96, 128):
         _run(data, bos_tokenizer, max_length=max_length)
     old, middle, new = sorted(
         _cache_dirs(), key=lambda p: (p / MANIFEST).stat().st_mtime)
@@ -251,10 +251,142 @@ def test_list_and_clean_the_cache(tmp_path, bos_tokenizer, calls, capsys):
     assert xtuner_main(["preprocess", "--clean-cache", "--older-than", "30"]) == 0
     assert "removed 2 folders" in capsys.readouterr().out  # the old one and the partial one
     assert _cache_dirs() == sorted([middle, new])
-    _run(data, bos_tokenizer, max_length=32)  # reusing `middle` makes it the newest
+    _run(data, bos_tokenizer, max_length=96)  # reusing `middle` makes it the newest
     assert xtuner_main(["preprocess", "--clean-cache", "--keep", "1"]) == 0
     assert _cache_dirs() == [middle]
     assert xtuner_main(["preprocess", "--clean-cache"]) == 0
     assert _cache_dirs() == []
     assert xtuner_main(["preprocess", "--keep", "1"]) == 2  # --keep needs --clean-cache
     assert xtuner_main(["preprocess", DEMO, "--list-cache"]) == 2
+
+
+# --------------------------------------------------------------------------- empty data
+
+
+def test_an_empty_dataset_round_trips(tmp_path, bos_tokenizer, calls):
+    from xtuner.dataset.cache import load_processed, save_processed
+
+    ds = _run(_write(tmp_path / "a.jsonl", ROWS), bos_tokenizer, cache=False,
+              pack_to_max_length=False)
+    empty = ds.select([])
+    save_processed(empty, tmp_path / "out")
+    loaded, reason = load_processed(tmp_path / "out")
+    assert reason is None
+    assert len(loaded) == 0 and loaded.features == ds.features and loaded.length == []
+
+
+def test_no_usable_sample_is_one_line_and_never_cached(tmp_path, bos_tokenizer, calls, logs):
+    from xtuner.dataset.map_fns import alpaca_map_fn
+
+    path = tmp_path / "a.jsonl"
+    data = _write(path, ROWS)
+    # Every sample's trained tokens lie beyond max_length: the same settings twice give
+    # the same one line, not a crash in the cache.
+    for _ in range(2):
+        with pytest.raises(DataError) as info:
+            _run(data, bos_tokenizer, max_length=4)
+        assert str(info.value).startswith(
+            f"no usable training sample: 3 records read from {path}, every one dropped "
+            "(3 no trainable token); fix the data or the settings")
+        assert "\n" not in str(info.value)
+    assert not cache_root().exists() or _cache_dirs() == []
+
+    # Records a map fn drops on purpose (Alpaca's <nooutput>): warned, then the same line.
+    rows = [{"instruction": f"Say nothing {i}", "input": "", "output": "<nooutput>"}
+            for i in range(2)]
+    alpaca = _write(tmp_path / "alpaca.jsonl", rows)
+    with pytest.raises(DataError, match=r"^no usable training sample: 2 records read from "
+                                        rf"{tmp_path / 'alpaca.jsonl'}, every one dropped "
+                                        r"\(2 empty conversation\)"):
+        _run(alpaca, bos_tokenizer, dataset_map_fn=alpaca_map_fn)
+    assert "2 records with a 'empty conversation' warning" in logs()
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n[1]\n")
+    with pytest.raises(DataError, match=r"^no usable training sample: 2 records read from "
+                                        rf"{bad}, every one dropped \(1 invalid JSON, 1 wrong "
+                                        r"type\)"):
+        _run(dict(data, data_files=str(bad)), bos_tokenizer, dataset_map_fn=None,
+             skip_bad_records=True)
+
+
+def test_train_without_a_usable_sample_exits_2_with_one_line(tmp_path):
+    args = ["train", DEMO, "--work-dir", str(tmp_path / "wd"), "--cfg-options",
+            "train_dataloader.dataset.max_length=4"]
+    proc = _xtuner(tmp_path, *args, XTUNER_CACHE_DIR=str(tmp_path / "cache"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert errors == [(f"xtuner train: error: no usable training sample: 141 records read "
+                       f"from {COLORIST_DATA_PATH}, every one dropped (141 no trainable "
+                       "token); fix the data or the settings that drop them (max_length, "
+                       "dataset_map_fn, template); `xtuner check-custom-dataset CONFIG` shows "
+                       "each record")]
+    assert "Traceback" not in proc.stderr
+
+
+def test_checker_and_train_stop_on_the_same_line(tmp_path):
+    data = tmp_path / "d.jsonl"
+    lines = Path(COLORIST_DATA_PATH).read_text().splitlines()[:6]
+    lines[3] = '{"conversation": []}'
+    data.write_text("\n".join(lines) + "\n")
+    options = ["--cfg-options", f"train_dataloader.dataset.dataset.data_files.train={data}"]
+    env = dict(XTUNER_CACHE_DIR=str(tmp_path / "cache"))
+    check = _xtuner(tmp_path, "check-custom-dataset", DEMO, "--no-progress", *options, **env)
+    assert check.returncode == 1, check.stdout[-3000:]
+    line = f"{data}:4: error: empty conversation: 'conversation' is an empty list"
+    assert line in check.stdout.splitlines()
+    train = _xtuner(tmp_path, "train", DEMO, "--work-dir", str(tmp_path / "wd"), *options, **env)
+    assert train.returncode == 2, train.stderr[-3000:]
+    assert (f"xtuner train: error: 1 bad record in the training data: {line}; fix the records"
+            in train.stderr)
+
+
+# --------------------------------------------------------------------------- the key
+
+
+def _key(kwargs, sources, tokenizer):
+    from xtuner.dataset.cache import dataset_cache_key
+
+    return dataset_cache_key(kwargs, sources, tokenizer)[0]
+
+
+def test_key_covers_the_map_fn_module_and_the_pipeline_code(tmp_path, bos_tokenizer,
+                                                             monkeypatch):
+    import importlib
+    import sys
+
+    from xtuner.dataset import cache
+    from xtuner.dataset.sources import local_sources
+
+    module = tmp_path / "user_map_fns.py"
+    module.write_text("def clean(text):\n    return text.strip()\n\n\n"
+                      "def qa_map_fn(example):\n"
+                      "    return {'conversation': [{'input': clean(example['q']), "
+                      "'output': example['a']}]}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("user_map_fns", None)
+    map_fn = importlib.import_module("user_map_fns").qa_map_fn
+    data = _write(tmp_path / "a.jsonl", [{"q": " x ", "a": "y"}])
+    kwargs = dict(dataset=data, split="train", max_length=64, dataset_map_fn=map_fn,
+                  template_map_fn=dict(type=template_map_fn_factory, template="default"))
+    sources, _ = local_sources(data, "train")
+    first = _key(kwargs, sources, bos_tokenizer)
+    assert _key(kwargs, sources, bos_tokenizer) == first
+
+    # A helper the map fn calls, not the map fn's own body, changes.
+    module.write_text(module.read_text().replace("text.strip()", "text.lower()"))
+    second = _key(kwargs, sources, bos_tokenizer)
+    assert second != first
+
+    # xtuner's own processing code: the tokenize and packing modules are part of the key.
+    material = cache.dataset_cache_key(kwargs, sources, bos_tokenizer)[1]
+    for name in ("xtuner.dataset.tokenize", "xtuner.dataset.packing",
+                 "xtuner.dataset.huggingface", "xtuner.dataset.map_fns.template_map_fn"):
+        assert len(material["pipeline"][name]) == 64, name
+    pipeline = tmp_path / "pipeline_stand_in.py"
+    pipeline.write_text("STEP = 1\n")
+    monkeypatch.setattr(cache, "_PIPELINE_MODULES",
+                        (*cache._PIPELINE_MODULES, "pipeline_stand_in"))
+    with_stand_in = _key(kwargs, sources, bos_tokenizer)
+    pipeline.write_text("STEP = 2\n")
+    assert _key(kwargs, sources, bos_tokenizer) not in (with_stand_in, second)

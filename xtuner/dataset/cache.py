@@ -2,7 +2,9 @@
 
 A processed (tokenized, packed) dataset is stored under ``$XTUNER_CACHE_DIR`` (default
 ``~/.cache/xtuner/datasets``) in a folder named by a sha256 over everything that decides its
-content: the bytes of the local data files, the pipeline settings, the map fn's source, the
+content: the bytes of the local data files, the pipeline settings, the source of xtuner's
+dataset-processing modules (load, check, map, tokenize, pack), the whole source file of the map
+fn and of every other callable the settings name (so a helper it calls counts too), the
 template, the tokenizer's vocabulary and special tokens, and xtuner's version. A second run of
 the same config, a resumed run and the other ranks of a multi-GPU run load it instead of
 processing again.
@@ -41,11 +43,12 @@ __all__ = [
     "load_processed",
     "load_processed_dataset",
     "local_sources",
+    "pipeline_digests",
     "source_digests",
 ]
 
 MANIFEST = "xtuner_manifest.json"
-_FORMAT = 1  # bump when the folder layout changes
+_FORMAT = 2  # bump when the folder layout changes (2: an empty dataset has one shard)
 
 # Settings of process_hf_dataset that change the processed rows (map_num_proc does not).
 _SETTINGS = ("do_dataset_tokenization", "max_length", "max_dataset_length", "split",
@@ -90,8 +93,46 @@ def _sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# xtuner's own modules whose code shapes the processed rows. Their source is part of the key,
+# so a change to the tokenizing or packing code (say) is never served stale rows.
+_PIPELINE_MODULES = (
+    "xtuner.dataset.cache", "xtuner.dataset.formats", "xtuner.dataset.guarded_map",
+    "xtuner.dataset.huggingface", "xtuner.dataset.packing", "xtuner.dataset.problems",
+    "xtuner.dataset.raw_check", "xtuner.dataset.record_checks", "xtuner.dataset.sources",
+    "xtuner.dataset.specs", "xtuner.dataset.tokenize",
+    "xtuner.dataset.map_fns.template_map_fn", "xtuner.utils.constants",
+)
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path or not os.path.isfile(path):
+        return None
+    return _sha256_file(path)
+
+
+def pipeline_digests() -> dict[str, str | None]:
+    """sha256 of the source file of each module of :data:`_PIPELINE_MODULES`."""
+    import importlib
+
+    return {name: _file_digest(getattr(importlib.import_module(name), "__file__", None))
+            for name in _PIPELINE_MODULES}
+
+
+def _source_file(obj: Any) -> str | None:
+    """The file that defines ``obj`` (its whole module, helpers included), if any."""
+    obj = inspect.unwrap(obj)
+    try:
+        return inspect.getsourcefile(obj) or inspect.getfile(obj)
+    except TypeError:  # a builtin, or an instance of a class defined in C
+        try:
+            return inspect.getsourcefile(type(obj))
+        except TypeError:
+            return None
+
+
 def _identity(obj: Any) -> Any:
-    """A stable, JSON-able description of a config value: callables by name and source."""
+    """A stable, JSON-able description of a config value: callables by name and by the
+    content of the file that defines them."""
     if isinstance(obj, functools.partial):
         return {"partial": _identity(obj.func), "args": _identity(list(obj.args)),
                 "keywords": _identity(obj.keywords)}
@@ -103,11 +144,15 @@ def _identity(obj: Any) -> Any:
         return obj
     if callable(obj):
         name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-        try:
-            source = inspect.getsource(obj)
-        except (OSError, TypeError):
-            source = ""
-        return {"callable": name, "source": hashlib.sha256(source.encode()).hexdigest()}
+        digest = _file_digest(_source_file(obj))
+        if digest is None:
+            # Defined where no file holds it (typed into a REPL): its own source, if any.
+            try:
+                source = inspect.getsource(obj)
+            except (OSError, TypeError):
+                source = ""
+            digest = hashlib.sha256(source.encode()).hexdigest()
+        return {"callable": name, "module_source": digest}
     return repr(obj)
 
 
@@ -152,6 +197,7 @@ def dataset_cache_key(kwargs: dict, sources, tokenizer) -> tuple[str, dict]:
     material = {
         "format": _FORMAT,
         "xtuner": __version__,
+        "pipeline": pipeline_digests(),
         "data": source_digests(sources),
         "loader": _identity(dataset_cfg),
         "settings": _identity({k: kwargs.get(k) for k in _SETTINGS}),
@@ -185,7 +231,9 @@ def save_processed(dataset, folder: str | Path, material: dict | None = None,
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
+    # `datasets` writes an empty dataset as zero shards, which its own load_from_disk cannot
+    # read back (IndexError); one empty shard round-trips.
+    dataset.save_to_disk(str(tmp), num_shards=1 if len(dataset) == 0 else None)
     manifest = {"format": _FORMAT, "num_rows": len(dataset), "columns": dataset.column_names,
                 "key_material": material or {}, "sources": sources or [],
                 "files": _file_table(tmp)}
