@@ -112,6 +112,21 @@ def test_data_bytes_and_settings_change_the_key(tmp_path, bos_tokenizer, calls, 
     assert "reused processed dataset" in logs()
 
 
+def test_a_run_reusing_the_cache_logs_the_data_warnings_again(tmp_path, bos_tokenizer,
+                                                               calls, logs):
+    path = tmp_path / "a.jsonl"
+    rows = [*ROWS, {"conversation": [{"input": "Hi", "output": "Yo", "sytem": "x"}]}]
+    data = _write(path, rows)
+    _run(data, bos_tokenizer, dataset_map_fn=None)
+    warning = (f"1 record with a 'unknown key' warning; first: {path}:4: warning: unknown key: "
+               "conversation[0]: 'sytem' is ignored (did you mean 'system'?)")
+    assert warning in logs().splitlines()
+    _run(data, bos_tokenizer, dataset_map_fn=None)
+    out = logs()
+    assert "reused processed dataset" in out
+    assert f"{warning} (found when the cached data was processed)" in out.splitlines()
+
+
 def test_corrupted_cache_is_rebuilt(tmp_path, bos_tokenizer, calls, logs):
     data = _write(tmp_path / "a.jsonl", ROWS)
     first = _run(data, bos_tokenizer)

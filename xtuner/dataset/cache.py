@@ -218,11 +218,12 @@ def _file_table(folder: Path) -> dict[str, dict]:
 
 
 def save_processed(dataset, folder: str | Path, material: dict | None = None,
-                   sources: list[str] | None = None) -> Path:
+                   sources: list[str] | None = None, warnings: list[str] | None = None) -> Path:
     """Write a processed dataset and its manifest to ``folder`` atomically.
 
     ``sources`` (the data files it was made from) are recorded for ``--list-cache`` only; they
-    are not part of the key.
+    are not part of the key. ``warnings`` (the lines logged while processing) are logged
+    again by each run that reuses the folder.
 
     The data goes to ``<folder>.tmp-<pid>``, the manifest is written last, and the folder is
     renamed into place, so a killed run never leaves a folder that looks complete.
@@ -236,6 +237,7 @@ def save_processed(dataset, folder: str | Path, material: dict | None = None,
     dataset.save_to_disk(str(tmp), num_shards=1 if len(dataset) == 0 else None)
     manifest = {"format": _FORMAT, "num_rows": len(dataset), "columns": dataset.column_names,
                 "key_material": material or {}, "sources": sources or [],
+                "warnings": warnings or [],
                 "files": _file_table(tmp)}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=repr))
     if folder.exists():
@@ -324,4 +326,8 @@ def cached_or_none(key: str, check_hashes: bool = True):
     os.utime(folder / MANIFEST)
     print_log(f"reused processed dataset from {folder} ({len(dataset)} rows)",
               logger="current")
+    # What the data check warned about when the folder was made holds for this run too.
+    for line in json.loads((folder / MANIFEST).read_text()).get("warnings", []):
+        print_log(f"{line} (found when the cached data was processed)", logger="current",
+                  level=logging.WARNING)
     return dataset

@@ -21,7 +21,7 @@ from typing import Any
 from xtuner.utils.cli import debug_enabled
 from xtuner.utils.errors import DataError
 
-from .problems import ERROR, Problem, log_warnings, raise_or_log_bad_records
+from .problems import ERROR, Problem, Tally, log_warnings, raise_or_log_bad_records
 
 __all__ = ["ROW", "Step", "GuardedStage", "add_row_ids", "run_stage", "drop_row_ids"]
 
@@ -200,7 +200,8 @@ def _keep_unmarked(errors: list[str]) -> list[bool]:
 
 
 def run_stage(dataset, stage: GuardedStage, locate: Callable[[int], Any], skip: bool,
-              num_proc: int | None, desc: str, remove_columns=None, dropped=None):
+              num_proc: int | None, desc: str, remove_columns=None,
+              tally: Tally | None = None):
     """``dataset.map(stage)``, then fail on (or, with ``skip``, drop) the rows it marked and
     log the warnings its checks found.
 
@@ -212,7 +213,7 @@ def run_stage(dataset, stage: GuardedStage, locate: Callable[[int], Any], skip: 
         num_proc: worker processes for ``datasets.map``.
         desc: the progress bar's label.
         remove_columns: columns the map removes (as in ``Dataset.map``).
-        dropped: a tally (problem kind -> records) the dropped rows are added to.
+        tally: where dropped rows are counted and warnings kept.
 
     Raises:
         DataError: a row failed and ``skip`` is off, or every row of a worker's first batch
@@ -227,14 +228,14 @@ def run_stage(dataset, stage: GuardedStage, locate: Callable[[int], Any], skip: 
         bad = [_decode(e, locate) for e in exc.errors]
         if skip and len(bad) == len(dataset):
             # Every row failed: nothing is left, and the caller says why over all stages.
-            raise_or_log_bad_records(bad, skip, dropped=dropped)
+            raise_or_log_bad_records(bad, skip, tally=tally)
             return dataset.select([])
         raise_or_log_bad_records(bad, skip, total=len(bad))
     errors = _marked(dataset, _ERROR)
     # With `skip`, a stage that leaves nothing is not refused here: the caller says why every
     # record was dropped, over all stages.
-    raise_or_log_bad_records([_decode(e, locate) for e in errors], skip, dropped=dropped)
-    log_warnings(_warnings(dataset, locate))
+    raise_or_log_bad_records([_decode(e, locate) for e in errors], skip, tally=tally)
+    log_warnings(_warnings(dataset, locate), tally)
     if errors:
         dataset = dataset.filter(_keep_unmarked, input_columns=[_ERROR], batched=True,
                                  num_proc=num_proc, desc=f"{desc}: drop bad records")

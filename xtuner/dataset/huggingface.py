@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from datetime import timedelta
 from functools import partial
 
@@ -45,7 +44,15 @@ from .cache import (
 )
 from .guarded_map import GuardedStage, Step, add_row_ids, drop_row_ids, run_stage
 from .packing import pack_dataset
-from .problems import EMPTY, MAP_FN, NO_TRAINABLE, TEMPLATE, TOKENIZE, no_usable_sample
+from .problems import (
+    EMPTY,
+    MAP_FN,
+    NO_TRAINABLE,
+    TEMPLATE,
+    TOKENIZE,
+    Tally,
+    no_usable_sample,
+)
 from .raw_check import load_checked, row_of_dataset
 from .record_checks import (
     check_conversation,
@@ -149,7 +156,7 @@ def _where(dataset_cfg, split) -> str:
 _TEMPLATE_SAMPLES = 1000  # templated samples measured for the missing-template-token warning
 
 
-def _warn_missing_template_tokens(dataset, template_fn, tokenizer) -> None:
+def _warn_missing_template_tokens(dataset, template_fn, tokenizer, tally: Tally) -> None:
     """Log what ``xtuner check-custom-dataset`` warns about a template whose special tokens
     the tokenizer lacks, with the tokens added per sample measured on the first samples."""
     missing = missing_template_tokens(template_of(template_fn), tokenizer)
@@ -158,14 +165,15 @@ def _warn_missing_template_tokens(dataset, template_fn, tokenizer) -> None:
     head = dataset.select(range(min(len(dataset), _TEMPLATE_SAMPLES)))["conversation"]
     added = sum(template_tokens_added(conversation, missing) for conversation in head)
     problem = template_tokens_problem(template_name_of(template_fn), missing, added, len(head))
-    print_log(str(problem), logger="current", level=logging.WARNING)
+    tally.warn(str(problem))
 
 
 def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=None,
              dataset_map_fn=None, template_map_fn=None, max_dataset_length=None, split="train",
              remove_unused_columns=False, rename_maps=(), shuffle_before_pack=True,
              pack_to_max_length=True, use_varlen_attn=False, input_ids_with_output=True,
-             with_image_token=False, map_num_proc=32, seed=0, skip_bad_records=False):
+             with_image_token=False, map_num_proc=32, seed=0, skip_bad_records=False,
+             tally: Tally | None = None):
     if use_varlen_attn and not pack_to_max_length:
         raise ConfigError("use_varlen_attn=True needs pack_to_max_length=True")
     if pack_to_max_length and split not in ("train", None):
@@ -174,15 +182,15 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
         raise ConfigError("pack_to_max_length=True needs max_length")
 
     map_fn = resolve_map_fn(dataset_map_fn)
-    # Why records were dropped (problem kind -> records), for the error when none is left.
-    dropped: Counter = Counter()
+    # Why records were dropped, for the error when none is left, and the warnings logged.
+    tally = Tally() if tally is None else tally
     source = dataset
     read = None
     if do_dataset_tokenization:
         # Bad records surface here as file:line messages, not as an Arrow cast error from
         # deep inside `datasets`.
         dataset, locate, read = load_checked(dataset, split, map_fn, skip_bad_records,
-                                             dropped)
+                                             tally)
     else:
         dataset, locate = build_origin_dataset(dataset, split), row_of_dataset
     if read is None:
@@ -193,7 +201,7 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
 
     num_proc = map_workers(map_num_proc, len(dataset))
     stage = partial(run_stage, locate=locate, skip=skip_bad_records, num_proc=num_proc,
-                    dropped=dropped)
+                    tally=tally)
     steps = []
     if map_fn is not None:
         name = getattr(map_fn, "__name__", None) or type(map_fn).__name__
@@ -214,7 +222,7 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
         before = len(dataset)
         dataset = dataset.filter(_is_nonempty, input_columns=["conversation"], batched=True,
                                  num_proc=num_proc, desc="Drop empty")
-        dropped[EMPTY] += before - len(dataset)
+        tally.dropped[EMPTY] += before - len(dataset)
 
     for old, new in rename_maps:
         dataset = dataset.rename_column(old, new)
@@ -227,7 +235,7 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
     if do_dataset_tokenization:
         tokenizer = build(tokenizer)
         if template_fn is not None:
-            _warn_missing_template_tokens(dataset, template_fn, tokenizer)
+            _warn_missing_template_tokens(dataset, template_fn, tokenizer, tally)
         # Encoded whole and cut after the checks, so they see what max_length cuts off.
         options = dict(tokenizer=tokenizer, max_length=None,
                        input_ids_with_output=input_ids_with_output,
@@ -246,13 +254,12 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
         before = len(dataset)
         dataset = dataset.filter(_has_trainable_token, input_columns=["labels"], batched=True,
                                  num_proc=num_proc, desc="Drop samples without trained tokens")
-        dropped[NO_TRAINABLE] += before - len(dataset)
+        tally.dropped[NO_TRAINABLE] += before - len(dataset)
         if len(dataset) < before and not do_dataset_tokenization:
-            print_log(f"dropped {before - len(dataset)} samples with no trained token",
-                      logger="current", level=logging.WARNING)
+            tally.warn(f"dropped {before - len(dataset)} samples with no trained token")
     if len(dataset) == 0:
         # An empty training set never reaches the trainer (nor the cache).
-        raise no_usable_sample(read, _where(source, split), +dropped)
+        raise no_usable_sample(read, _where(source, split), +tally.dropped)
 
     if pack_to_max_length:
         # In this process: gathering rows is Arrow I/O, and on 1M alpaca records two worker
@@ -333,8 +340,10 @@ def _process_cached(kwargs, cache: bool):
     folder = cache_root() / key
     dataset = cached_or_none(key)
     if dataset is None:
-        dataset = _process(**kwargs)
-        save_processed(dataset, folder, material, sources=[s.path for s in sources])
+        tally = Tally()
+        dataset = _process(**kwargs, tally=tally)
+        save_processed(dataset, folder, material, sources=[s.path for s in sources],
+                       warnings=tally.warnings)
         print_log(f"saved processed dataset to {folder} ({len(dataset)} rows)",
                   logger="current")
     return folder, dataset

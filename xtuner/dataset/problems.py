@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmengine import print_log
@@ -20,7 +20,7 @@ __all__ = [
     "Problem", "ERROR", "WARNING", "describe_value", "json_type", "raise_or_log_bad_records",
     "INVALID_JSON", "MISSING_KEY", "UNKNOWN_KEY", "WRONG_TYPE", "EMPTY", "ROLE_ORDER",
     "UNKNOWN_ROLE", "NO_TRAINABLE", "TRUNCATED", "MAP_FN", "TEMPLATE", "TOKENIZE",
-    "TEMPLATE_TOKENS", "DROPPING", "log_warnings", "no_usable_sample",
+    "TEMPLATE_TOKENS", "DROPPING", "Tally", "log_warnings", "no_usable_sample",
 ]
 
 # Problem kinds; a report counts and limits the printed problems per kind.
@@ -95,6 +95,32 @@ def describe_value(value: Any) -> str:
     return f"{kind} ({text})"
 
 
+@dataclass
+class Tally:
+    """What processing one dataset dropped and warned about.
+
+    Attributes:
+        dropped: problem kind -> records dropped for it (for :func:`no_usable_sample`).
+        warnings: the warning lines logged, kept with a cached result so that a run reusing
+            it logs them again.
+    """
+
+    dropped: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, line: str) -> None:
+        """Log ``line`` as a warning and keep it."""
+        self.warnings.append(line)
+        print_log(line, logger="current", level=logging.WARNING)
+
+
+def _warn(line: str, tally: Tally | None) -> None:
+    if tally is not None:
+        tally.warn(line)
+    else:
+        print_log(line, logger="current", level=logging.WARNING)
+
+
 def _more(locations: list, shown: int = _SHOWN) -> str:
     if len(locations) <= 1:
         return ""
@@ -107,8 +133,7 @@ def _by_kind(problems) -> str:
 
 
 def raise_or_log_bad_records(bad: list[tuple[Any, Problem]], skip: bool,
-                             total: int | None = None,
-                             dropped: Counter | None = None) -> None:
+                             total: int | None = None, tally: Tally | None = None) -> None:
     """Fail on bad training records, or log that they are skipped.
 
     The error is one line: the first bad record in the very words
@@ -121,7 +146,7 @@ def raise_or_log_bad_records(bad: list[tuple[Any, Problem]], skip: bool,
         skip: log one warning with the count per kind instead of raising.
         total: records the data holds; when every one is bad, skipping is refused too, since
             nothing would be left to train on.
-        dropped: a tally (problem kind -> records) the skipped records are added to.
+        tally: where the skipped records are counted and the warning kept.
 
     Raises:
         DataError: ``bad`` is not empty and ``skip`` is off (or nothing would be left).
@@ -140,13 +165,13 @@ def raise_or_log_bad_records(bad: list[tuple[Any, Problem]], skip: bool,
                         f"{first}; fix the records (`xtuner check-custom-dataset CONFIG` lists "
                         "every one), or skip them with XTUNER_SKIP_BAD_RECORDS=1 "
                         "(process_hf_dataset(skip_bad_records=True))")
-    if dropped is not None:
-        dropped.update(p.kind for _, p in bad)
-    print_log(f"skipped {len(bad)} bad records ({_by_kind(p.kind for _, p in bad)}); first: "
-              f"{bad[0][0]}: {bad[0][1]}", logger="current", level=logging.WARNING)
+    if tally is not None:
+        tally.dropped.update(p.kind for _, p in bad)
+    _warn(f"skipped {len(bad)} bad records ({_by_kind(p.kind for _, p in bad)}); first: "
+          f"{bad[0][0]}: {bad[0][1]}", tally)
 
 
-def log_warnings(warnings: list[tuple[Any, Problem]]) -> None:
+def log_warnings(warnings: list[tuple[Any, Problem]], tally: Tally | None = None) -> None:
     """Log what ``xtuner check-custom-dataset`` calls warnings: one line per kind, with the
     count, the first record's problem as the checker prints it, and where the next ones are."""
     by_kind: dict[str, list[tuple[Any, Problem]]] = {}
@@ -154,9 +179,8 @@ def log_warnings(warnings: list[tuple[Any, Problem]]) -> None:
         by_kind.setdefault(problem.kind, []).append((loc, problem))
     for kind, items in by_kind.items():
         n = len(items)
-        print_log(f"{n} record{'s' * (n != 1)} with a '{kind}' warning; first: {items[0][0]}: "
-                  f"{items[0][1]}{_more([loc for loc, _ in items])}", logger="current",
-                  level=logging.WARNING)
+        _warn(f"{n} record{'s' * (n != 1)} with a '{kind}' warning; first: {items[0][0]}: "
+              f"{items[0][1]}{_more([loc for loc, _ in items])}", tally)
 
 
 def no_usable_sample(read: int, where: str, dropped: Counter) -> DataError:

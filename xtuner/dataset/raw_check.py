@@ -23,7 +23,6 @@ import hashlib
 import json
 from array import array
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from .problems import (
     ERROR,
     WRONG_TYPE,
     Problem,
+    Tally,
     describe_value,
     json_type,
     log_warnings,
@@ -234,7 +234,7 @@ def _json_without_bad(sources: list[DataSource], scan: RecordScan):
 
 
 def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None, skip: bool,
-                 dropped: Counter | None = None
+                 tally: Tally | None = None
                  ) -> tuple[Any, Callable[[int], Loc | str], int | None]:
     """Check every raw record of ``dataset_cfg``, then load it (without the bad records when
     ``skip``).
@@ -247,7 +247,7 @@ def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None, skip: 
         split: the split to use.
         map_fn: the resolved ``dataset_map_fn``; the format it declares is checked.
         skip: leave bad records out (logged with counts) instead of raising.
-        dropped: a tally (problem kind -> records) the skipped records are added to.
+        tally: where skipped records are counted and warnings kept.
 
     Returns:
         ``(dataset, locate, read)``: ``locate(row)`` tells where a row of ``dataset`` came
@@ -271,12 +271,12 @@ def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None, skip: 
                         + "; ".join(whole_file) + "; fix the files or set the dataset_map_fn "
                         "that reads their columns (`xtuner list-dataset-format`)")
     scan = _scan(sources, fmt)
-    dropped = Counter() if dropped is None else dropped
-    _raise_or_log(scan.bad, skip, dropped=dropped)
-    log_warnings(scan.warnings)
+    tally = Tally() if tally is None else tally
+    _raise_or_log(scan.bad, skip, tally=tally)
+    log_warnings(scan.warnings, tally)
     if scan.locator.total == 0:
         paths = list(dict.fromkeys(s.path for s in sources))
-        raise no_usable_sample(scan.read, ", ".join(paths), dropped)
+        raise no_usable_sample(scan.read, ", ".join(paths), tally.dropped)
     if not scan.bad:
         dataset = build_origin_dataset(dataset_cfg, split)
     elif all(s.kind in ("json", "jsonl") for s in sources):
