@@ -12,6 +12,11 @@ Examples::
     xtuner chat Qwen/Qwen2.5-7B-Instruct --adapter ./hf_adapter --system "Be brief."
     xtuner chat ./merged --prompt "What is LoRA?" --temperature 0
     xtuner chat ./merged --prompt-template internlm2_chat < questions.txt > answers.txt
+    xtuner chat ./llm --llava ./llava_xtuner --image cat.png --prompt-template vicuna
+
+With ``--llava`` (a folder written by ``xtuner convert pth_to_hf --save-format xtuner``) the
+``--image`` files go with the first message, and any message can show another image with
+``<image:PATH>`` where it belongs.
 """
 from __future__ import annotations
 
@@ -21,8 +26,6 @@ from collections.abc import Sequence
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.errors import UsageError
 from xtuner.utils.remote_code import add_trust_remote_code_argument
-
-MULTIMODAL = "comes with multimodal support; it is not in this version of xtuner chat"
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -61,11 +64,16 @@ def parse_args(argv: Sequence[str] | None):
     # v0 options that are not supported: accepted so that using them says why.
     parser.add_argument("--with-plugins", nargs="+", default=None, help="not supported")
     parser.add_argument("--lagent", action="store_true", help="not supported")
-    parser.add_argument("--llava", default=None, help="not supported yet (multimodal)")
-    parser.add_argument("--image", default=None, help="not supported yet (multimodal)")
-    parser.add_argument("--visual-encoder", default=None, help="not supported yet (multimodal)")
-    parser.add_argument("--visual-select-layer", type=int, default=None,
-                        help="not supported yet (multimodal)")
+    parser.add_argument("--llava", default=None, metavar="DIR",
+                        help="LLaVA folder (projector/, and llm_adapter/, visual_encoder/ ... "
+                        "as `xtuner convert pth_to_hf --save-format xtuner` writes)")
+    parser.add_argument("--image", action="append", default=None, metavar="IMG",
+                        help="an image for the first message (repeat for several; needs "
+                        "--llava)")
+    parser.add_argument("--visual-encoder", default=None, metavar="PATH",
+                        help="the vision tower, when the --llava folder has no visual_encoder/")
+    parser.add_argument("--visual-select-layer", type=int, default=-2,
+                        help="the vision tower's hidden state the projector reads (default -2)")
     return parser.parse_args(argv)
 
 
@@ -76,9 +84,17 @@ def _check_supported(args) -> None:
     if args.lagent:
         raise UsageError("--lagent (v0's lagent ReAct agent with web search) is not supported; "
                          "use lagent directly with the merged model")
-    for flag in ("llava", "image", "visual_encoder", "visual_select_layer"):
-        if getattr(args, flag) is not None:
-            raise UsageError(f"--{flag.replace('_', '-')} {MULTIMODAL}")
+    if args.llava is None and (args.image or args.visual_encoder):
+        raise UsageError("--image and --visual-encoder need --llava DIR (the LLaVA folder)")
+    if args.llava is not None:
+        from pathlib import Path
+
+        from xtuner.chat.multimodal import check_llava_dir
+
+        check_llava_dir(args.llava, args.visual_encoder)
+        for image in args.image or ():
+            if not Path(image).expanduser().is_file():
+                raise UsageError(f"--image {image}: no such file")
     for name in ("max_new_tokens", "top_k"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -101,12 +117,18 @@ def build_session(args):
     if args.prompt_template is not None:
         template = resolve_prompt_template(args.prompt_template)
     system = system_text(args.system, args.system_template, args.bot_name)
-    model, tokenizer = load_model(args.model_name_or_path, adapter=args.adapter, bits=args.bits,
+    adapter = args.adapter
+    if args.llava is not None and adapter is None:
+        from pathlib import Path
+
+        llm_adapter = Path(args.llava).expanduser() / "llm_adapter"
+        adapter = str(llm_adapter) if llm_adapter.is_dir() else None
+    model, tokenizer = load_model(args.model_name_or_path, adapter=adapter, bits=args.bits,
                                   torch_dtype=args.torch_dtype,
                                   offload_folder=args.offload_folder,
                                   trust_remote_code=args.trust_remote_code)
-    if args.adapter is not None:
-        _log(f"Loaded adapter from {args.adapter}")
+    if adapter is not None:
+        _log(f"Loaded adapter from {adapter}")
     if template is not None:
         conversation = TemplateConversation(tokenizer, template, system, args.bot_name)
         if system is not None and "SYSTEM" not in template:
@@ -122,10 +144,20 @@ def build_session(args):
         _log("The tokenizer has no chat template and no --prompt-template was given: prompts "
              "are sent as plain text" + (" and the system prompt is not used." if system
                                          else "."))
-    return ChatSession(model, tokenizer, conversation, max_new_tokens=args.max_new_tokens,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       repetition_penalty=args.repetition_penalty, stop_words=args.stop_words,
-                       log=_log)
+    settings = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                    top_k=args.top_k, top_p=args.top_p,
+                    repetition_penalty=args.repetition_penalty, stop_words=args.stop_words,
+                    log=_log)
+    if args.llava is None:
+        return ChatSession(model, tokenizer, conversation, **settings)
+    from xtuner.chat.multimodal import ImageChatModel, ImageChatSession, load_llava
+
+    llava, processor = load_llava(model, args.llava, args.visual_encoder,
+                                  args.visual_select_layer,
+                                  trust_remote_code=args.trust_remote_code)
+    _log(f"Loaded the LLaVA projector and vision tower from {args.llava}")
+    return ImageChatSession(ImageChatModel(llava, processor), tokenizer, conversation,
+                            first_images=args.image or (), **settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,11 @@ def parse_args(argv: Sequence[str] | None):
                         "--no-safe-serialization, pickled .bin files")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
                         help="override config keys, as for `xtuner train`")
+    parser.add_argument("--save-format", choices=["xtuner", "huggingface"], default=None,
+                        help="LLaVA models only: 'xtuner' (default; v0's folders: projector/, "
+                        "llm_adapter/ or the LLM, visual_encoder/..., read by `xtuner chat "
+                        "--llava`) or 'huggingface' (LlavaForConditionalGeneration + processor, "
+                        "adapters merged)")
     parser.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the logits parity check of the written model")
     parser.add_argument("--overwrite", action="store_true",
@@ -170,6 +175,16 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
     model = build_model(cfg)
     load_into_model(model, state, source=str(pth), config=config_path.name)
     del state
+    from xtuner.model import LLaVAModel
+
+    if isinstance(model, LLaVAModel):
+        return _convert_llava(args, cfg, config_path, model, save_dir, dtype)
+    if args.save_format is not None:
+        from xtuner.utils.errors import UsageError
+
+        raise UsageError(f"--save-format is for LLaVA models; {config_path.name} trains "
+                         f"{type(model).__name__}, which is written as a Hugging Face "
+                         "model or adapter: drop --save-format")
     use_lora = bool(getattr(model, "use_lora", False))
     quantized = is_quantized(model.llm)
     compute_dtype = _compute_dtype(model.llm)
@@ -208,6 +223,104 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
     what = "PEFT adapter" if use_lora else "model"
     print(f"Saved the {what} ({dtype_name(dtype)}) to {save_dir}: {', '.join(files)}")
     return 0
+
+
+def _llava_parity_sample(cfg):
+    """A fixed prompt with one image (a colour gradient): ``(prompt text, PIL image, ids with
+    the image placeholder, the config's image processor)``."""
+    import numpy as np
+    from PIL import Image
+
+    from xtuner.chat.multimodal import ImageTokenizer
+    from xtuner.model.llava_hf import _image_processor_cfg
+    from xtuner.model.utils import build_from_cfg
+
+    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+    image = Image.fromarray(np.stack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64)),
+                                      np.full((64, 64), 128, np.uint8)], -1))
+    prompt = "USER: <image>\nWhat is in the picture? ASSISTANT:"
+    tokenizer = build_from_cfg(cfg.tokenizer)
+    processor = build_from_cfg(_image_processor_cfg(cfg))
+    return prompt, image, ImageTokenizer(tokenizer).encode(prompt), processor
+
+
+def _convert_llava(args, cfg, config_path: Path, model, save_dir: Path, dtype) -> int:
+    """LLaVA: write ``--save-format`` (xtuner or huggingface) and compare the written
+    model's logits on a real image with the trained model's."""
+    import torch
+
+    from xtuner.model.export import (
+        atomic_output_dir,
+        compare_logits,
+        dtype_name,
+        free,
+        round_to_dtype_,
+    )
+    from xtuner.model.llava_hf import plain_llm, save_llava
+    from xtuner.model.utils import is_quantized
+
+    save_format = args.save_format or "xtuner"
+    quantized = is_quantized(model.llm)
+    if args.verify:
+        prompt, image, ids, processor = _llava_parity_sample(cfg)
+        pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+        if quantized:  # written as its 16-bit base with the adapters merged
+            model.llm = plain_llm(model, cfg.model.llm, torch.float32)
+            model.use_lora = False
+        model.float()
+        round_to_dtype_([p for p in model.parameters() if p.is_floating_point()], dtype)
+        with torch.no_grad():
+            reference = [model({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
+                               mode="predict")[0]["logits"]]
+    with atomic_output_dir(save_dir, args.overwrite) as tmp:
+        save_llava(model, cfg, tmp, save_format, dtype)
+        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
+        if args.verify:
+            del model
+            free()
+            got = _written_llava_logits(tmp, save_format, cfg, prompt, image, ids, pixels)
+            vocab = reference[0].shape[-1]
+            diff = compare_logits(reference, [got[..., :vocab]], torch.float32,
+                                  what=f"the written LLaVA model ({save_format} format)")
+            print(f"Parity check passed on an image: max |logits difference| {diff:.3g} "
+                  f"({dtype_name(dtype)} weights)")
+        files = sorted(p.name for p in tmp.iterdir())
+    print(f"Saved the LLaVA model ({save_format} format, {dtype_name(dtype)}) to {save_dir}: "
+          f"{', '.join(files)}")
+    return 0
+
+
+def _written_llava_logits(folder: Path, save_format: str, cfg, prompt, image, ids, pixels):
+    """The logits of the written LLaVA folder on the parity sample (fp32)."""
+    import torch
+
+    if save_format == "huggingface":
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        model = LlavaForConditionalGeneration.from_pretrained(str(folder), dtype=torch.float32)
+        inputs = AutoProcessor.from_pretrained(str(folder))(images=[image], text=prompt,
+                                                             return_tensors="pt")
+        with torch.no_grad():
+            return model(**inputs).logits[0]
+    from xtuner.chat.multimodal import load_llava
+    from xtuner.model.export import build_base_llm
+
+    if (folder / "config.json").is_file():  # the LLM trained fully: written at the top
+        from transformers import AutoModelForCausalLM
+
+        llm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    else:
+        llm = build_base_llm(cfg.model.llm).float()
+        if (folder / "llm_adapter").is_dir():
+            from peft import PeftModel
+
+            llm = PeftModel.from_pretrained(llm, str(folder / "llm_adapter"))
+    tower = cfg.model.visual_encoder.get("pretrained_model_name_or_path")
+    model, _ = load_llava(llm, str(folder), tower, cfg.model.get("visual_select_layer", -2),
+                          dtype=torch.float32)
+    with torch.no_grad():
+        return model({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
+                     mode="predict")[0]["logits"]
 
 
 if __name__ == "__main__":
