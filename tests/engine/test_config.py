@@ -366,3 +366,28 @@ def test_train_refuses_an_option_that_would_not_reach_the_run(option, message, t
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [f"xtuner train: error: {message}"]
     assert not (tmp_path / "w").exists()
+
+
+def test_inline_config_keeps_a_rebound_setting_as_ineffective_as_it_was(tmp_path):
+    root = tmp_path / "configs"
+    root.mkdir()
+    _write(root / "base.py", """\
+        lr = 1e-3
+        optim_wrapper = dict(optimizer=dict(lr=lr))
+        """)
+    _write(root / "leaf.py", """\
+        from mmengine.config import read_base
+
+        with read_base():
+            from .base import *
+
+        lr = 5e-4
+        """)
+    text = inline_config(root / "leaf.py")
+    assert text.rstrip().endswith("# leaf (set after the dicts were built, so it changes only "
+                                  "this name):\nlr = 5e-4")
+    copy = tmp_path / "copy.py"
+    copy.write_text(text)
+    original, copied = load_config(root / "leaf.py"), load_config(copy)
+    assert (copied.lr, copied.optim_wrapper.optimizer.lr) == (5e-4, 1e-3)
+    assert (original.lr, original.optim_wrapper.optimizer.lr) == (5e-4, 1e-3)

@@ -599,6 +599,14 @@ def inline_config(source: str | Path) -> str:
     out = _merge_imports(base_text, child_imports, lines)
     for node, segment in statements:
         segment = _subscript_chain(node, segment, text)
+        targets = (node.targets if isinstance(node, ast.Assign) else [node.target]
+                   if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [None])
+        if all(isinstance(t, ast.Name) for t in targets):
+            # Rebinding a base's variable after read_base() changes that name only, not the
+            # dicts built from it: kept at the end, where it has the same (lack of) effect.
+            out = (out.rstrip("\n") + f"\n\n# {source.stem} (set after the dicts were built, "
+                   f"so it changes only this name):\n{segment}\n")
+            continue
         out = _insert_in_section(out, node, f"# {source.stem}:\n{segment}")
     intro = header + [f"# It is {base.stem} (below) with the changes marked '# {source.stem}:'."]
     return "\n".join(intro) + "\n" + out
