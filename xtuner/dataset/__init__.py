@@ -5,11 +5,13 @@ v0 import paths are kept: ``from xtuner.dataset import process_hf_dataset, Conca
 from .cache import load_processed_dataset
 from .concat_dataset import ConcatDataset
 from .huggingface import process_hf_dataset
+from .llava import LLaVADataset
 from .packing import PackingStats, pack_dataset, plan_packed_rows
 from .tokenize import encode_fn
 
 __all__ = [
     "ConcatDataset",
+    "LLaVADataset",
     "process_hf_dataset",
     "load_processed_dataset",
     "encode_fn",
