@@ -1,5 +1,9 @@
-"""Models (v0 import paths: ``from xtuner.model import SupervisedFinetune, LLaVAModel``)."""
+"""Models (v0 import paths: ``from xtuner.model import SupervisedFinetune, LLaVAModel, DPO, ORPO,
+RewardModel``)."""
+from .dpo import DPO
 from .llava import LLaVAModel
+from .orpo import ORPO
+from .reward import RewardModel
 from .sft import SupervisedFinetune
 
-__all__ = ["SupervisedFinetune", "LLaVAModel"]
+__all__ = ["SupervisedFinetune", "LLaVAModel", "DPO", "ORPO", "RewardModel"]

@@ -1,4 +1,5 @@
 """Collate functions (v0 import path: ``xtuner.dataset.collate_fns``)."""
 from .default_collate_fn import default_collate_fn
+from .preference_collate_fn import preference_collate_fn
 
-__all__ = ["default_collate_fn"]
+__all__ = ["default_collate_fn", "preference_collate_fn"]

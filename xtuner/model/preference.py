@@ -1,0 +1,172 @@
+"""What DPO, ORPO and reward models share: per-sequence log-probabilities of a batch of
+chosen/rejected pairs, padded or packed, and the loss formulas.
+
+Batches (see :func:`xtuner.dataset.collate_fns.preference_collate_fn`) hold the sequences of
+each pair next to each other, chosen first: ``[c1, r1, c2, r2, ...]``, either as right-padded
+rows (one sequence per row) or as one packed row whose sequence boundaries are
+``cumulative_len``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from xtuner.utils.constants import IGNORE_INDEX
+from xtuner.utils.errors import ConfigError
+
+__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "sequence_logps", "dpo_losses",
+           "preference_metrics", "parse_preference_losses", "packed_bounds"]
+
+DPO_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo", "kto_pair", "sppo_hard", "nca_pair")
+
+
+def packed_bounds(data: dict) -> torch.Tensor | None:
+    """The sequence boundaries of a packed batch (one row), or None for padded rows."""
+    bounds = data.get("cumulative_len")
+    if bounds is None:
+        return None
+    if isinstance(bounds, (list, tuple)):
+        if len(bounds) != 1:
+            raise ValueError("packed preference batches must be one row (use "
+                             "preference_collate_fn with use_varlen_attn=True)")
+        bounds = bounds[0]
+    return torch.as_tensor(bounds, dtype=torch.long)
+
+
+class SequenceLogps:
+    """Summed log-probabilities of the target tokens of each sequence, and their counts.
+
+    Attributes:
+        sums: ``(num_sequences,)`` float32, the sum of ``log p(label_t | tokens_<t)`` over the
+            sequence's targets.
+        counts: ``(num_sequences,)`` how many targets each sequence has.
+    """
+
+    def __init__(self, sums: torch.Tensor, counts: torch.Tensor):
+        self.sums = sums
+        self.counts = counts
+
+    def means(self) -> torch.Tensor:
+        """Per-token average (IPO, ORPO); 0 for a sequence without targets."""
+        return self.sums / self.counts.clamp(min=1)
+
+    def pairs(self, average: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(chosen, rejected)``: even sequences are chosen, odd ones rejected."""
+        values = self.means() if average else self.sums
+        if len(values) % 2:
+            raise ValueError(f"a preference batch holds pairs, got {len(values)} sequences")
+        return values[0::2], values[1::2]
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor,
+                   cu_seqlens: torch.Tensor | None = None) -> SequenceLogps:
+    """Log-probabilities of each sequence's targets (labels other than ``IGNORE_INDEX``).
+
+    The target mask comes from the labels alone, so a target token with id 0 counts (v0
+    treated id 0 as padding). ``labels[t]`` is predicted from position ``t - 1`` of the same
+    sequence: in a packed row (``cu_seqlens`` given, one row) the first label of each
+    sequence is never a target, as it would be predicted from the previous sequence's last
+    token. The logits are upcast to float32.
+
+    Args:
+        logits: ``(rows, length, vocab)``.
+        labels: ``(rows, length)``.
+        cu_seqlens: boundaries of the sequences of a packed row, ``[0, ..., length]``; None
+            when every row is one sequence.
+    """
+    labels = labels.to(logits.device)
+    targets = labels[:, 1:].clone()
+    rows, width = labels.shape
+    if cu_seqlens is not None:
+        if rows != 1:
+            raise ValueError("a packed batch must be one row")
+        starts = cu_seqlens[1:-1].to(logits.device)
+        # label index `start` sits at shifted index `start - 1`
+        targets[0, (starts - 1)[starts > 0]] = IGNORE_INDEX
+    mask = targets != IGNORE_INDEX
+    picked = logits[:, :-1].gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
+    # log_softmax at the target only: logit - logsumexp (no full log-softmax tensor kept).
+    token_logps = (picked.float() - torch.logsumexp(logits[:, :-1].float(), dim=-1)) * mask
+    if cu_seqlens is None:
+        return SequenceLogps(token_logps.sum(-1), mask.sum(-1))
+    bounds = cu_seqlens.to(logits.device)
+    # shifted index i holds label i + 1, which belongs to the sequence containing it
+    label_pos = torch.arange(1, width, device=logits.device)
+    seq_of = torch.searchsorted(bounds, label_pos, right=True) - 1
+    num = len(bounds) - 1
+    sums = torch.zeros(num, dtype=token_logps.dtype, device=logits.device)
+    sums = sums.index_add(0, seq_of, token_logps[0])
+    counts = torch.zeros(num, dtype=torch.long, device=logits.device)
+    counts = counts.index_add(0, seq_of, mask[0].long())
+    return SequenceLogps(sums, counts)
+
+
+def check_dpo_loss_type(loss_type: str, label_smoothing: float) -> None:
+    """One-line ``ConfigError`` for an unknown loss or an unusable label smoothing."""
+    if loss_type not in DPO_LOSS_TYPES:
+        raise ConfigError(f"model.loss_type={loss_type!r}: use one of "
+                          f"{', '.join(map(repr, DPO_LOSS_TYPES))}")
+    if loss_type == "robust" and not 0 <= label_smoothing < 0.5:
+        raise ConfigError(f"model.label_smoothing={label_smoothing}: the robust loss divides "
+                          "by 1 - 2 * label_smoothing, use a value in [0, 0.5)")
+
+
+def dpo_losses(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+               ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+               loss_type: str = "sigmoid", label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-pair DPO losses (``kto_pair``: the chosen terms, then the rejected terms).
+
+    The formulas are v0's (after TRL): ``sigmoid`` (DPO, conservative with
+    ``label_smoothing``), ``robust`` (rDPO), ``hinge`` (SLiC), ``ipo`` (eq. 17 of the IPO
+    paper, on per-token averages), ``kto_pair`` (HALOs eq. 7, the KL terms estimated from the
+    batch), ``sppo_hard`` (SPPO with hard win probabilities) and ``nca_pair`` (NCA).
+    """
+    logits = (policy_chosen - policy_rejected) - (ref_chosen - ref_rejected)
+    eps = label_smoothing
+    if loss_type == "sigmoid":
+        return -F.logsigmoid(beta * logits) * (1 - eps) - F.logsigmoid(-beta * logits) * eps
+    if loss_type == "robust":
+        return ((-F.logsigmoid(beta * logits) * (1 - eps)
+                 + F.logsigmoid(-beta * logits) * eps) / (1 - 2 * eps))
+    if loss_type == "hinge":
+        return torch.relu(1 - beta * logits)
+    if loss_type == "ipo":
+        return (logits - 1 / (2 * beta)) ** 2
+    chosen_ratio = policy_chosen - ref_chosen
+    rejected_ratio = policy_rejected - ref_rejected
+    if loss_type == "kto_pair":
+        chosen_kl = chosen_ratio.mean().clamp(min=0)
+        rejected_kl = rejected_ratio.mean().clamp(min=0)
+        # the KL term of one half is estimated from the other half (KTO report)
+        return torch.cat((1 - torch.sigmoid(beta * (chosen_ratio - rejected_kl)),
+                          1 - torch.sigmoid(beta * (chosen_kl - rejected_ratio))))
+    if loss_type == "sppo_hard":
+        return (chosen_ratio - 0.5 / beta) ** 2 + (rejected_ratio + 0.5 / beta) ** 2
+    if loss_type == "nca_pair":
+        chosen_rewards, rejected_rewards = beta * chosen_ratio, beta * rejected_ratio
+        return (-F.logsigmoid(chosen_rewards) - 0.5 * F.logsigmoid(-chosen_rewards)
+                - 0.5 * F.logsigmoid(-rejected_rewards))
+    raise ConfigError(f"unknown DPO loss_type {loss_type!r}")
+
+
+def preference_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> dict:
+    """What is logged each step: mean rewards, reward accuracy and margin (detached)."""
+    chosen_rewards, rejected_rewards = chosen_rewards.detach(), rejected_rewards.detach()
+    return {
+        "chosen_rewards": chosen_rewards.mean(),
+        "rejected_rewards": rejected_rewards.mean(),
+        "reward_acc": (chosen_rewards > rejected_rewards).float().mean(),
+        "reward_margin": (chosen_rewards - rejected_rewards).mean(),
+    }
+
+
+def parse_preference_losses(losses: dict):
+    """``(loss to back-propagate, values to log)``: only ``losses['loss']`` gets gradients.
+
+    mmengine's default sums every key containing ``'loss'`` (``nll_loss`` would count
+    twice); the metrics are logged as they are.
+    """
+    log = OrderedDict((key, value.detach().float().mean()) for key, value in losses.items())
+    return losses["loss"], log
