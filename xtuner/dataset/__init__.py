@@ -7,6 +7,7 @@ from .concat_dataset import ConcatDataset
 from .huggingface import process_hf_dataset
 from .llava import LLaVADataset
 from .packing import PackingStats, pack_dataset, plan_packed_rows
+from .preference_dataset import build_preference_dataset, load_jsonl_dataset
 from .tokenize import encode_fn
 
 __all__ = [
@@ -18,4 +19,6 @@ __all__ = [
     "pack_dataset",
     "plan_packed_rows",
     "PackingStats",
+    "build_preference_dataset",
+    "load_jsonl_dataset",
 ]

@@ -10,6 +10,7 @@ from .code_alpaca_map_fn import code_alpaca_map_fn
 from .colors_map_fn import colors_map_fn
 from .crime_kg_assitant_map_fn import crime_kg_assitant_map_fn
 from .default_map_fn import default_map_fn
+from .intel_orca_dpo_map_fn import intel_orca_dpo_map_fn
 from .law_reference_map_fn import law_reference_map_fn
 from .llava_map_fn import llava_image_only_map_fn, llava_map_fn
 from .medical_map_fn import medical_map_fn
@@ -17,6 +18,7 @@ from .msagent_map_fn import msagent_react_map_fn
 from .oasst1_map_fn import oasst1_map_fn
 from .openai_map_fn import openai_map_fn
 from .openorca_map_fn import openorca_map_fn
+from .orpo_dpo_mix_40k_map_fn import orpo_dpo_mix_40k_map_fn
 from .pretrain_map_fn import pretrain_map_fn
 from .sql_map_fn import sql_map_fn
 from .stack_exchange_map_fn import stack_exchange_map_fn
@@ -55,6 +57,7 @@ __all__ = [
     "colors_map_fn",
     "crime_kg_assitant_map_fn",
     "default_map_fn",
+    "intel_orca_dpo_map_fn",
     "law_reference_map_fn",
     "llava_image_only_map_fn",
     "llava_map_fn",
@@ -63,6 +66,7 @@ __all__ = [
     "oasst1_map_fn",
     "openai_map_fn",
     "openorca_map_fn",
+    "orpo_dpo_mix_40k_map_fn",
     "pretrain_map_fn",
     "sql_map_fn",
     "stack_exchange_map_fn",
