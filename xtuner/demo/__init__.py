@@ -24,5 +24,9 @@ SHAPES_DATA_PATH: str = str(Path(SHAPES_DIR) / "shapes.jsonl")
 #: A random-init tiny CLIP vision tower with its image processor (LLaVA demo).
 TINY_CLIP_PATH: str = str(Path(DEMO_DIR) / "tiny_clip")
 
+#: The time-series demo: ``ts_signals.jsonl`` (chat records) and its ``signals/``.
+TS_SIGNALS_DIR: str = str(Path(DEMO_DIR) / "ts_signals")
+TS_SIGNALS_DATA_PATH: str = str(Path(TS_SIGNALS_DIR) / "ts_signals.jsonl")
+
 __all__ = ["COLORIST_DATA_PATH", "DEMO_DIR", "SHAPES_DATA_PATH", "SHAPES_DIR", "TINY_CLIP_PATH",
-           "TINY_LLM_PATH"]
+           "TINY_LLM_PATH", "TS_SIGNALS_DATA_PATH", "TS_SIGNALS_DIR"]
