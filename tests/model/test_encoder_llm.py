@@ -3,6 +3,8 @@ the text, packed samples equal the samples alone, ``save_hf`` -> ``from_hf`` and
 transformers load what was saved."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +108,22 @@ def test_packed_samples_equal_the_samples_alone(parts):
     assert start == packed.shape[0]
 
 
+def test_padded_batches_equal_the_samples_alone(parts):
+    """Without varlen attention (right-padded rows, one sample each) the media still land in
+    their own rows, in order."""
+    model = build(parts, use_varlen_attn=False).eval()
+    samples = [parts["samples"][2], parts["samples"][1], parts["samples"][0]]
+    batch = media_collate_fn(samples, pad_index=0)["data"]
+    with torch.no_grad():
+        padded = model(batch, mode="predict")
+    for row, sample in zip(padded, samples):
+        alone = media_collate_fn([sample], pad_index=0)["data"]
+        with torch.no_grad():
+            expected = model(alone, mode="predict")[0]["logits"]
+        n = len(sample["input_ids"])
+        torch.testing.assert_close(row["logits"][:n], expected[:n], atol=1e-5, rtol=1e-5)
+
+
 def _perturb(model):
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
@@ -150,3 +168,49 @@ def test_checkpoint_holds_what_trains_and_the_new_embedding_rows(parts):
     assert not torch.equal(logits(other, parts["samples"]), logits(model, parts["samples"]))
     other.load_state_dict(state)
     torch.testing.assert_close(logits(other, parts["samples"]), logits(model, parts["samples"]))
+
+
+def test_qlora_save_hf_is_a_16_bit_llm_with_the_adapters_merged(parts, tmp_path):
+    """A 4-bit LLM is written in 16 bits (here float32): its original weights with the
+    trained adapters merged and the trained media-token rows. Plain transformers loading it
+    computes what peft computes, unmerged, with those adapters on the original weights."""
+    pytest.importorskip("bitsandbytes")
+    import transformers
+    from peft import LoraConfig
+
+    torch.manual_seed(0)
+    encoder = AutoModel.from_config(parts["config"])
+    model = EncoderLLM(
+        llm=dict(type=AutoModelForCausalLM.from_pretrained,
+                 pretrained_model_name_or_path=parts["llm"],
+                 quantization_config=dict(type=transformers.BitsAndBytesConfig,
+                                          load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_compute_dtype=torch.float32)),
+        encoder=encoder, tokenizer=parts["tokenizer"], use_varlen_attn=True,
+        llm_lora=LoraConfig(r=4, lora_alpha=8, target_modules=None),
+        use_activation_checkpointing=False)
+    _perturb(model)
+    model.eval()
+    out = model.save_hf(tmp_path / "hf", dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert not getattr(plain.config, "quantization_config", None)
+    sample = parts["samples"][0]
+    ids = torch.tensor([sample["input_ids"]])
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    base = AutoModelForCausalLM.from_pretrained(parts["llm"])
+    base.resize_token_embeddings(len(model.llm.get_input_embeddings().weight))
+    with torch.no_grad():
+        base.get_input_embeddings().weight.copy_(model.llm.get_input_embeddings().weight)
+        base.get_output_embeddings().weight.copy_(model.llm.get_output_embeddings().weight)
+    reference = get_peft_model(base, copy.deepcopy(model.llm.peft_config["default"])).eval()
+    set_peft_model_state_dict(reference, get_peft_model_state_dict(model.llm))
+    with torch.no_grad():
+        embeds = model.embed(ids, sample["media"])
+        expected = reference(inputs_embeds=embeds).logits
+        got = plain(inputs_embeds=embeds).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    again = EncoderLLM.from_hf(out, use_varlen_attn=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again.llm(inputs_embeds=embeds).logits, expected,
+                                   atol=1e-5, rtol=1e-5)

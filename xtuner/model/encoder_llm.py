@@ -82,6 +82,8 @@ class EncoderLLM(SupervisedFinetune):
                  blank_input_shape: tuple[int, ...] | None = None, **kwargs):
         tokenizer = build_from_cfg(tokenizer)
         super().__init__(llm, lora=llm_lora, tokenizer=tokenizer, **kwargs)
+        # A 4-bit LLM is rebuilt from it in 16 bits to merge the adapters (save_hf).
+        self._llm_cfg = dict(llm) if isinstance(llm, dict) else None
         self.tokenizer = tokenizer
         if context_token not in tokenizer.get_vocab():
             raise ConfigError(f"the tokenizer has no {context_token!r} token: build it with "
@@ -221,15 +223,29 @@ class EncoderLLM(SupervisedFinetune):
                                f"unexpected {result.unexpected_keys[:5]}")
         return result
 
-    def _plain_llm(self):
-        """The LLM as a plain transformers model (LoRA merged into a copy)."""
+    def _plain_llm(self, dtype: torch.dtype | None):
+        """The LLM as a plain transformers model: LoRA merged into a copy; a 4-bit (QLoRA)
+        base rebuilt in ``dtype`` (default: the trained embeddings' dtype) with the adapters
+        merged and the trained embedding rows (those of
+        the media tokens are new) copied in."""
         if not self.use_lora:
             return self.llm
-        if is_quantized(self.llm):
-            raise ConfigError("save_hf of a QLoRA model is not supported yet: merge the "
-                              "adapter with `xtuner convert merge` and save the encoder "
-                              "separately, or train with LoRA on a 16-bit LLM")
-        return copy.deepcopy(self.llm).merge_and_unload()
+        if not is_quantized(self.llm):
+            return copy.deepcopy(self.llm).merge_and_unload()
+        from .llava_hf import plain_llm
+
+        if self._llm_cfg is None:
+            raise ConfigError("save_hf of a 4-bit LLM needs model.llm as a config dict, to "
+                              "rebuild the base in 16 bits")
+        dtype = dtype or self.llm.get_input_embeddings().weight.dtype
+        merged = plain_llm(self, self._llm_cfg, dtype)
+        with torch.no_grad():
+            merged.get_input_embeddings().weight.copy_(self.llm.get_input_embeddings().weight)
+            head, trained_head = merged.get_output_embeddings(), self.llm.get_output_embeddings()
+            if head is not None and trained_head is not None and head.weight is not \
+                    merged.get_input_embeddings().weight:
+                head.weight.copy_(trained_head.weight)
+        return merged
 
     def save_hf(self, save_dir, dtype: torch.dtype | None = None,
                 max_shard_size: str | int = "5GB") -> Path:
@@ -237,14 +253,15 @@ class EncoderLLM(SupervisedFinetune):
 
         Args:
             save_dir: the output folder.
-            dtype: the dtype of the written weights (default: as trained).
+            dtype: the dtype of the written weights (default: as trained; a 4-bit LLM is
+                written in 16 bits, its adapters merged).
             max_shard_size: passed to ``save_pretrained``.
 
         Returns:
             The folder.
         """
         save_dir = Path(save_dir)
-        llm = self._plain_llm()
+        llm = self._plain_llm(dtype)
         state = OrderedDict(llm.state_dict())
         state.update((ENCODER_PREFIX + k, v) for k, v in self.encoder.state_dict().items())
         if self.projector is not None:
@@ -273,6 +290,15 @@ class EncoderLLM(SupervisedFinetune):
                                             encoding="utf-8")
         print_log(f"Saved the encoder-LLM to {save_dir}", logger="current")
         return save_dir
+
+    def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, dtype=None):
+        """``xtuner convert pth_to_hf``'s entry: :meth:`save_hf` (the encoder is part of the
+        model, so a LoRA LLM is written merged, not as an adapter)."""
+        if dtype is None:
+            dtype = torch.float32 if fp32 else torch.float16
+        kwargs = dict(save_pretrained_kwargs or {})
+        self.save_hf(save_dir, dtype=dtype,
+                     max_shard_size=kwargs.get("max_shard_size") or "5GB")
 
     @classmethod
     def from_hf(cls, path, dtype: torch.dtype | str | None = None, **kwargs) -> EncoderLLM:
