@@ -205,7 +205,8 @@ class RewardModel(SupervisedFinetune):
     # -- export -------------------------------------------------------------------------------
     def to_hf(self, cfg, save_dir, fp32=False, save_pretrained_kwargs=None, dtype=None):
         """Write a Hugging Face ``*ForSequenceClassification`` folder (LoRA merged) and the
-        tokenizer of ``cfg.tokenizer``; the config keeps ``reward_token_id`` and a
+        tokenizer of ``cfg.tokenizer``; the config keeps ``reward_token_id`` (the model's, else
+        the training config's top-level ``reward_token_id`` as in v0's configs) and a
         ``pad_token_id`` (transformers scores the last non-pad token of each row).
 
         The model is changed in place (adapters merged, weights cast), as v0 did.
@@ -231,7 +232,11 @@ class RewardModel(SupervisedFinetune):
         if config.pad_token_id is None and tokenizer is not None:
             config.pad_token_id = (tokenizer.pad_token_id if tokenizer.pad_token_id is not None
                                    else tokenizer.eos_token_id)
-        config.reward_token_id = self.reward_token_id
+        # v0's configs give reward_token_id to the dataset only: take the config's then.
+        reward_token_id = self.reward_token_id
+        if reward_token_id is None and cfg is not None:
+            reward_token_id = cfg.get("reward_token_id")
+        config.reward_token_id = reward_token_id
         config.use_cache = True
         model.to(dtype)
         print_log(f"Saving the reward model ({str(dtype).replace('torch.', '')}) to {save_dir}",
