@@ -244,3 +244,23 @@ def test_a_packed_batch_needs_varlen_attention(llama_dir):
     packed = preference_collate_fn(_pairs(), return_hf_format=True, use_varlen_attn=True)
     with pytest.raises(ConfigError, match="use_varlen_attn=True"):
         model.compute_loss(packed)
+
+
+def test_reference_gets_the_policys_resized_embeddings(llama_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+    vocab = len(tokenizer)
+    tokenizer.add_tokens([f"<new_{i}>" for i in range(70)])
+    model = DPO(_llm(llama_dir), tokenizer=tokenizer, use_activation_checkpointing=False)
+    rows = model.llm.get_input_embeddings().weight.shape[0]
+    assert rows >= len(tokenizer) > vocab
+    torch.testing.assert_close(model.ref_llm.get_input_embeddings().weight,
+                               model.llm.get_input_embeddings().weight, rtol=0, atol=0)
+    torch.testing.assert_close(model.ref_llm.get_output_embeddings().weight,
+                               model.llm.get_output_embeddings().weight, rtol=0, atol=0)
+    new = vocab + 5
+    pair = dict(chosen_ids=[3, new, new + 1], chosen_labels=[IGNORE, new, new + 1],
+                rejected_ids=[3, new + 2], rejected_labels=[IGNORE, new + 2])
+    out = model.compute_loss(preference_collate_fn([pair], return_hf_format=True))
+    assert float(out["loss"]) == pytest.approx(math.log(2), abs=1e-6)

@@ -30,6 +30,7 @@ import torch
 from xtuner.utils.errors import ConfigError
 
 from .attention import register_varlen_attention
+from .kernels import apply_liger_kernels
 from .preference import (
     check_dpo_loss_type,
     dpo_losses,
@@ -129,6 +130,9 @@ class DPO(PreferenceModel):
             ref.config.use_cache = False
             if use_varlen_attn:
                 ref.set_attn_implementation(register_varlen_attention())
+            if self.use_liger_kernel:
+                # the same kernels as the policy: at step 0 both give the same log-probs
+                apply_liger_kernels(ref, True)
             self._match_vocabulary(ref)
             ref = _freeze(ref)
         self.ref_llm = ref
