@@ -10,6 +10,8 @@ from mmengine import print_log
 
 from xtuner.registry import BUILDER
 
+from .quantization import keep_4bit_layers_trainable
+
 __all__ = [
     "build_from_cfg",
     "normalize_dtype",
@@ -103,10 +105,18 @@ def unwrap_model(model):
 
 
 def build_from_cfg(cfg):
-    """Build a model/tokenizer/config from a config dict, or return an already built object."""
+    """Build a model/tokenizer/config from a config dict, or return an already built object.
+
+    A model built here is trained, or checked against what training computes (the parity
+    check of ``xtuner convert``): its bitsandbytes 4-bit layers are kept off the CPU
+    inference layout (see :func:`xtuner.model.quantization.keep_4bit_layers_trainable`).
+    """
     if not isinstance(cfg, dict):
         return cfg
-    return _convert(dict(cfg))
+    built = _convert(dict(cfg))
+    if isinstance(built, torch.nn.Module):
+        keep_4bit_layers_trainable(built)
+    return built
 
 
 def is_quantized(model) -> bool:

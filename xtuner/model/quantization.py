@@ -1,0 +1,82 @@
+"""bitsandbytes 4-bit layers in a model that is trained: keep them in the training layout.
+
+On a CPU with AVX512-BF16, bitsandbytes' ``Linear4bit.forward`` rewrites its 4-bit weight into
+a CPU-inference layout the first time it runs in eval mode on an input without grad (an
+evaluation, ``generate`` in :class:`~xtuner.engine.hooks.EvaluateChatHook`, a parity check): the
+condition is ``x.device.type == 'cpu' and self.support_avx512bf16_for_cpu and not self.training
+and not x.requires_grad`` (bitsandbytes 0.50, ``bitsandbytes/nn/modules.py``). For a model
+being fine-tuned that rewrite is wrong in three ways:
+
+* it fails on layers narrower than a quantization block (``in_features < blocksize``, 64 for
+  NF4) or whose ``out_features`` is not a multiple of 32: ``RuntimeError: shape '[32, 0]' is
+  invalid for input of size 16`` in ``_convert_weight_packed_for_cpu``;
+* it is never undone when training resumes: from then on every forward, in train mode too,
+  takes the inference kernel (``gemv_4bit``), which has no backward to its input, so the
+  gradients stop at each quantized layer and the LoRA adapters below it get none (the QLoRA
+  demo, whose chat evaluation runs before training, stalled at a loss of ~2.4);
+* it is lossy: the block scales are stored as bfloat16, so the base weights an adapter is
+  trained against would no longer be those of the checkpoint it is merged into.
+
+The layout is a speed-up for CPU inference only, and each layer decides from its own
+``support_avx512bf16_for_cpu`` attribute (read once, in ``__init__``, from
+``bitsandbytes.functional.has_avx512bf16``). :func:`keep_4bit_layers_trainable` clears that
+attribute on the layers of one model, so they always compute through the training path, on
+every CPU, while other models in the process (and bitsandbytes' classes) are untouched.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from mmengine import print_log
+
+__all__ = ["keep_4bit_layers_trainable"]
+
+
+def _linear4bit_type():
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return None
+    return bnb.nn.Linear4bit
+
+
+def keep_4bit_layers_trainable(model: torch.nn.Module) -> int:
+    """Keep every bitsandbytes ``Linear4bit`` of ``model`` off the CPU inference layout.
+
+    A layer already rewritten (the model was run in eval mode before it got here) is converted
+    back with bitsandbytes' own inverse, with a warning: the round trip has rounded its block
+    scales to bfloat16.
+
+    Args:
+        model: any module; models without 4-bit layers (or without bitsandbytes) are left
+            as they are.
+
+    Returns:
+        The number of 4-bit layers seen.
+    """
+    linear4bit = _linear4bit_type()
+    if linear4bit is None:
+        return 0
+    count = repacked = 0
+    for module in model.modules():
+        if not isinstance(module, linear4bit):
+            continue
+        count += 1
+        # Per instance: the forward reads this attribute, not the CPU, on every call.
+        module.support_avx512bf16_for_cpu = False
+        weight = module.weight
+        state = getattr(weight, "quant_state", None)
+        if getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                weight.data, state)
+            module.quant_state = weight.quant_state
+            repacked += 1
+    if repacked:
+        print_log(f"{repacked} 4-bit layers had been converted to bitsandbytes' CPU inference "
+                  "layout (the model ran in eval mode before training); converted back, with "
+                  "their block scales rounded to bfloat16", logger="current",
+                  level=logging.WARNING)
+    return count
