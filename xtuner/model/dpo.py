@@ -66,7 +66,6 @@ class PreferenceModel(SupervisedFinetune):
         # The train loop normalises token losses over the optimizer step for models with a
         # loss_reduction; a pair loss is not a token loss.
         self.loss_reduction = None
-        self._llm_cfg = llm
 
     def _pair_inputs(self, data: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
         """The LLM's inputs (without labels), the labels and the packed boundaries."""
