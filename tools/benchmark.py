@@ -144,7 +144,12 @@ def _benchmark(cfg, args, notes) -> int:
     from mmengine import print_log
 
     from xtuner.benchmark.report import format_table, summarize, write_json
-    from xtuner.benchmark.setup import benchmark_config, llm_path, make_random_init_model
+    from xtuner.benchmark.setup import (
+        benchmark_config,
+        llm_path,
+        make_random_init_model,
+        vision_tower_path,
+    )
     from xtuner.engine.train_setup import prepare_train_config
 
     for note in notes:
@@ -155,9 +160,15 @@ def _benchmark(cfg, args, notes) -> int:
         cfg.model["activation_memory_budget"] = args.memory_budget
     model_path = None
     args.model_name = osp.basename(llm_path(cfg).rstrip("/"))
+    vision_path = None
     if args.random_init:
         model_path = make_random_init_model(
             llm_path(cfg), work_dir, trust_remote_code=cfg.model.llm.get("trust_remote_code"))
+        if cfg.model.get("visual_encoder") is not None:
+            vision_path = make_random_init_model(vision_tower_path(cfg), work_dir,
+                                                 auto_class="AutoModel")
+    if args.baseline and cfg.model.get("visual_encoder") is not None:
+        raise UsageError("--baseline compares text models; drop it for a LLaVA config")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.baseline and (world > 1 or args.deepspeed):
         raise UsageError("--baseline runs on one GPU without DeepSpeed: drop --deepspeed and "
@@ -165,7 +176,7 @@ def _benchmark(cfg, args, notes) -> int:
     extra = 4 if args.profile else 0
     bcfg = benchmark_config(cfg, steps=args.steps + extra, warmup=args.warmup,
                             seq_len=args.seq_len, sample_lengths=args.sample_len,
-                            model_path=model_path)
+                            model_path=model_path, vision_path=vision_path)
     prepare_train_config(bcfg, work_dir=work_dir, launcher=args.launcher,
                          deepspeed=args.deepspeed)
     results = []

@@ -155,3 +155,26 @@ def test_baseline_keeps_packed_samples_apart(in_tmp):
         packed = model(input_ids=ids, position_ids=positions).logits[0, 15:]
         alone = model(input_ids=ids[:, 15:]).logits[0]
     torch.testing.assert_close(packed, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_synthetic_rows_with_images_count_each_image_as_its_features():
+    """LLaVA: each sample opens with one image placeholder; the row's length as the LLM sees
+    it (images expanded) is ``max_length``, and ThroughputHook counts it that way."""
+    import torch
+
+    from xtuner.dataset.collate_fns import default_collate_fn
+    from xtuner.engine.hooks.throughput_hook import ThroughputHook
+    from xtuner.utils.constants import IMAGE_TOKEN_INDEX
+
+    data = SyntheticPackedDataset(vocab_size=50, max_length=400, num_rows=8,
+                                  sample_lengths=(20, 80), image_tokens=16, image_size=8)
+    assert all(min(data.sample_lengths_of(i)) >= 18 for i in range(8))  # room for an image
+    row = data[0]
+    images = row["input_ids"].count(IMAGE_TOKEN_INDEX)
+    assert images == len(row["cumulative_len"]) - 1 == row["pixel_values"].shape[0]
+    assert len(row["input_ids"]) + 15 * images == 400
+    assert row["labels"][1] == IGNORE
+    batch = default_collate_fn([row], use_varlen_attn=True, return_hf_format=True)
+    assert sum(ThroughputHook.sample_lengths(batch, tokens_per_image=16)) == 400
+    assert ThroughputHook.sample_lengths(batch, 16) == data.sample_lengths_of(0)
+    assert torch.equal(batch["pixel_values"], row["pixel_values"])

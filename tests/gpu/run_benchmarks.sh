@@ -5,6 +5,7 @@
 #   bash tests/gpu/run_benchmarks.sh w2     # 1 GPU: the same for W2 (QLoRA 8B), 10 GB budget
 #   bash tests/gpu/run_benchmarks.sh compile  # 1 GPU: W1 with torch.compile of the layers
 #   bash tests/gpu/run_benchmarks.sh multi  # 2 GPUs: W1 with ZeRO-2 on 1 and on 2 GPUs
+#   bash tests/gpu/run_benchmarks.sh llava  # 1 GPU: LLaVA QLoRA 7B + CLIP-L/336, packed rows
 # XTuner 0.2.0 runs from BENCH (a copy of ../shared/bench/xtuner-v0-reference) with its wheels
 # in .whlref; xtuner's dependencies come from .whl (../shared/gpu/prepare-wheels.sh).
 set -uo pipefail
@@ -18,7 +19,7 @@ if [ ! -d /tmp/site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl > /dev/null
 fi
-if [ "$mode" != multi ] && [ ! -d /tmp/ref ]; then
+if [ "$mode" != multi ] && [ "$mode" != llava ] && [ ! -d /tmp/ref ]; then
   # .whlref/shared.txt names the wheels both sets use, carried once in .whl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --target /tmp/ref .whlref/*.whl $(sed 's|^|.whl/|' .whlref/shared.txt 2>/dev/null) > /dev/null
@@ -110,3 +111,15 @@ case $mode in
     NPROC_PER_NODE=2 bench w1_zero2_x2 $W1 --deepspeed deepspeed_zero2 --steps 20 "${model[@]}"
     ;;
 esac
+if [ "$mode" = llava ]; then  # 1 GPU: LLaVA fine-tune stage, QLoRA 7B + CLIP-L/336, packed
+  ours_env python3 -c "from transformers import LlamaConfig, CLIPVisionConfig
+LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+            intermediate_size=11008, vocab_size=32000,
+            max_position_embeddings=4096).save_pretrained('/tmp/wl/vicuna_7b_config')
+CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                 num_attention_heads=16, image_size=336, patch_size=14,
+                 projection_dim=768).save_pretrained('/tmp/wl/clip_l336_config')"
+  bench llava tests/gpu/llava_7b_qlora_clip_l336.py --random-init --steps 15
+  bench llava_auto tests/gpu/llava_7b_qlora_clip_l336.py --random-init --steps 15 \
+    --cfg-options model.use_activation_checkpointing=auto
+fi

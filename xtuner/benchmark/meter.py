@@ -7,6 +7,7 @@ import torch
 from mmengine.hooks import Hook
 
 from xtuner.engine.hooks.throughput_hook import ThroughputHook
+from xtuner.model.utils import unwrap_model
 
 __all__ = ["StepMeter", "StepTimes", "MeterHook"]
 
@@ -144,11 +145,12 @@ class MeterHook(Hook):
         inner = getattr(optimizer, "optimizer", None)  # DeepSpeed's ZeRO wrappers
         target = inner if isinstance(inner, torch.optim.Optimizer) else optimizer
         self._handle = target.register_step_pre_hook(lambda *_: self.meter.optimizer())
+        self._tokens_per_image = getattr(unwrap_model(runner.model), "tokens_per_image", 1)
         self.meter.data_start()
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         data = (data_batch or {}).get("data", data_batch or {})
-        self.meter.start(ThroughputHook.sample_lengths(data))
+        self.meter.start(ThroughputHook.sample_lengths(data, self._tokens_per_image))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         self.meter.end()

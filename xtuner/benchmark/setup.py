@@ -18,7 +18,7 @@ from xtuner.utils.errors import ConfigError
 
 from .synthetic import DEFAULT_SAMPLE_LENGTHS, SyntheticPackedDataset
 
-__all__ = ["llm_path", "make_random_init_model", "benchmark_config"]
+__all__ = ["llm_path", "vision_tower_path", "make_random_init_model", "benchmark_config"]
 
 
 def llm_path(cfg: Config) -> str:
@@ -29,6 +29,16 @@ def llm_path(cfg: Config) -> str:
         raise ConfigError(f"{cfg.filename}: model.llm.pretrained_model_name_or_path is not set; "
                           "xtuner benchmark builds the model the config describes")
     return str(path)
+
+
+def vision_tower_path(cfg: Config) -> str:
+    """A LLaVA config's ``model.visual_encoder.pretrained_model_name_or_path``."""
+    vision = cfg.model.get("visual_encoder")
+    path = vision.get("pretrained_model_name_or_path") if isinstance(vision, dict) else None
+    if not path:
+        raise ConfigError(f"{cfg.filename}: model.visual_encoder.pretrained_model_name_or_path "
+                          "is not set")
+    return path
 
 
 def _wait_for(path: str, timeout: float = 3600) -> None:
@@ -51,15 +61,17 @@ def load_model_config(path_or_name: str, trust_remote_code=False):
                           f"{str(exc).splitlines()[0]}") from None
 
 
-def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=False) -> str:
+def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=False,
+                           auto_class: str = "AutoModelForCausalLM") -> str:
     """A local model folder with random weights and the architecture of ``path_or_name``
     (only its ``config.json`` is read, from the hub if need be), so the config's own
     ``from_pretrained`` call, quantization included, loads it as it would load the real one.
 
     The folder is keyed on the architecture and reused; local rank 0 writes it (atomically)
-    and the other ranks of the node wait for it.
+    and the other ranks of the node wait for it. ``auto_class``: the transformers Auto class
+    that builds it (``AutoModel`` for a LLaVA vision tower).
     """
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     config = load_model_config(path_or_name, trust_remote_code)
     key = hashlib.sha256(config.to_json_string(use_diff=False).encode()).hexdigest()[:16]
@@ -77,8 +89,8 @@ def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=
     print_log(f"--random-init: building {config.model_type} with random weights in {target}",
               logger="current", level=logging.INFO)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype,
-                                                 trust_remote_code=trust_remote_code)
+        model = getattr(transformers, auto_class).from_config(
+            config, dtype=dtype, trust_remote_code=trust_remote_code)
     model.save_pretrained(tmp)
     del model
     if device == "cuda":
@@ -91,13 +103,14 @@ def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=
 
 def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | None = None,
                      sample_lengths: tuple[int, int] = DEFAULT_SAMPLE_LENGTHS,
-                     model_path: str | None = None) -> Config:
+                     model_path: str | None = None, vision_path: str | None = None) -> Config:
     """A copy of ``cfg`` that trains ``warmup + steps`` iterations on synthetic packed rows.
 
     The model, method (LoRA/QLoRA, dtype, attention, kernels, checkpointing), optimizer and
     batch size are the config's; the dataset, schedulers, evaluation, checkpoint saving and
     custom hooks are left out. ``model_path`` replaces the model's weights folder
-    (``--random-init``).
+    (``--random-init``), ``vision_path`` a LLaVA model's vision tower folder. A LLaVA model
+    gets one random image per synthetic sample.
     """
 
     from xtuner.engine.runner import TrainLoop
@@ -107,6 +120,15 @@ def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | Non
     model.pop("tokenizer", None)  # synthetic ids never exceed the model's vocabulary
     if model_path is not None:
         model.llm["pretrained_model_name_or_path"] = model_path
+    images = {}
+    if model.get("visual_encoder") is not None:  # LLaVA
+        model.pop("pretrained_pth", None)
+        if vision_path is not None:
+            model.visual_encoder["pretrained_model_name_or_path"] = vision_path
+        vision = load_model_config(vision_tower_path(cfg))
+        vision = getattr(vision, "vision_config", vision)
+        images = dict(image_tokens=(vision.image_size // vision.patch_size) ** 2,
+                      image_size=vision.image_size)
     path = llm_path(cfg)
     max_length = seq_len or config_max_length(cfg)
     if not max_length:
@@ -128,7 +150,7 @@ def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | Non
         num_workers=min(2, int(loader.get("num_workers", 0))),
         dataset=dict(type=SyntheticPackedDataset, vocab_size=llm_config.vocab_size,
                      max_length=max_length, num_rows=iters * batch_size * world,
-                     sample_lengths=tuple(sample_lengths)),
+                     sample_lengths=tuple(sample_lengths), **images),
         sampler=dict(type="DefaultSampler", shuffle=False),
         collate_fn=collate,
     )
@@ -156,11 +178,11 @@ def describe(cfg: Config) -> dict:
     model = cfg.model
     llm = model.llm
     quant = llm.get("quantization_config")
+    lora = model.get("lora") or model.get("llm_lora")  # SupervisedFinetune / LLaVAModel
     wrapper = cfg.optim_wrapper
     return {
         "model": osp.basename(str(llm.get("pretrained_model_name_or_path")).rstrip("/")),
-        "method": ("qlora" if quant and model.get("lora") else
-                   "lora" if model.get("lora") else "full"),
+        "method": ("qlora" if quant and lora else "lora" if lora else "full"),
         "seq_len": cfg.max_length,
         "batch_size": cfg.train_dataloader.batch_size,
         "varlen_attn": bool(model.get("use_varlen_attn", False)),

@@ -139,6 +139,34 @@ class LLaVAModel(SupervisedFinetune):
             hidden = hidden[:, 1:]
         return self.projector(hidden.to(self.projector.dtype))
 
+    def _measure_image_tokens(self) -> None:
+        """Run the tower once on a blank image: how many tokens it outputs and how many
+        features reach the LLM."""
+        blank = self._blank_image(next(self.projector.parameters()).device)
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            dtype = next(self.visual_encoder.parameters()).dtype
+            tower_tokens = self.visual_encoder(pixel_values=blank.to(dtype),
+                                               output_hidden_states=True).hidden_states[
+                self.visual_select_layer].shape[1]
+            features = self.image_features(blank).shape[1]
+        self.train(was_training)
+        self._image_tokens = (int(features), features == tower_tokens - 1)
+
+    @property
+    def tokens_per_image(self) -> int:
+        """How many features (LLM tokens) one image becomes (measured once)."""
+        if getattr(self, "_image_tokens", None) is None:
+            self._measure_image_tokens()
+        return self._image_tokens[0]
+
+    def drops_cls_token(self) -> bool:
+        """Whether the tower's first output token is dropped (``'auto'`` resolved)."""
+        if getattr(self, "_image_tokens", None) is None:
+            self._measure_image_tokens()
+        return self._image_tokens[1]
+
     def _vision_trains(self) -> bool:
         return any(p.requires_grad for m in (self.visual_encoder, self.projector)
                    for p in m.parameters())

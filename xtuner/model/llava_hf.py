@@ -111,20 +111,6 @@ def image_token_id(tokenizer) -> int:
     return tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
 
 
-def _features_per_image(model) -> tuple[int, bool]:
-    """(features per image, whether the class token is dropped), measured on a blank image."""
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        blank = model._blank_image(next(model.projector.parameters()).device)
-        outputs = model.visual_encoder(pixel_values=blank.to(
-            next(model.visual_encoder.parameters()).dtype), output_hidden_states=True)
-        tokens = outputs.hidden_states[model.visual_select_layer].shape[1]
-        features = model.image_features(blank).shape[1]
-        model.train(was_training)
-    return features, features == tokens - 1
-
-
 def save_llava(model, cfg, save_dir: str | os.PathLike, save_format: str = "xtuner",
                dtype: torch.dtype = torch.float16) -> None:
     """Write ``model`` in ``save_format`` (see the module docstring) to ``save_dir``."""
@@ -142,7 +128,7 @@ def save_llava(model, cfg, save_dir: str | os.PathLike, save_format: str = "xtun
                           "image_processor")
     from transformers import LlavaProcessor
 
-    features, drop_cls = _features_per_image(model)
+    features, drop_cls = model.tokens_per_image, model.drops_cls_token()
     llm_cfg = cfg.model.get("llm")
     llm = plain_llm(model, llm_cfg, dtype)
     token_id = image_token_id(tokenizer)

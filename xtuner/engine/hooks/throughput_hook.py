@@ -5,6 +5,7 @@ import torch
 from mmengine.hooks import Hook
 
 from xtuner.model.utils import unwrap_model
+from xtuner.utils.constants import IMAGE_TOKEN_INDEX
 
 __all__ = ["ThroughputHook", "estimate_flops_per_token", "trainable_fraction"]
 
@@ -58,33 +59,42 @@ class ThroughputHook(Hook):
         # v0's arguments are accepted; the model config is read instead.
         self._config = None
         self._trainable_fraction = 1.0
+        self._tokens_per_image = 1
 
     def before_train(self, runner) -> None:
         model = unwrap_model(runner.model)
         llm = getattr(model, "llm", model)
         self._config = getattr(llm, "config", None)
         self._trainable_fraction = trainable_fraction(llm)
+        self._tokens_per_image = getattr(model, "tokens_per_image", 1)
 
     @staticmethod
-    def sample_lengths(data: dict) -> list[int]:
-        """Real (non-padding) sample lengths of a collated batch; packed rows count each
-        sample."""
-        if data.get("cumulative_len") is not None:
-            lengths = []
-            for cu in data["cumulative_len"]:
-                cu = torch.as_tensor(cu)
-                lengths += (cu[1:] - cu[:-1]).tolist()
-            return lengths
-        if data.get("attention_mask") is not None:
-            return data["attention_mask"].sum(-1).tolist()
+    def sample_lengths(data: dict, tokens_per_image: int = 1) -> list[int]:
+        """Real (non-padding) sample lengths of a collated batch as the LLM sees them: packed
+        rows count each sample, and each image placeholder counts as the
+        ``tokens_per_image`` features it becomes (LLaVA)."""
         ids = data["input_ids"]
-        return [ids.shape[-1]] * ids.shape[0]
+        if data.get("cumulative_len") is not None:
+            spans = []
+            for row, cu in enumerate(data["cumulative_len"]):
+                cu = torch.as_tensor(cu).tolist()
+                spans += [(row, a, b) for a, b in zip(cu[:-1], cu[1:])]
+        elif data.get("attention_mask") is not None:
+            spans = [(row, 0, int(n)) for row, n in enumerate(data["attention_mask"].sum(-1))]
+        else:
+            spans = [(row, 0, ids.shape[-1]) for row in range(ids.shape[0])]
+        lengths = [b - a for _, a, b in spans]
+        if tokens_per_image > 1:
+            images = (ids == IMAGE_TOKEN_INDEX)
+            lengths = [n + (tokens_per_image - 1) * int(images[row, a:b].sum())
+                       for n, (row, a, b) in zip(lengths, spans)]
+        return lengths
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self._config is None or not data_batch:
             return
         data = data_batch.get("data", data_batch)
-        lengths = self.sample_lengths(data)
+        lengths = self.sample_lengths(data, self._tokens_per_image)
         tokens = sum(lengths)
         iter_time = runner.message_hub.get_scalar("train/time").current()
         if not iter_time:
