@@ -566,3 +566,28 @@ def test_packed_rows_hold_v0s_samples_whole(v0, request, fmt, template_name, kin
     v0_stream = [t for ids in v0_packed["input_ids"] for t in ids]
     assert v0_stream == stream[:len(v0_stream)]
     assert sum(len(ids) for ids in ours["input_ids"]) == len(stream)
+
+
+@pytest.mark.parametrize("fmt, template_name, kind", PIPELINE_CASES[:3])
+def test_packing_v0_switch_gives_v0s_packed_rows(v0, request, fmt, template_name, kind):
+    """``packing='v0'`` restores v0's packing: the rows of v0's own ``process`` (stream cut
+    every ``max_length`` tokens, tail dropped), with the same varlen boundaries."""
+    datasets = pytest.importorskip("datasets")
+    tokenizer = _get_tokenizer(request, kind)
+    max_length = 128
+    v0_packed = v0.process(
+        datasets.Dataset.from_list(_rows(fmt)), tokenizer=as_v0_saw_it(tokenizer),
+        max_length=max_length, dataset_map_fn=v0.DATASET_FORMAT_MAPPING[fmt],
+        template_map_fn=partial(v0.template_map_fn.template_map_fn,
+                                template=v0.PROMPT_TEMPLATE[template_name]),
+        shuffle_before_pack=False, pack_to_max_length=True, use_varlen_attn=True,
+        map_num_proc=1)
+    ours = process_hf_dataset(
+        datasets.Dataset.from_list(_rows(fmt)), tokenizer=tokenizer, max_length=max_length,
+        dataset_map_fn=_our_map_fn(fmt),
+        template_map_fn=template_map_fn_factory(PROMPT_TEMPLATE[template_name]),
+        shuffle_before_pack=False, pack_to_max_length=True, use_varlen_attn=True,
+        map_num_proc=1, cache=False, packing="v0")
+    assert len(ours) == len(v0_packed) >= 1
+    for column in ("input_ids", "labels", "cumulative_len", "position_ids"):
+        assert ours[column] == v0_packed[column], column

@@ -54,7 +54,7 @@ _FORMAT = 2  # bump when the folder layout changes (2: an empty dataset has one 
 _SETTINGS = ("do_dataset_tokenization", "max_length", "max_dataset_length", "split",
              "remove_unused_columns", "rename_maps", "shuffle_before_pack",
              "pack_to_max_length", "use_varlen_attn", "input_ids_with_output",
-             "with_image_token", "seed", "skip_bad_records")
+             "with_image_token", "seed", "skip_bad_records", "packing")
 
 
 def _env_flag(name: str) -> bool | None:

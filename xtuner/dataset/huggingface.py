@@ -43,7 +43,7 @@ from .cache import (
     skip_bad_records_by_env,
 )
 from .guarded_map import GuardedStage, Step, add_row_ids, drop_row_ids, run_stage
-from .packing import pack_dataset
+from .packing import pack_dataset, pack_dataset_v0
 from .problems import (
     EMPTY,
     MAP_FN,
@@ -173,7 +173,10 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
              remove_unused_columns=False, rename_maps=(), shuffle_before_pack=True,
              pack_to_max_length=True, use_varlen_attn=False, input_ids_with_output=True,
              with_image_token=False, map_num_proc=32, seed=0, skip_bad_records=False,
-             tally: Tally | None = None):
+             packing="whole", tally: Tally | None = None):
+    if packing not in ("whole", "v0"):
+        raise ConfigError(f"packing={packing!r}: use 'whole' (samples kept whole, the "
+                          "default) or 'v0' (XTuner v0's cut stream)")
     if use_varlen_attn and not pack_to_max_length:
         raise ConfigError("use_varlen_attn=True needs pack_to_max_length=True")
     if pack_to_max_length and split not in ("train", None):
@@ -264,8 +267,13 @@ def _process(dataset, do_dataset_tokenization=True, tokenizer=None, max_length=N
     if pack_to_max_length:
         # In this process: gathering rows is Arrow I/O, and on 1M alpaca records two worker
         # processes took 246 s where one took 169 s (2-core machine).
-        dataset, stats = pack_dataset(dataset, max_length, shuffle=shuffle_before_pack,
-                                      seed=seed)
+        if packing == "v0":
+            if shuffle_before_pack:
+                dataset = dataset.shuffle(seed=seed).flatten_indices()
+            dataset, stats = pack_dataset_v0(dataset, max_length)
+        else:
+            dataset, stats = pack_dataset(dataset, max_length, shuffle=shuffle_before_pack,
+                                          seed=seed)
         print_log(str(stats).capitalize(), logger="current")
     elif "input_ids" in dataset.column_names and "length" not in dataset.column_names:
         dataset = dataset.map(lambda x: {"length": len(x["input_ids"])}, num_proc=num_proc,
@@ -281,7 +289,7 @@ def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, ma
                        split="train", remove_unused_columns=False, rename_maps=(),
                        shuffle_before_pack=True, pack_to_max_length=True, use_varlen_attn=False,
                        input_ids_with_output=True, with_image_token=False, map_num_proc=32,
-                       seed=0, cache=True, skip_bad_records=False):
+                       seed=0, cache=True, skip_bad_records=False, packing="whole"):
     """Build the training dataset a config describes (XTuner v0's signature).
 
     Args:
@@ -308,6 +316,9 @@ def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, ma
             that changes the rows. ``XTUNER_DATASET_CACHE=0`` turns it off too.
         skip_bad_records: drop raw records that fail the format checks (counted in the log)
             instead of raising :class:`DataError`; ``XTUNER_SKIP_BAD_RECORDS=1`` too.
+        packing: ``'whole'`` (default): samples stay whole, rows planned by best-fit
+            decreasing; ``'v0'``: XTuner v0's packing (samples concatenated and the stream
+            cut every ``max_length`` tokens, the tail dropped), to reproduce a v0 run.
     """
     kwargs = dict(
         dataset=dataset, do_dataset_tokenization=do_dataset_tokenization, tokenizer=tokenizer,
@@ -317,7 +328,7 @@ def process_hf_dataset(dataset, do_dataset_tokenization=True, tokenizer=None, ma
         shuffle_before_pack=shuffle_before_pack, pack_to_max_length=pack_to_max_length,
         use_varlen_attn=use_varlen_attn, input_ids_with_output=input_ids_with_output,
         with_image_token=with_image_token, map_num_proc=map_num_proc, seed=seed,
-        skip_bad_records=bool(skip_bad_records or skip_bad_records_by_env()))
+        skip_bad_records=bool(skip_bad_records or skip_bad_records_by_env()), packing=packing)
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
