@@ -25,6 +25,7 @@ from .checkpointing import (
 )
 from .kernels import apply_liger_kernels, liger_loss_kwargs
 from .loss import check_loss_reduction, target_mask, weighted_cross_entropy
+from .quantization import keep_4bit_layers_trainable
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -168,6 +169,8 @@ class SupervisedFinetune(BaseModel):
         super().__init__()
         self.loss_reduction = check_loss_reduction(loss_reduction)
         self.llm = _build_llm(llm, max_position_embeddings)
+        # bitsandbytes' CPU inference layout would break training after an eval pass.
+        keep_4bit_layers_trainable(self.llm)
         self.llm.config.use_cache = False
         self.use_varlen_attn = use_varlen_attn
         if use_varlen_attn:
