@@ -79,7 +79,7 @@ def tokenizer(request):
 
 
 @pytest.fixture
-def v0_encode_fn(v0, tokenizer):
+def encode_with_v0(v0, tokenizer):
     """v0's encode_fn, shown ``tokenizer`` under the class name transformers 4 gave it."""
     v0_tok = as_v0_saw_it(tokenizer)
 
@@ -91,7 +91,7 @@ def v0_encode_fn(v0, tokenizer):
 
 
 @pytest.mark.parametrize("template_name", [None, *PROMPT_TEMPLATE])
-def test_encode_fn_matches_v0_for_every_template(tokenizer, v0_encode_fn, template_name):
+def test_encode_fn_matches_v0_for_every_template(tokenizer, encode_with_v0, template_name):
     checked = 0
     for conv_name, conversation in CONVERSATIONS.items():
         example = {"conversation": conversation}
@@ -103,17 +103,17 @@ def test_encode_fn_matches_v0_for_every_template(tokenizer, v0_encode_fn, templa
                     template_map_fn(example, template)
                 continue
             example = template_map_fn(example, template)
-        full = v0_encode_fn(example, tokenizer, max_length=2048)
+        full = encode_with_v0(example, tokenizer, max_length=2048)
         n = len(full["input_ids"])
         assert n > 2, conv_name  # so the truncated cases really cut
         for max_length in (2048, n - 1, n // 2, 1):
-            expected = v0_encode_fn(example, tokenizer, max_length)
+            expected = encode_with_v0(example, tokenizer, max_length)
             got = encode_fn(example, tokenizer, max_length)
             assert got == expected, (template_name, conv_name, max_length)
             assert len(got["input_ids"]) == len(got["labels"]) == min(max_length,
                                                                       len(full["input_ids"]))
         if len(conversation) == 1:
-            expected = v0_encode_fn(example, tokenizer, 2048, input_ids_with_output=False)
+            expected = encode_with_v0(example, tokenizer, 2048, input_ids_with_output=False)
             got = encode_fn(example, tokenizer, 2048, input_ids_with_output=False)
             assert got == expected, (template_name, conv_name, "prompt only")
         checked += 1
@@ -201,7 +201,7 @@ def test_alpaca_nooutput_gives_an_empty_sample(bos_tokenizer):
 
 @pytest.mark.parametrize("template_name", [None, "default", "qwen_chat", "llama3_chat",
                                            "internlm2_chat"])
-def test_encode_batch_matches_v0_per_example(tokenizer, v0_encode_fn, template_name):
+def test_encode_batch_matches_v0_per_example(tokenizer, encode_with_v0, template_name):
     """One tokenizer call for a whole batch gives every example v0's ids and labels."""
     examples = []
     for conversation in CONVERSATIONS.values():
@@ -213,5 +213,5 @@ def test_encode_batch_matches_v0_per_example(tokenizer, v0_encode_fn, template_n
             example = template_map_fn(example, template)
         examples.append(example)
     for max_length in (2048, 7):
-        expected = [v0_encode_fn(example, tokenizer, max_length) for example in examples]
+        expected = [encode_with_v0(example, tokenizer, max_length) for example in examples]
         assert encode_batch(examples, tokenizer, max_length) == expected

@@ -13,6 +13,7 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 
 from xtuner.model.utils import build_from_cfg, unwrap_model
+from xtuner.utils.errors import ConfigError
 
 __all__ = ["EvaluateChatHook", "build_prompt"]
 
@@ -30,14 +31,41 @@ def build_prompt(text: str, prompt_template: dict | None, system: str = "",
     return prompt
 
 
+def _load_images(images, inputs: int) -> list:
+    """``evaluation_images`` as PIL images, one per input (a single image serves all)."""
+    if images is None:
+        return []
+    from PIL import Image
+
+    paths = [images] if isinstance(images, str) else list(images)
+    if len(paths) == 1:
+        paths = paths * inputs
+    if len(paths) != inputs:
+        raise ConfigError(f"EvaluateChatHook: {len(paths)} evaluation_images for {inputs} "
+                          "evaluation_inputs; give one image, or one per input")
+    loaded = []
+    for path in paths:
+        if "://" in str(path):
+            raise ConfigError(f"EvaluateChatHook: evaluation_images {path!r} is a URL; "
+                              "download it and give the local file")
+        try:
+            loaded.append(Image.open(osp.expanduser(str(path))).convert("RGB"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"EvaluateChatHook: cannot read evaluation image {path!r} "
+                              f"({exc})") from None
+    return loaded
+
+
 class EvaluateChatHook(Hook):
     """Generate answers to ``evaluation_inputs`` at points of the run (v0's arguments).
 
     Args:
         tokenizer: tokenizer or its config.
         evaluation_inputs: prompts (a string or a list).
-        evaluation_images: not supported yet (multimodal).
-        image_processor: not supported yet (multimodal).
+        evaluation_images: for a LLaVA model, local image files: one per input, or one for
+            all (v0 accepted URLs too; download them first, runs are often offline). Each
+            prompt then shows its image first, as v0 did (``<image>\n`` + input).
+        image_processor: the image processor (or its config) for ``evaluation_images``.
         system: system prompt for the first turn.
         prompt_template: an entry of ``PROMPT_TEMPLATE``; ``None`` sends the raw text.
         every_n_iters: also evaluate every N iterations.
@@ -53,13 +81,15 @@ class EvaluateChatHook(Hook):
     def __init__(self, tokenizer, evaluation_inputs, evaluation_images=None,
                  image_processor=None, system="", prompt_template=None, every_n_iters=None,
                  max_new_tokens=600, stop_word=None, stop_words=None, generation_kwargs=None):
-        if evaluation_images is not None or image_processor is not None:
-            raise NotImplementedError("EvaluateChatHook with images comes with multimodal "
-                                      "support; remove evaluation_images/image_processor")
         self.tokenizer = build_from_cfg(tokenizer)
         if isinstance(evaluation_inputs, str):
             evaluation_inputs = [evaluation_inputs]
         self.evaluation_inputs = list(evaluation_inputs)
+        self.images = _load_images(evaluation_images, len(self.evaluation_inputs))
+        if self.images and image_processor is None:
+            raise ConfigError("EvaluateChatHook: evaluation_images need image_processor")
+        self.image_processor = (build_from_cfg(image_processor) if image_processor is not None
+                                else None)
         self.system = system or ""
         self.prompt_template = prompt_template
         self.every_n_iters = every_n_iters
@@ -87,7 +117,10 @@ class EvaluateChatHook(Hook):
                                   stop_strings=self.stop_words or None,
                                   **self.generation_kwargs)
         answers = []
-        for text in self.evaluation_inputs:
+        for i, text in enumerate(self.evaluation_inputs):
+            if self.images:
+                answers.append(self._generate_with_image(model, text, self.images[i], config))
+                continue
             prompt = build_prompt(text, self.prompt_template, self.system)
             ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(device)
             out = llm.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
@@ -95,6 +128,23 @@ class EvaluateChatHook(Hook):
             answers.append(prompt + self.tokenizer.decode(out[0, ids.shape[1]:],
                                                           skip_special_tokens=False))
         return answers
+
+    def _generate_with_image(self, model, text: str, image, config) -> str:
+        """One answer of a LLaVA model about ``image`` (its ``generate`` returns new tokens)."""
+        from xtuner.chat.multimodal import ImageTokenizer
+        from xtuner.dataset.llava import expand2square
+        from xtuner.utils.constants import DEFAULT_IMAGE_TOKEN
+
+        prompt = build_prompt(f"{DEFAULT_IMAGE_TOKEN}\n{text}", self.prompt_template,
+                              self.system)
+        device = next(model.llm.parameters()).device
+        ids = torch.tensor([ImageTokenizer(self.tokenizer).encode(prompt)], device=device)
+        mean = getattr(self.image_processor, "image_mean", None) or [0.5, 0.5, 0.5]
+        square = expand2square(image, tuple(int(x * 255) for x in mean))
+        pixels = self.image_processor(images=[square], return_tensors="pt")["pixel_values"]
+        out = model.generate(ids, pixels.to(device), attention_mask=torch.ones_like(ids),
+                             generation_config=config, tokenizer=self.tokenizer)
+        return prompt + self.tokenizer.decode(out[0], skip_special_tokens=False)
 
     def _evaluate(self, runner, max_new_tokens: int, save_eval_output: bool = False) -> None:
         model = unwrap_model(runner.model)
