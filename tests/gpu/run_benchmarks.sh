@@ -6,12 +6,12 @@
 #   bash tests/gpu/run_benchmarks.sh compile  # 1 GPU: W1 with torch.compile of the layers
 #   bash tests/gpu/run_benchmarks.sh multi  # 2 GPUs: W1 with ZeRO-2 on 1 and on 2 GPUs
 #   bash tests/gpu/run_benchmarks.sh llava  # 1 GPU: LLaVA QLoRA 7B + CLIP-L/336, packed rows
-# XTuner 0.2.0 runs from BENCH (a copy of ../shared/bench/xtuner-v0-reference) with its wheels
+# XTuner 0.2.0 runs the configs of tests/gpu/v0_reference (BENCH) with its wheels
 # in .whlref; xtuner's dependencies come from .whl (../shared/gpu/prepare-wheels.sh).
 set -uo pipefail
 mode=${1:-w1}
 out=${BENCH_OUT:-/tmp/xtuner-bench}
-BENCH=${BENCH:-$PWD/bench_v0}
+BENCH=${BENCH:-$PWD/tests/gpu/v0_reference}
 mkdir -p "$out" /tmp/wl
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
 ours_env() { PYTHONPATH=/tmp/site:$PWD "$@"; }
