@@ -16,9 +16,9 @@ from xtuner.version import __version__
 
 # Every mode (and sub-mode) v0 had, as a user types it, plus `benchmark`.
 ALL_MODES = [
-    "list-cfg", "copy-cfg", "train", "convert pth_to_hf", "convert merge", "convert split",
-    "benchmark", "chat", "check-custom-dataset", "preprocess", "log-dataset", "list-dataset-format",
-    "version",
+    "list-cfg", "copy-cfg", "train", "test", "convert pth_to_hf", "convert merge",
+    "convert split", "benchmark", "chat", "check-custom-dataset", "preprocess", "mmbench",
+    "eval_refcoco", "log-dataset", "list-dataset-format", "version",
 ]  # fmt: skip
 
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"

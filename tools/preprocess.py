@@ -1,4 +1,15 @@
-"""``xtuner preprocess CONFIG --save-dir DIR``: process a config's training data ahead of time.
+"""``xtuner preprocess``: three tools; the first argument decides which.
+
+  xtuner preprocess CONFIG --save-dir DIR     tokenize and pack a config's training data
+  xtuner preprocess arxiv SRC DST [--start-date YYYY-MM-DD] [--categories C ...]
+                                              select arXiv metadata by category and date
+                                              into a JSON list (XTuner v0's tool)
+  xtuner preprocess refcoco --ann-path DIR --image-path DIR --save-path DIR
+                                              RefCOCO/+/g train refs to DIR/train.json (v0)
+
+`xtuner preprocess arxiv -h` and `xtuner preprocess refcoco -h` show their options.
+
+``xtuner preprocess CONFIG --save-dir DIR``: process a config's training data ahead of time.
 
 Runs the config's training dataset pipeline (load, map fn, template, tokenize, pack) once and
 writes the result to DIR with a manifest of the sha256 and size of every file. Train from it
@@ -27,11 +38,19 @@ from mmengine.config import DictAction
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.remote_code import add_trust_remote_code_argument
 
+# First arguments naming v0's raw-data converters, and the module whose main() runs them.
+SUB_TOOLS = {"arxiv": "xtuner.dataset.preprocess.arxiv",
+             "refcoco": "xtuner.dataset.preprocess.refcoco"}
+
 
 def parse_args(argv: Sequence[str] | None):
-    parser = ArgumentParser(prog="xtuner preprocess", description=__doc__)
+    import argparse
+
+    parser = ArgumentParser(prog="xtuner preprocess", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?",
-                        help="config file or catalog name (see `xtuner list-cfg`)")
+                        help="config file or catalog name (see `xtuner list-cfg`), or "
+                        "'arxiv' / 'refcoco' for v0's converters")
     parser.add_argument("--save-dir", metavar="DIR",
                         help="where the processed dataset is written (replaced if present)")
     cache = parser.add_argument_group("the automatic cache of processed datasets")
@@ -71,6 +90,11 @@ def _manage_cache(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUB_TOOLS:
+        import importlib
+
+        return importlib.import_module(SUB_TOOLS[argv[0]]).main(argv[1:])
     args = parse_args(argv)
     from xtuner.utils.errors import UsageError
 

@@ -37,6 +37,8 @@ MODES: dict[str, Mode | dict[str, Mode]] = {
     "list-cfg": Mode("list_cfg.py", "list the shipped configs (-p PATTERN to filter)"),
     "copy-cfg": Mode("copy_cfg.py", "copy a shipped config to DIR/NAME_copy.py"),
     "train": Mode("train.py", "fine-tune a model from a config", distributed=True),
+    "test": Mode("test.py", "evaluate a training checkpoint on a config's test set",
+                 distributed=True),
     "convert": {
         "pth_to_hf": Mode("model_converters/pth_to_hf.py",
                           "turn a training checkpoint into a Hugging Face model or adapter"),
@@ -49,7 +51,11 @@ MODES: dict[str, Mode | dict[str, Mode]] = {
     "check-custom-dataset": Mode("check_custom_dataset.py",
                                  "validate the training data a config describes"),
     "preprocess": Mode("preprocess.py",
-                       "tokenize and pack a config's training data into DIR ahead of time"),
+                       "tokenize and pack a config's training data into DIR; "
+                       "also v0's `arxiv`/`refcoco` converters"),
+    "mmbench": Mode("mmbench.py", "evaluate a LLaVA model on an MMBench TSV"),
+    "eval_refcoco": Mode("eval_refcoco.py", "evaluate a LLaVA model's RefCOCO grounding "
+                         "(IoU > 0.5 accuracy)"),
     "log-dataset": Mode("log_dataset.py", "show processed samples of a config's dataset"),
     "list-dataset-format": Mode("list_dataset_format.py", "list the supported data formats"),
     "version": Mode("", "print the version"),
@@ -73,6 +79,11 @@ Examples:
   xtuner check-custom-dataset CONFIG
   xtuner benchmark CONFIG --baseline [--random-init] [--deepspeed deepspeed_zero2]
   xtuner preprocess CONFIG --save-dir DIR
+  xtuner preprocess arxiv SRC DST --start-date 2020-01-01 --categories cs.AI cs.CL
+  xtuner preprocess refcoco --ann-path ANN --image-path IMAGES --save-path DIR
+  xtuner test CONFIG --checkpoint work_dirs/CONFIG/iter_500.pth
+  xtuner mmbench LLM --llava DIR --visual-encoder VIT --prompt-template vicuna --data-path TSV
+  xtuner eval_refcoco LLM --llava DIR --visual-encoder VIT --prompt-template vicuna --data-path JSON
 
 Multi-GPU: NPROC_PER_NODE=N (and NNODES, NODE_RANK, ADDR, PORT for several nodes) runs the
 mode under torchrun; under Slurm use `srun ... xtuner train CONFIG --launcher slurm`.
