@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from xtuner.utils.constants import IGNORE_INDEX
+from xtuner.utils.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from .formats import DataFormat
 from .problems import (
@@ -28,11 +28,14 @@ from .problems import (
     WARNING,
     Problem,
 )
-from .raw_check import RecordScan
+from .raw_check import RecordScan, llava_image_problems
 from .record_checks import (
     check_conversation,
     check_encoded,
+    check_image_budget,
+    check_image_count,
     missing_template_tokens,
+    record_images,
     template_of,
     template_tokens_added,
     template_tokens_problem,
@@ -63,6 +66,9 @@ class _Context:
     with_image_token: bool = False
     missing_tokens: dict[str, int] = field(default_factory=dict)
     keys: tuple[str, ...] = ()  # every top-level key of the JSON records
+    image_folder: str | None = None  # LLaVA: image files are checked (and decoded) here
+    image_tokens: int | None = None
+    pack: bool = False
 
 
 @dataclass
@@ -81,6 +87,11 @@ def _run_pipeline(record: dict, ctx: _Context) -> _Outcome:
     from .tokenize import encode_fn
 
     problems: list[Problem] = []
+    if ctx.image_folder is not None:
+        # Missing or undecodable images first: training checks the files up front.
+        problems = llava_image_problems(record, ctx.image_folder, None, open_images=True)
+        if any(p.severity == ERROR for p in problems):
+            return _Outcome(problems)
     example = record
     if ctx.map_fn is not None:
         try:
@@ -92,9 +103,9 @@ def _run_pipeline(record: dict, ctx: _Context) -> _Outcome:
         except Exception as exc:  # noqa: BLE001
             return _Outcome([_error(MAP_FN, f"{ctx.map_fn_name} raised "
                                             f"{type(exc).__name__}: {exc}")])
-        problems = check_conversation(example, ctx.map_fn_name, ctx.fmt)
-        if problems or not example["conversation"]:
-            return _Outcome(problems)
+        checked = check_conversation(example, ctx.map_fn_name, ctx.fmt)
+        if checked or not example["conversation"]:
+            return _Outcome(problems + checked)
     if ctx.template_fn is not None:
         try:
             example = ctx.template_fn(example)
@@ -111,10 +122,23 @@ def _run_pipeline(record: dict, ctx: _Context) -> _Outcome:
         return _Outcome([_error(TOKENIZE, f"the tokenizer raised {type(exc).__name__}: "
                                           f"{exc}")])
     input_ids, labels = encoded["input_ids"], encoded["labels"]
+    limit = ctx.max_length if ctx.max_length is not None else len(input_ids)
+    if ctx.image_folder is not None:
+        # As training counts them: the IMAGE_TOKEN_INDEX placeholders of the tokenized ids.
+        placeholders = input_ids.count(IMAGE_TOKEN_INDEX)
+        counted = check_image_count(placeholders, len(record_images(record)))
+        problems = problems + counted
+        if any(p.severity == ERROR for p in counted):
+            return _Outcome(problems)
     checked = check_encoded(labels, ctx.max_length, ctx.input_ids_with_output)
     if any(p.kind in DROPPING for p in checked):
         return _Outcome(problems + checked)
-    limit = ctx.max_length if ctx.max_length is not None else len(input_ids)
+    if ctx.image_folder is not None and ctx.image_tokens:
+        kept_ids = input_ids[:limit]
+        checked = checked + check_image_budget(len(kept_ids), kept_ids.count(IMAGE_TOKEN_INDEX),
+                                               ctx.image_tokens, limit, ctx.pack)
+        if any(p.severity == ERROR for p in checked):
+            return _Outcome(problems + checked)
     trained = sum(1 for label in labels[:limit] if label != IGNORE_INDEX)
     added = template_tokens_added(example["conversation"], ctx.missing_tokens)
     return _Outcome(problems + checked, len(input_ids), trained, input_ids[:limit],
@@ -245,7 +269,7 @@ def _chunks(spec: DatasetSpec, fmt: DataFormat, progress) -> Iterator[list[_Item
     """Every record read and given its raw-record verdict here, in order, by the same
     :class:`RecordScan` training uses (it also tracks JSON types across records); the
     pipeline then runs in the workers."""
-    scan = RecordScan(fmt)
+    scan = RecordScan(fmt, loose_keys=spec.loose_keys)
     seq = 0
     chunk: list[_Item] = []
     for source in spec.sources:
@@ -282,7 +306,9 @@ def check_dataset(spec: DatasetSpec, max_shown: int = 20, num_proc: int | None =
                    template_fn=spec.template_fn, tokenizer=spec.tokenizer,
                    max_length=spec.max_length, input_ids_with_output=spec.input_ids_with_output,
                    with_image_token=spec.with_image_token, missing_tokens=missing,
-                   keys=_json_keys(spec) if spec.map_fn is not None else ())
+                   keys=_json_keys(spec) if spec.map_fn is not None else (),
+                   image_folder=spec.image_folder, image_tokens=spec.image_tokens,
+                   pack=spec.pack)
     report = DatasetReport(spec)
     num_proc = num_proc or min(os.cpu_count() or 1, 16)
     total_bytes = sum(s.size() for s in spec.sources)
@@ -302,7 +328,7 @@ def check_dataset(spec: DatasetSpec, max_shown: int = 20, num_proc: int | None =
     if note is not None:
         report.notes.append(note)
         report.counts[(note.severity, note.kind)] += 1
-    if spec.pack and spec.max_length and report.lengths:
+    if spec.pack and spec.max_length and report.lengths and spec.image_folder is None:
         from .packing import plan_packed_rows
 
         rows = plan_packed_rows([min(n, spec.max_length) for n in report.lengths],

@@ -108,7 +108,7 @@ class LLaVADataset(Dataset):
                 raise ConfigError("LLaVADataset needs data_path and tokenizer (or "
                                   "offline_processed_text_folder)")
             self.text_data = self._process(data_path, tokenizer, max_length, dataset_map_fn,
-                                           template_map_fn, max_dataset_length)
+                                           template_map_fn, max_dataset_length, image_folder)
         self.image_folder = image_folder
         self.image_processor = build_from_cfg_or_object(image_processor)
         self.pad_image_to_square = pad_image_to_square
@@ -122,12 +122,21 @@ class LLaVADataset(Dataset):
 
     @staticmethod
     def _process(data_path, tokenizer, max_length, dataset_map_fn, template_map_fn,
-                 max_dataset_length):
+                 max_dataset_length, image_folder):
         from datasets import Dataset as HFDataset
 
-        from .huggingface import process_hf_dataset
+        from .cache import skip_bad_records_by_env
+        from .huggingface import process_hf_dataset, resolve_map_fn
+        from .raw_check import load_llava_checked
 
-        records = load_llava_records(data_path)
+        # Every record and its image files are checked now, so a missing image stops the run
+        # with its file:line (the line `xtuner check-custom-dataset` prints), not when the
+        # sample is first read hours into training; XTUNER_SKIP_BAD_RECORDS=1 drops them.
+        records = load_llava_checked(data_path, image_folder, resolve_map_fn(dataset_map_fn),
+                                     skip=skip_bad_records_by_env())
+        for record in records:
+            if "id" in record:
+                record["id"] = str(record["id"])
         if any(isinstance(r.get("image"), list) for r in records):
             for record in records:  # one column type for arrow: every image field a list
                 if "image" in record:

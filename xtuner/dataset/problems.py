@@ -21,6 +21,7 @@ __all__ = [
     "INVALID_JSON", "MISSING_KEY", "UNKNOWN_KEY", "WRONG_TYPE", "EMPTY", "ROLE_ORDER",
     "UNKNOWN_ROLE", "NO_TRAINABLE", "TRUNCATED", "MAP_FN", "TEMPLATE", "TOKENIZE",
     "TEMPLATE_TOKENS", "DROPPING", "Tally", "log_warnings", "no_usable_sample",
+    "MISSING_IMAGE", "UNREADABLE_IMAGE", "IMAGE_COUNT", "TOO_LONG", "BAD_PAIR",
 ]
 
 # Problem kinds; a report counts and limits the printed problems per kind.
@@ -37,12 +38,17 @@ MAP_FN = "map fn does not fit the data"
 TEMPLATE = "template error"
 TOKENIZE = "tokenize error"
 TEMPLATE_TOKENS = "template tokens missing"
+MISSING_IMAGE = "missing image"
+UNREADABLE_IMAGE = "unreadable image"
+IMAGE_COUNT = "image count"
+TOO_LONG = "too long"
+BAD_PAIR = "bad preference record"
 
 ERROR, WARNING = "error", "warning"
 
 # Warnings that drop their record: the record is well-formed, but a map fn that drops records
 # on purpose left nothing of it, or the settings leave no token to train on (as in v0).
-DROPPING = (EMPTY, NO_TRAINABLE)
+DROPPING = (EMPTY, NO_TRAINABLE, TOO_LONG)
 
 _SHOWN = 5  # bad records located in a DataError
 

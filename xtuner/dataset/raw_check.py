@@ -44,7 +44,8 @@ from .record_checks import missing_key_problem, validate_record
 from .sources import DataSource, Loc, iter_source, local_sources, parse_payload
 from .specs import declared_format
 
-__all__ = ["RecordLocator", "RecordScan", "load_checked", "check_raw_records"]
+__all__ = ["RecordLocator", "RecordScan", "load_checked", "check_raw_records",
+           "load_llava_checked", "llava_image_problems"]
 
 _NONE = -1  # a Loc field that is None, in the locator's int arrays
 _LOC_FIELDS = ("line", "record", "row")
@@ -136,8 +137,9 @@ class RecordScan:
     that ``xtuner check-custom-dataset`` prints): the bad ones, the warnings, and where the
     kept ones are."""
 
-    def __init__(self, fmt: DataFormat) -> None:
+    def __init__(self, fmt: DataFormat, loose_keys: tuple[str, ...] = ()) -> None:
         self.fmt = fmt
+        self.loose_keys = loose_keys  # keys whose JSON type may vary (normalised before load)
         self.bad: list[tuple[Loc, Problem]] = []
         self.warnings: list[tuple[Loc, Problem]] = []
         self.bad_rows: list[int] = []  # rows of parquet / save_to_disk data to leave out
@@ -154,7 +156,7 @@ class RecordScan:
         # Arrow stores a key as one column of one type: a number in one JSON line and a
         # string in another stops `datasets` with a cast error that names no line.
         for key, value in record.items():
-            if value is None:
+            if value is None or key in self.loose_keys:
                 continue
             kind = json_type(value)
             seen = self._types.get(key)
@@ -295,3 +297,61 @@ def load_checked(dataset_cfg, split: str | None, map_fn: Callable | None, skip: 
 def check_raw_records(dataset_cfg, split, map_fn, skip: bool):
     """The dataset :func:`load_checked` loads (kept for callers of the earlier API)."""
     return load_checked(dataset_cfg, split, map_fn, skip)[0]
+
+
+# --------------------------------------------------------------------------- LLaVA records
+
+
+def llava_image_problems(record: dict, image_folder: str, placeholders: int | None,
+                         open_images: bool) -> list[Problem]:
+    """The image verdict of one LLaVA record: its files (:func:`check_images`), then, when
+    the record's ``<image>`` placeholders are known, whether they match its images."""
+    from .record_checks import check_image_count, check_images, record_images
+
+    problems = check_images(record, image_folder, open_images=open_images)
+    if placeholders is not None and not any(p.severity == ERROR for p in problems):
+        problems += check_image_count(placeholders, len(record_images(record)))
+    return problems
+
+
+def load_llava_checked(data_path: str, image_folder: str, map_fn: Callable | None,
+                       skip: bool, tally: Tally | None = None) -> list[dict]:
+    """The records of a LLaVA ``.json``/``.jsonl`` file, each checked when the dataset is
+    built: the raw record (:class:`RecordScan`, as for text data) and its image files
+    (existence only: fast on a million records). A sample with more ``<image>`` placeholders
+    than images still stops training when it is read (``xtuner check-custom-dataset`` reports
+    it up front).
+
+    A bad record stops the run with the ``file:line`` line ``xtuner check-custom-dataset``
+    prints for it, or with ``skip`` is dropped and counted; warnings are logged.
+
+    Raises:
+        DataError: bad records and ``skip`` off, or no good record at all.
+    """
+    from .sources import data_file_source
+
+    source = data_file_source(str(data_path), "LLaVADataset.data_path")
+    scan = RecordScan(declared_format(map_fn), loose_keys=("id", "image"))
+    items = []
+    for loc, tag, payload in iter_source(source):
+        record, _, kept = scan.add(source, loc, tag, payload)
+        if kept:
+            items.append((loc, record))
+    bad = list(scan.bad)
+    warnings = list(scan.warnings)
+    records = []
+    for loc, record in items:
+        problems = llava_image_problems(record, image_folder, None, open_images=False)
+        error = next((p for p in problems if p.severity == ERROR), None)
+        if error is not None:
+            bad.append((loc, error))
+        else:
+            records.append(record)
+    # In file order, as the checker lists them.
+    bad.sort(key=lambda item: (item[0].line or 0, item[0].record or 0))
+    tally = Tally() if tally is None else tally
+    _raise_or_log(bad, skip, total=scan.read, tally=tally)
+    log_warnings(warnings, tally)
+    if not records:
+        raise no_usable_sample(scan.read, str(data_path), tally.dropped)
+    return records

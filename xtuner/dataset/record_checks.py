@@ -28,14 +28,18 @@ from .formats import CONVERSATION, MESSAGES, SHAREGPT, DataFormat, guess_formats
 from .problems import (
     EMPTY,
     ERROR,
+    IMAGE_COUNT,
     MAP_FN,
+    MISSING_IMAGE,
     MISSING_KEY,
     NO_TRAINABLE,
     ROLE_ORDER,
     TEMPLATE_TOKENS,
+    TOO_LONG,
     TRUNCATED,
     UNKNOWN_KEY,
     UNKNOWN_ROLE,
+    UNREADABLE_IMAGE,
     WARNING,
     WRONG_TYPE,
     Problem,
@@ -44,7 +48,8 @@ from .problems import (
 
 __all__ = ["validate_record", "check_map_fn_output", "check_conversation", "check_encoded",
            "missing_key_problem", "template_of", "missing_template_tokens",
-           "template_tokens_added", "template_tokens_problem"]
+           "template_tokens_added", "template_tokens_problem", "record_images",
+           "check_images", "image_placeholders", "check_image_count", "check_image_budget"]
 
 _error, _warning, _got = Problem.error, Problem.warning, describe_value
 
@@ -294,6 +299,103 @@ def check_encoded(labels: list[int], max_length: int | None,
         return [_warning(TRUNCATED, f"{length} tokens; max_length={limit} cuts the last "
                                     f"{length - limit} ({trained_all - trained} trained)")]
     return []
+
+
+# --------------------------------------------------------------------------- images (LLaVA)
+
+
+def record_images(record: Any) -> list:
+    """The image files of a LLaVA record, in the order of their ``<image>`` placeholders
+    (``image``: one path, a list of paths, or absent)."""
+    value = record.get("image") if isinstance(record, dict) else None
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def check_images(record: Any, image_folder: str, open_images: bool = True) -> list[Problem]:
+    """Problems of a LLaVA record's image files under ``image_folder``: a path that is not a
+    string, a file that does not exist, and (``open_images``) one PIL cannot decode.
+
+    Training checks existence only when the dataset is built (fast on a million records);
+    ``xtuner check-custom-dataset`` also decodes every image, as a sample read in training
+    does.
+    """
+    import os
+
+    value = record.get("image") if isinstance(record, dict) else None
+    if value is not None and not isinstance(value, (str, list)):
+        return [_error(WRONG_TYPE, f"'image' must be a path or a list of paths, got "
+                                   f"{_got(value)}")]
+    several = isinstance(value, list)
+    problems: list[Problem] = []
+    for i, path in enumerate(record_images(record)):
+        at = f"image[{i}]" if several else "image"
+        if not isinstance(path, str):
+            problems.append(_error(WRONG_TYPE, f"{at} must be a path, got {_got(path)}"))
+            continue
+        full = os.path.join(image_folder, path)
+        if not os.path.isfile(full):
+            problems.append(_error(MISSING_IMAGE, f"{at} '{path}' is not in the image_folder "
+                                                  f"{image_folder}"))
+        elif open_images:
+            from PIL import Image
+
+            try:
+                with Image.open(full) as image:
+                    image.load()
+            except (OSError, ValueError, SyntaxError) as exc:  # what PIL raises on bad files
+                problems.append(_error(UNREADABLE_IMAGE, f"{at} '{path}' cannot be read as an "
+                                                         f"image ({exc})"))
+    return problems
+
+
+def image_placeholders(conversation: Any) -> int:
+    """``<image>`` placeholders of a templated conversation: each one of an ``input`` becomes
+    one ``IMAGE_TOKEN_INDEX`` when tokenized (``with_image_token=True``)."""
+    from xtuner.utils.constants import DEFAULT_IMAGE_TOKEN
+
+    if not isinstance(conversation, list):
+        return 0
+    return sum(turn.get("input").count(DEFAULT_IMAGE_TOKEN) for turn in conversation
+               if isinstance(turn, Mapping) and isinstance(turn.get("input"), str))
+
+
+def check_image_count(placeholders: int, images: int) -> list[Problem]:
+    """More ``<image>`` placeholders than images stops training when the sample is read (an
+    error); fewer leaves the extra images unused (a warning, as in v0)."""
+    if placeholders > images:
+        return [_error(IMAGE_COUNT, f"{placeholders} <image> placeholder"
+                                    f"{'s' * (placeholders != 1)} after the map fn but {images} "
+                                    f"image{'s' * (images != 1)}; each <image> needs its image")]
+    if placeholders < images:
+        unused = images - placeholders
+        return [_warning(IMAGE_COUNT, f"{images} image{'s' * (images != 1)} but "
+                                      f"{placeholders} <image> placeholder"
+                                      f"{'s' * (placeholders != 1)} after the map fn; the last "
+                                      f"{unused} {'are' if unused != 1 else 'is'} not used")]
+    return []
+
+
+def check_image_budget(text_tokens: int, placeholders: int, image_tokens: int,
+                       max_length: int, packed: bool) -> list[Problem]:
+    """A sample longer than a LLaVA row once each placeholder is ``image_tokens`` features.
+
+    ``text_tokens`` counts each placeholder as one token (after the cut to ``max_length``);
+    the row holds ``max_length + image_tokens`` (the text budget plus one image, as v0 sized
+    ``max_length``). Packing cannot place such a sample (an error); unpacked, it is a warning.
+    """
+    length = text_tokens + placeholders * (image_tokens - 1)
+    budget = max_length + image_tokens
+    if length <= budget:
+        return []
+    detail = (f"{length} tokens with {placeholders} image{'s' * (placeholders != 1)} of "
+              f"{image_tokens} tokens ({text_tokens - placeholders} text tokens) exceed the row "
+              f"budget max_length + image_tokens = {budget}")
+    if packed:
+        return [_error(TOO_LONG, f"{detail}; packing cannot place the sample: shorten it or "
+                                 "raise max_length")]
+    return [_warning(TOO_LONG, detail)]
 
 
 # --------------------------------------------------------------------------- template tokens

@@ -22,7 +22,7 @@ from xtuner.utils.errors import ConfigError, DataError, XTunerError
 from .problems import INVALID_JSON, MISSING_KEY, Problem
 
 __all__ = ["Loc", "DataSource", "iter_source", "parse_payload", "resolve_sources",
-           "local_sources", "callable_name"]
+           "local_sources", "callable_name", "data_file_source"]
 
 _error = Problem.error
 
@@ -275,6 +275,19 @@ def _expand(pattern: str, where: str) -> list[str]:
                         "data_path in the config at your file, or override it with "
                         f"--cfg-options {where}.data_files.train=PATH")
     return [pattern]
+
+
+def data_file_source(path: str, where: str, kind: str | None = None) -> DataSource:
+    """One local data file named by a config (``where``), read as ``kind`` (default: by its
+    suffix).
+
+    Raises:
+        DataError: the file does not exist, or its suffix is not a readable kind.
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path!r} does not exist ({where}); point the config at "
+                        f"your file, or override it with --cfg-options {where}=PATH")
+    return DataSource(path, kind or _kind_of(path))
 
 
 def resolve_sources(dataset_cfg, split: str | None, where: str) -> list[DataSource]:

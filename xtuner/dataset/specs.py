@@ -62,10 +62,19 @@ class DatasetSpec:
     input_ids_with_output: bool
     with_image_token: bool
     max_dataset_length: int | None
+    image_folder: str | None = None  # LLaVADataset: images are checked under this folder
+    image_tokens: int | None = None  # LLaVADataset: features per image in a row
+    preference: dict | None = None  # build_preference_dataset: its pair settings
 
     @property
     def fmt(self) -> DataFormat:
         return declared_format(self.map_fn)
+
+    @property
+    def loose_keys(self) -> tuple[str, ...]:
+        """Keys whose JSON type may differ between records: LLaVADataset turns every ``id``
+        into a string and every ``image`` into a list before ``datasets`` sees them."""
+        return ("id", "image") if self.image_folder is not None else ()
 
 
 def _template_name(template) -> str | None:
@@ -104,9 +113,7 @@ def _build_tokenizer(tokenizer_cfg, cache: dict):
 def _spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
     from .huggingface import build, process_hf_dataset, resolve_map_fn
 
-    defaults = {k: p.default for k, p in inspect.signature(process_hf_dataset).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    args = {**defaults, **{k: v for k, v in ds_cfg.items() if k != "type"}}
+    args = {**_defaults(process_hf_dataset), **{k: v for k, v in ds_cfg.items() if k != "type"}}
     if not args["do_dataset_tokenization"]:
         raise ConfigError(f"{name} has do_dataset_tokenization=False (already tokenized); "
                           "check-custom-dataset checks raw records")
@@ -124,6 +131,93 @@ def _spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
         input_ids_with_output=bool(args["input_ids_with_output"]),
         with_image_token=bool(args["with_image_token"]),
         max_dataset_length=args["max_dataset_length"])
+
+
+def _defaults(fn) -> dict:
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _llava_spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
+    from .huggingface import build, resolve_map_fn
+    from .llava import LLaVADataset
+    from .sources import data_file_source
+
+    args = {**_defaults(LLaVADataset.__init__),
+            **{k: v for k, v in ds_cfg.items() if k != "type"}}
+    if args.get("offline_processed_text_folder") is not None:
+        raise ConfigError(f"{name} reads offline_processed_text_folder (already tokenized); "
+                          "check-custom-dataset checks the raw LLaVA records: set data_path")
+    if not args.get("data_path") or args.get("tokenizer") is None:
+        raise ConfigError(f"{name} (LLaVADataset) needs data_path and tokenizer")
+    if args.get("image_folder") is None:
+        raise ConfigError(f"{name} (LLaVADataset) has no image_folder")
+    template_cfg = args["template_map_fn"]
+    return DatasetSpec(
+        name=name, sources=[data_file_source(str(args["data_path"]), f"{name}.data_path")],
+        map_fn=resolve_map_fn(args["dataset_map_fn"]),
+        template_fn=build(template_cfg) if template_cfg is not None else None,
+        template_name=template_name_of(template_cfg),
+        tokenizer=_build_tokenizer(args["tokenizer"], tokenizers),
+        max_length=args["max_length"], pack=bool(args["pack_to_max_length"]),
+        input_ids_with_output=True, with_image_token=True,
+        max_dataset_length=args["max_dataset_length"],
+        image_folder=str(args["image_folder"]), image_tokens=args["image_tokens"])
+
+
+def _preference_sources(dataset_cfg, where: str) -> list[DataSource]:
+    from .sources import data_file_source
+
+    if not isinstance(dataset_cfg, dict) or "type" not in dataset_cfg:
+        raise ConfigError(f"{where} is {type(dataset_cfg).__name__}; check-custom-dataset "
+                          "needs a config dict such as dict(type=load_jsonl_dataset, "
+                          "data_files=[...])")
+    if callable_name(resolve_type(dataset_cfg["type"])) != "load_jsonl_dataset":
+        return resolve_sources(dataset_cfg, "train", where)
+    from pathlib import Path
+
+    files, folder = dataset_cfg.get("data_files"), dataset_cfg.get("data_dir")
+    if (files is None) == (folder is None):
+        raise ConfigError(f"{where}: load_jsonl_dataset needs exactly one of data_files and "
+                          "data_dir")
+    if folder is not None:
+        suffix = dataset_cfg.get("suffix")
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{where}: data_dir {folder} is not a folder")
+        files = sorted(str(p) for p in Path(folder).iterdir()
+                       if p.is_file() and (suffix is None or p.name.endswith(suffix)))
+    elif isinstance(files, (str, Path)):
+        files = [files]
+    # load_jsonl_dataset reads every file line by line, whatever its suffix.
+    return [data_file_source(str(f), f"{where}.data_files", kind="jsonl") for f in files]
+
+
+def _preference_spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
+    from .huggingface import resolve_map_fn
+    from .preference_dataset import build_preference_dataset
+
+    args = {**_defaults(build_preference_dataset),
+            **{k: v for k, v in ds_cfg.items() if k != "type"}}
+    for key in ("dataset", "tokenizer", "max_length"):
+        if args.get(key) is None:
+            raise ConfigError(f"{name} (build_preference_dataset) has no {key}")
+    pack = (args["use_varlen_attn"] if args["pack_to_max_length"] is None
+            else bool(args["pack_to_max_length"]))
+    return DatasetSpec(
+        name=name, sources=_preference_sources(args["dataset"], f"{name}.dataset"),
+        map_fn=resolve_map_fn(args["dataset_map_fn"]), template_fn=None, template_name=None,
+        tokenizer=_build_tokenizer(args["tokenizer"], tokenizers),
+        max_length=args["max_length"], pack=bool(pack), input_ids_with_output=True,
+        with_image_token=False, max_dataset_length=None,
+        preference=dict(is_reward=bool(args["is_reward"]),
+                        reward_token_id=args["reward_token_id"],
+                        max_packed_length=args["max_packed_length"],
+                        from_jsonl=callable_name(resolve_type(args["dataset"]["type"]))
+                        == "load_jsonl_dataset"))
+
+
+_SPEC_BUILDERS = {"process_hf_dataset": _spec, "LLaVADataset": _llava_spec,
+                  "build_preference_dataset": _preference_spec}
 
 
 def train_dataset_cfg(cfg, purpose: str) -> tuple[dict, str]:
@@ -144,6 +238,9 @@ def train_dataset_cfg(cfg, purpose: str) -> tuple[dict, str]:
     return root, name
 
 
+_CHECKED = "process_hf_dataset, LLaVADataset or build_preference_dataset"
+
+
 def dataset_specs(cfg) -> tuple[list[DatasetSpec], list[str]]:
     """The training datasets of a config (each member of a ``ConcatDataset``), plus notes
     about members that cannot be checked.
@@ -159,14 +256,13 @@ def dataset_specs(cfg) -> tuple[list[DatasetSpec], list[str]]:
     specs, notes, tokenizers = [], [], {}
     for name, ds_cfg in members:
         kind = callable_name(resolve_type(ds_cfg.get("type"))) if isinstance(ds_cfg, dict) else None
-        if kind != "process_hf_dataset":
+        if kind not in _SPEC_BUILDERS:
             notes.append(f"{name} ({kind or type(ds_cfg).__name__}) is not a "
-                         "process_hf_dataset and is not checked")
+                         f"{_CHECKED} and is not checked")
             continue
-        specs.append(_spec(name, ds_cfg, tokenizers))
+        specs.append(_SPEC_BUILDERS[kind](name, ds_cfg, tokenizers))
     if not specs:
-        raise ConfigError(f"{root_name} holds no process_hf_dataset dataset; "
-                          "check-custom-dataset checks text datasets built by "
-                          "process_hf_dataset")
+        raise ConfigError(f"{root_name} holds no dataset check-custom-dataset can check; it "
+                          f"checks {_CHECKED} datasets")
     return specs, notes
 
