@@ -71,12 +71,14 @@ def restore_rng_state(states: list[dict]) -> None:
     state = states[get_rank()]
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+    # Checkpoints are loaded onto the training device: the generators want CPU tensors.
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32),
+    np.random.set_state((numpy_state["name"],
+                         numpy_state["keys"].cpu().numpy().astype(np.uint32),
                          numpy_state["pos"], numpy_state["has_gauss"], numpy_state["gauss"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def accumulated_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
