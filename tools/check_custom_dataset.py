@@ -6,6 +6,13 @@ runs it through the map fn, the prompt template and the tokenizer, and prints ea
 as ``file:line: error|warning: kind: detail``, then a summary (records kept and dropped,
 token lengths, truncation, packing) and one decoded sample with its trained spans marked.
 
+``LLaVADataset`` data is checked the same way plus its images: a missing or undecodable
+file, more ``<image>`` placeholders (after the map fn) than images, a sample longer than
+``max_length + image_tokens`` once its images are features. ``build_preference_dataset`` data
+is checked line by line as ``load_jsonl_dataset`` and the map fn see it, then tokenized with
+the tokenizer's chat template: pairs with no response token within ``max_length``, or longer
+than ``max_packed_length`` when packed, are reported as the warnings of pairs training drops.
+
 Training gives every record the same verdict: an error stops ``xtuner train`` with the same
 ``file:line`` line (unless ``XTUNER_SKIP_BAD_RECORDS=1``), a warning is logged there too, and a
 record dropped here (an empty conversation a map fn returns on purpose, no token to train on

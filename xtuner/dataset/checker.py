@@ -19,14 +19,20 @@ from xtuner.utils.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from .formats import DataFormat
 from .problems import (
+    BAD_PAIR,
     DROPPING,
     EMPTY,
     ERROR,
     MAP_FN,
+    NO_TRAINABLE,
     TEMPLATE,
     TOKENIZE,
+    TOO_LONG,
+    TRUNCATED,
     WARNING,
+    WRONG_TYPE,
     Problem,
+    describe_value,
 )
 from .raw_check import RecordScan, llava_image_problems
 from .record_checks import (
@@ -43,7 +49,7 @@ from .record_checks import (
 from .sources import callable_name, iter_source, parse_payload
 from .specs import DatasetSpec
 
-__all__ = ["DatasetReport", "check_dataset"]
+__all__ = ["DatasetReport", "check_dataset", "check_preference_dataset"]
 
 # Below this much data one process is faster than starting workers.
 _POOL_MIN_BYTES = 2 << 20
@@ -300,6 +306,8 @@ def check_dataset(spec: DatasetSpec, max_shown: int = 20, num_proc: int | None =
     """
     from tqdm import tqdm
 
+    if spec.preference is not None:
+        return check_preference_dataset(spec, max_shown)
     missing = missing_template_tokens(template_of(spec.template_fn), spec.tokenizer)
     ctx = _Context(fmt=spec.fmt, map_fn=spec.map_fn,
                    map_fn_name=callable_name(spec.map_fn) if spec.map_fn else None,
@@ -355,3 +363,132 @@ def _check_in_pool(spec, ctx, report, num_proc, max_shown, bar) -> None:
         while pending:
             report.merge(pending.popleft().get(), max_shown)
 
+
+
+# --------------------------------------------------------------------------- preference pairs
+
+
+def _pair_problem(record: dict, where: str) -> Problem | None:
+    """:func:`check_preference_record`'s verdict as a problem (its message without
+    ``where``), so the checker prints the detail training raises."""
+    from xtuner.utils.errors import DataError
+
+    from .preference_dataset import check_preference_record
+
+    try:
+        check_preference_record(record, where)
+    except DataError as exc:
+        return _error(BAD_PAIR, str(exc).removeprefix(f"{where}: "))
+    return None
+
+
+def _check_pair(record: Any, loc: str, spec: DatasetSpec, keys: tuple[str, ...],
+                max_length: int) -> tuple[list[Problem], dict | None, int]:
+    """``(problems, tokenized pair or None, longest untruncated sequence)`` of one record,
+    through the steps of ``build_preference_dataset``: the raw check of
+    ``load_jsonl_dataset``, the map fn (its output merged into the record, as
+    ``datasets.map`` does), the pair check and :func:`tokenize_pair`."""
+    import sys as _sys
+
+    from .preference_dataset import tokenize_pair
+
+    settings = spec.preference
+    if not isinstance(record, dict):
+        return [_error(WRONG_TYPE, "a record must be a JSON object with prompt, chosen and "
+                                   f"rejected, got {describe_value(record)}")], None, 0
+    if settings["from_jsonl"]:
+        problem = _pair_problem(record, loc)
+        if problem is not None:
+            return [problem], None, 0
+    pair = record
+    if spec.map_fn is not None:
+        name = callable_name(spec.map_fn)
+        try:
+            pair = {**dict.fromkeys(keys), **record, **spec.map_fn({**dict.fromkeys(keys),
+                                                                    **record})}
+        # A map fn (possibly the user's) may raise anything on a record it does not expect;
+        # the error is reported against that record, not hidden.
+        except Exception as exc:  # noqa: BLE001
+            return [_error(MAP_FN, f"{name} raised {type(exc).__name__}: {exc}")], None, 0
+        problem = _pair_problem(pair, loc)
+        if problem is not None:
+            return [Problem(ERROR, MAP_FN, f"after {name}: {problem.detail}")], None, 0
+    options = dict(is_reward=settings["is_reward"], reward_token_id=settings["reward_token_id"])
+    try:
+        pair = {k: pair[k] for k in ("prompt", "chosen", "rejected")}
+        tokens = tokenize_pair(pair, spec.tokenizer, max_length, **options)
+        full = tokenize_pair(pair, spec.tokenizer, _sys.maxsize, **options)
+    # The tokenizer's chat template may reject a conversation (e.g. roles out of order).
+    except Exception as exc:  # noqa: BLE001
+        return [_error(TOKENIZE, f"the tokenizer raised {type(exc).__name__}: {exc}")], None, 0
+    return [], tokens, max(len(full["chosen_ids"]), len(full["rejected_ids"]))
+
+
+def check_preference_dataset(spec: DatasetSpec, max_shown: int = 20) -> DatasetReport:
+    """Read and check every record of a ``build_preference_dataset`` dataset.
+
+    Errors are what stops ``build_preference_dataset`` (a record that is not a pair of
+    message lists, before or after the map fn; a map fn or chat template that raises);
+    warnings are the pairs it drops (no response token within ``max_length``, a pair longer
+    than ``max_packed_length`` when packing) and sequences ``max_length`` cuts.
+    """
+    settings = spec.preference
+    max_length = spec.max_length
+    packed_limit = settings["max_packed_length"] if spec.pack else None
+    report = DatasetReport(spec)
+    chunk = _ChunkResult()
+    per_kind: Counter = Counter()
+    keys = _json_keys(spec) if spec.map_fn is not None else ()
+    for source in spec.sources:
+        for loc, tag, payload in iter_source(source):
+            where = str(loc)
+            chunk.read += 1
+            record, problem = parse_payload(tag, payload)
+            if problem is not None:
+                problems, tokens, longest = [problem], None, 0
+            else:
+                problems, tokens, longest = _check_pair(record, where, spec, keys, max_length)
+            if tokens is not None:
+                problems += _pair_warnings(tokens, longest, max_length, packed_limit)
+            for p in problems:
+                chunk.counts[(p.severity, p.kind)] += 1
+                if per_kind[p.kind] < max_shown:
+                    per_kind[p.kind] += 1
+                    chunk.shown.append((chunk.read, where, p))
+            dropping = next((p for p in problems
+                             if p.severity == ERROR or p.kind in DROPPING), None)
+            if dropping is not None:
+                chunk.dropped[dropping.kind] += 1
+                continue
+            length = len(tokens["chosen_ids"]) + len(tokens["rejected_ids"])
+            chunk.lengths.append(length)
+            chunk.trained += sum(1 for side in ("chosen_labels", "rejected_labels")
+                                 for label in tokens[side] if label != IGNORE_INDEX)
+            chunk.truncated += longest > max_length
+            if chunk.sample is None:
+                chunk.sample = (where, tokens["chosen_ids"], tokens["chosen_labels"])
+    report.merge(chunk, max_shown)
+    if packed_limit is not None and report.lengths:
+        from .packing import plan_packed_rows
+
+        report.packed_rows = len(plan_packed_rows(report.lengths, packed_limit))
+    return report
+
+
+def _pair_warnings(tokens: dict, longest: int, max_length: int,
+                   packed_limit: int | None) -> list[Problem]:
+    """What ``build_preference_dataset`` drops (or cuts) from a well-formed pair."""
+    for side in ("chosen", "rejected"):
+        if all(label == IGNORE_INDEX for label in tokens[f"{side}_labels"]):
+            return [_warning(NO_TRAINABLE, f"the {side} response has no token within "
+                                           f"max_length={max_length}; the pair is dropped")]
+    length = len(tokens["chosen_ids"]) + len(tokens["rejected_ids"])
+    if packed_limit is not None and length > packed_limit:
+        return [_warning(TOO_LONG, f"the pair has {length} tokens (chosen "
+                                   f"{len(tokens['chosen_ids'])} + rejected "
+                                   f"{len(tokens['rejected_ids'])}) > max_packed_length="
+                                   f"{packed_limit}; the pair is dropped")]
+    if longest > max_length:
+        return [_warning(TRUNCATED, f"the longest sequence of the pair has {longest} tokens; "
+                                    f"max_length={max_length} cuts it")]
+    return []

@@ -19,6 +19,10 @@ def _percentile(sorted_values: list[int], q: float) -> int:
 
 
 def _describe_format(spec: DatasetSpec) -> str:
+    if spec.preference is not None:
+        kind = "reward" if spec.preference["is_reward"] else "DPO/ORPO"
+        how = f", dataset_map_fn={callable_name(spec.map_fn)}" if spec.map_fn else ""
+        return f"preference pairs for {kind} (prompt/chosen/rejected messages{how})"
     fmt = spec.fmt
     if spec.map_fn is None:
         return "XTuner conversation format (dataset_map_fn=None)"
@@ -31,9 +35,17 @@ def format_report(report: DatasetReport, max_shown: int = 20) -> str:
 
     spec = report.spec
     files = ", ".join(s.path for s in spec.sources)
-    lines = [f"== {spec.name}: {files}",
-             (f"   {_describe_format(spec)}, template {spec.template_name or 'none'}, "
-              f"max_length {spec.max_length}")]
+    if spec.preference is not None:
+        template = "the tokenizer's chat template"
+        limits = f"max_length {spec.max_length} per sequence"
+        if spec.pack:
+            limits += f", max_packed_length {spec.preference['max_packed_length']}"
+    else:
+        template = f"template {spec.template_name or 'none'}"
+        limits = f"max_length {spec.max_length}"
+        if spec.image_tokens:
+            limits += f", image_tokens {spec.image_tokens}"
+    lines = [f"== {spec.name}: {files}", f"   {_describe_format(spec)}, {template}, {limits}"]
     if report.notes:
         lines.append("")
         lines += [f"{spec.name}: {p}" for p in report.notes]
@@ -60,14 +72,18 @@ def format_report(report: DatasetReport, max_shown: int = 20) -> str:
         median = values[(len(values) - 1) // 2]
         lines.append(f"  token lengths    min {values[0]}, median {median}, "
                      f"p95 {_percentile(values, 95)}, max {values[-1]}")
-        total = sum(min(n, spec.max_length or n) for n in values)
+        # A pair holds two sequences, each cut to max_length already.
+        cap = None if spec.preference is not None else spec.max_length
+        total = sum(min(n, cap or n) for n in values)
         lines.append(f"  trained tokens   {report.trained} of {total} "
                      f"({report.trained / max(total, 1):.1%})")
     if spec.max_length is not None:
         lines.append(f"  truncated        {report.truncated} (max_length {spec.max_length})")
     if report.packed_rows is not None:
-        total = sum(min(n, spec.max_length) for n in report.lengths)
-        efficiency = total / (report.packed_rows * spec.max_length)
+        row = (spec.max_length if spec.preference is None
+               else spec.preference["max_packed_length"])
+        total = sum(min(n, row) for n in report.lengths)
+        efficiency = total / (report.packed_rows * row)
         lines.append(f"  packed rows      {report.packed_rows} (packing efficiency "
                      f"{efficiency:.1%})")
     if spec.max_dataset_length is not None:

@@ -133,6 +133,18 @@ def _spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
         max_dataset_length=args["max_dataset_length"])
 
 
+def _value(value):
+    """A config value as training sees it: a constant imported into a lazy-import config (a
+    ``LazyAttr``, e.g. a demo's data path) is built."""
+    from mmengine.config.lazy import LazyAttr, LazyObject
+
+    if isinstance(value, (LazyObject, LazyAttr)):
+        return value.build()
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
+    return value
+
+
 def _defaults(fn) -> dict:
     return {k: p.default for k, p in inspect.signature(fn).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -144,7 +156,7 @@ def _llava_spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
     from .sources import data_file_source
 
     args = {**_defaults(LLaVADataset.__init__),
-            **{k: v for k, v in ds_cfg.items() if k != "type"}}
+            **{k: _value(v) for k, v in ds_cfg.items() if k != "type"}}
     if args.get("offline_processed_text_folder") is not None:
         raise ConfigError(f"{name} reads offline_processed_text_folder (already tokenized); "
                           "check-custom-dataset checks the raw LLaVA records: set data_path")
@@ -176,7 +188,7 @@ def _preference_sources(dataset_cfg, where: str) -> list[DataSource]:
         return resolve_sources(dataset_cfg, "train", where)
     from pathlib import Path
 
-    files, folder = dataset_cfg.get("data_files"), dataset_cfg.get("data_dir")
+    files, folder = _value(dataset_cfg.get("data_files")), _value(dataset_cfg.get("data_dir"))
     if (files is None) == (folder is None):
         raise ConfigError(f"{where}: load_jsonl_dataset needs exactly one of data_files and "
                           "data_dir")
@@ -186,7 +198,7 @@ def _preference_sources(dataset_cfg, where: str) -> list[DataSource]:
             raise ConfigError(f"{where}: data_dir {folder} is not a folder")
         files = sorted(str(p) for p in Path(folder).iterdir()
                        if p.is_file() and (suffix is None or p.name.endswith(suffix)))
-    elif isinstance(files, (str, Path)):
+    elif not isinstance(files, (list, tuple)):
         files = [files]
     # load_jsonl_dataset reads every file line by line, whatever its suffix.
     return [data_file_source(str(f), f"{where}.data_files", kind="jsonl") for f in files]
