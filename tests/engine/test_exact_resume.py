@@ -32,16 +32,20 @@ CFG_OPTIONS = [
 LOG_LINE = re.compile(r"Iter\(train\) \[\s*(\d+)/(\d+)\].*?\sloss: ([0-9.]+)")
 
 
-def _train(cwd: Path, work_dir: str, *extra: str) -> subprocess.CompletedProcess:
+def _train(cwd: Path, work_dir: str, *extra: str, nproc: int = 1) -> subprocess.CompletedProcess:
     if not XTUNER_BIN.exists():
         pytest.skip(f"console script not installed at {XTUNER_BIN}")
     env = {k: v for k, v in os.environ.items()
            if k not in ("XTUNER_DEBUG", "NPROC_PER_NODE", "NNODES")}
+    options = list(CFG_OPTIONS)
+    if nproc > 1:  # several CPU processes (gloo), each with its share of the rows
+        env.update(NPROC_PER_NODE=str(nproc), PORT=str(_free_port()))
+        options[0] = f"train_cfg.max_epochs={1.2 * nproc}"
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
     proc = subprocess.run(
         [str(XTUNER_BIN), "train", DEMO, "--work-dir", work_dir, *extra,
-         "--cfg-options", *CFG_OPTIONS],
+         "--cfg-options", *options],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     return proc
@@ -54,17 +58,28 @@ def _losses(work_dir: Path) -> dict[int, str]:
             if m}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("exact_resume")
-    _train(cwd, "full")
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _full_and_resumed(cwd: Path, nproc: int = 1) -> tuple[Path, Path]:
+    _train(cwd, "full", nproc=nproc)
     resumed = cwd / "resumed"
     resumed.mkdir()
     # A run killed after its iteration-8 checkpoint, 2 micro-batches into a window of 3.
     shutil.copy(cwd / "full" / "iter_8.pth", resumed / "iter_8.pth")
     (resumed / "last_checkpoint").write_text(str(resumed / "iter_8.pth"))
-    _train(cwd, "resumed", "--resume", "auto")
+    _train(cwd, "resumed", "--resume", "auto", nproc=nproc)
     return cwd / "full", resumed
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return _full_and_resumed(tmp_path_factory.mktemp("exact_resume"))
 
 
 def test_the_checkpoint_holds_what_an_exact_resume_needs(runs):
@@ -87,3 +102,13 @@ def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(runs):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
+
+
+def test_two_cpu_processes_resume_exactly(tmp_path):
+    """``NPROC_PER_NODE=2`` (gloo): every rank's random streams and the averaged gradients
+    of the open window are saved (collectively, although only rank 0 writes the file)."""
+    full, resumed = _full_and_resumed(tmp_path, nproc=2)
+    ckpt = torch.load(full / "iter_8.pth", weights_only=True, map_location="cpu")
+    assert len(ckpt["xtuner_resume"]["rng"]) == 2
+    expected, got = _losses(full), _losses(resumed)
+    assert sorted(got) and got == {i: expected[i] for i in got}

@@ -89,12 +89,22 @@ class CheckpointHook(MMEngineCheckpointHook):
 
     _deferred = False  # a save fell inside a DeepSpeed accumulation window
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    _resume_state = None  # gathered from every rank just before a save
+
+    def _gather_resume_state(self, runner) -> None:
+        """Collect what an exact resume needs, on every rank (collective calls): mmengine's
+        plain runner writes the checkpoint, and calls ``before_save_checkpoint``, on rank 0
+        only."""
         from xtuner.engine.resume_state import accumulated_gradients, capture_rng_state
         from xtuner.model.utils import unwrap_model
 
-        checkpoint[_RESUME_KEY] = {"rng": capture_rng_state(),
-                                   "grads": accumulated_gradients(unwrap_model(runner.model))}
+        self._resume_state = {"rng": capture_rng_state(),
+                              "grads": accumulated_gradients(unwrap_model(runner.model))}
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._resume_state is not None:
+            checkpoint[_RESUME_KEY] = self._resume_state
+            self._resume_state = None
         hub = checkpoint.get("message_hub")
         if hub and "log_scalars" in hub:
             hub["log_scalars"] = history_to_plain(hub["log_scalars"])
@@ -139,6 +149,7 @@ class CheckpointHook(MMEngineCheckpointHook):
         runner.train_loop.resume_rng_state = state["rng"]
 
     def _save_checkpoint_with_step(self, runner, step, meta):
+        self._gather_resume_state(runner)
         if self.file_backend.name != "LocalBackend":
             return super()._save_checkpoint_with_step(runner, step, meta)
         filename = self.filename_tmpl.format(step)
