@@ -3,7 +3,9 @@
 PTH is an ``iter_N.pth`` file or a DeepSpeed checkpoint directory (ZeRO-1/2/3; consolidated on
 the CPU, no GPU needed). A LoRA/QLoRA config gives a PEFT adapter directory
 (``peft.PeftModel.from_pretrained(base, SAVE_DIR)``); full fine-tuning gives a model directory
-with its tokenizer (``AutoModelForCausalLM.from_pretrained(SAVE_DIR)``). The config is copied to
+with its tokenizer (``AutoModelForCausalLM.from_pretrained(SAVE_DIR)``). A reward model is
+written whole, LoRA merged (``AutoModelForSequenceClassification.from_pretrained(SAVE_DIR)``;
+its parity check compares the scores at the last token). The config is copied to
 ``SAVE_DIR/xtuner_config.py``.
 
 Unless ``--no-verify``, a few fixed prompts run through the checkpoint loaded into the training
@@ -105,7 +107,15 @@ def _write_config(source: Path, cfg, cfg_options, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _load_written(save_dir: Path, use_lora: bool, llm_cfg, vocab_size: int, compute_dtype):
+def _is_sequence_classifier(llm) -> bool:
+    """``llm`` (or its base model under peft) is a ``*ForSequenceClassification`` model: a
+    reward model's, exported for ``AutoModelForSequenceClassification``."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    return type(base).__name__.endswith("ForSequenceClassification")
+
+
+def _load_written(save_dir: Path, use_lora: bool, llm_cfg, vocab_size: int, compute_dtype,
+                  sequence_classifier: bool = False):
     import torch
 
     from xtuner.model.export import build_base_llm
@@ -113,10 +123,10 @@ def _load_written(save_dir: Path, use_lora: bool, llm_cfg, vocab_size: int, comp
 
     trust = bool(llm_cfg.get("trust_remote_code", False)) if isinstance(llm_cfg, dict) else False
     if not use_lora:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-        return AutoModelForCausalLM.from_pretrained(str(save_dir), dtype=compute_dtype,
-                                                    trust_remote_code=trust)
+        auto = AutoModelForSequenceClassification if sequence_classifier else AutoModelForCausalLM
+        return auto.from_pretrained(str(save_dir), dtype=compute_dtype, trust_remote_code=trust)
     from peft import PeftModel
 
     base = build_base_llm(llm_cfg)
@@ -185,8 +195,11 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
         raise UsageError(f"--save-format is for LLaVA models; {config_path.name} trains "
                          f"{type(model).__name__}, which is written as a Hugging Face "
                          "model or adapter: drop --save-format")
-    use_lora = bool(getattr(model, "use_lora", False))
     quantized = is_quantized(model.llm)
+    # A reward model is written whole: its to_hf merges LoRA into a sequence-classification
+    # model (QLoRA: refused there), which plain transformers loads by itself.
+    reward = _is_sequence_classifier(model.llm)
+    use_lora = bool(getattr(model, "use_lora", False)) and not reward
     compute_dtype = _compute_dtype(model.llm)
     vocab_size = model.llm.get_input_embeddings().weight.shape[0]
 
@@ -195,7 +208,13 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
             model.float()  # compare in fp32: the check then sees only what was written
         tokenizer = build_from_cfg(cfg.tokenizer) if cfg.get("tokenizer") else None
         inputs = parity_inputs(tokenizer, vocab_size)
+        if reward:
+            inputs = _ending_with_reward_token(inputs, model, cfg)
+        # For a reward model these are the pooled scores: the score head at the last token.
         exact = compute_logits(model.llm, inputs)
+        if reward and getattr(model, "use_lora", False) and not quantized:
+            # What to_hf writes: the adapters merged (then rounded to the written dtype).
+            model.llm, model.use_lora = model.llm.merge_and_unload(), False
         # The source at the precision that will be written: the check stays tight in fp16.
         round_to_dtype_(exported_parameters(model), dtype)
         reference = compute_logits(model.llm, inputs)
@@ -211,18 +230,34 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
             llm_cfg = cfg.model.llm
             del model
             free()
-            written = _load_written(tmp, use_lora, llm_cfg, vocab_size, compute_dtype)
+            written = _load_written(tmp, use_lora, llm_cfg, vocab_size, compute_dtype,
+                                    sequence_classifier=reward)
             got = compute_logits(written, inputs)
             del written
-            diff = compare_logits(reference, got, compute_dtype,
-                                  what=f"the written {'adapter' if use_lora else 'model'}")
+            what = "adapter" if use_lora else "reward model" if reward else "model"
+            diff = compare_logits(reference, got, compute_dtype, what=f"the written {what}")
             print(f"Parity check passed: max |logits difference| {diff:.3g} over {len(inputs)} "
                   f"prompts ({dtype_name(compute_dtype)} compute); rounding the weights to "
                   f"{dtype_name(dtype)} moved the logits by up to {rounding:.3g}")
         files = sorted(p.name for p in tmp.iterdir())
-    what = "PEFT adapter" if use_lora else "model"
+    what = ("PEFT adapter" if use_lora else
+            "reward model (AutoModelForSequenceClassification)" if reward else "model")
     print(f"Saved the {what} ({dtype_name(dtype)}) to {save_dir}: {', '.join(files)}")
     return 0
+
+
+def _ending_with_reward_token(inputs, model, cfg):
+    """The parity prompts, each ending with the reward token (where a reward model's score is
+    read, and the last non-pad token transformers pools), when the model or config names
+    one."""
+    import torch
+
+    token = getattr(model, "reward_token_id", None)
+    if token is None:
+        token = cfg.get("reward_token_id")
+    if token is None or token < 0:
+        return inputs
+    return [torch.cat([ids, torch.tensor([token], dtype=ids.dtype)]) for ids in inputs]
 
 
 def _llava_parity_sample(cfg):

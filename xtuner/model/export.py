@@ -305,9 +305,15 @@ def build_model(cfg):
 
 
 def _is_sft(type_obj) -> bool:
+    """``type_obj`` (a class, a dotted name or a lazy object) is ``SupervisedFinetune`` or a
+    subclass (DPO, ORPO, RewardModel, LLaVAModel, EncoderLLM), which all take
+    ``use_liger_kernel`` and ``use_activation_checkpointing``."""
+    from xtuner.engine.config import resolve_type
+
     from .sft import SupervisedFinetune
 
-    return type_obj is SupervisedFinetune or type_obj == "xtuner.model.SupervisedFinetune"
+    cls = resolve_type(type_obj)  # None for a dotted name that does not import
+    return isinstance(cls, type) and issubclass(cls, SupervisedFinetune)
 
 
 def build_base_llm(llm_cfg):
