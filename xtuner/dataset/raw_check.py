@@ -330,7 +330,7 @@ def load_llava_checked(data_path: str, image_folder: str, map_fn: Callable | Non
     """
     from .sources import data_file_source
 
-    source = data_file_source(str(data_path), "LLaVADataset.data_path")
+    source = data_file_source(str(data_path), "data_path of LLaVADataset", config_key=False)
     scan = RecordScan(declared_format(map_fn), loose_keys=("id", "image"))
     items = []
     for loc, tag, payload in iter_source(source):

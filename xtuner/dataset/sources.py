@@ -277,16 +277,18 @@ def _expand(pattern: str, where: str) -> list[str]:
     return [pattern]
 
 
-def data_file_source(path: str, where: str, kind: str | None = None) -> DataSource:
-    """One local data file named by a config (``where``), read as ``kind`` (default: by its
-    suffix).
+def data_file_source(path: str, where: str, kind: str | None = None,
+                     config_key: bool = True) -> DataSource:
+    """One local data file named by a config at ``where``, read as ``kind`` (default: by its
+    suffix). ``config_key``: ``where`` is a key ``--cfg-options`` can set (the hint names it).
 
     Raises:
         DataError: the file does not exist, or its suffix is not a readable kind.
     """
     if not os.path.isfile(path):
+        fix = f"--cfg-options {where}=PATH" if config_key else "--cfg-options"
         raise DataError(f"data file {path!r} does not exist ({where}); point the config at "
-                        f"your file, or override it with --cfg-options {where}=PATH")
+                        f"your file, or override it with {fix}")
     return DataSource(path, kind or _kind_of(path))
 
 
