@@ -26,6 +26,8 @@ The values the template reads, by the base that sets them:
 * runtime (``_base_/default_runtime.py``): ``save_steps``, ``save_total_limit``,
   ``log_interval``, ``randomness``, ``config_template``.
 
+``llava.py`` and ``preference.py`` reuse this file's helpers (``schedule_settings``,
+``schedule_text``, ``runtime_text``, ``llm_tail``...), so the sections they share read the same.
 This file imports nothing from xtuner and is not a config itself (its name starts with ``_``,
 so ``xtuner list-cfg`` skips its folder).
 """
@@ -99,10 +101,7 @@ def _imports(p: Mapping) -> str:
     lines = [
         "import torch",
         "from datasets import load_dataset",
-        "from mmengine.dataset import DefaultSampler",
-        ("from mmengine.hooks import (\n    CheckpointHook,\n    DistSamplerSeedHook,\n"
-         "    IterTimerHook,\n    LoggerHook,\n    ParamSchedulerHook,\n)"),
-        "from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR",
+        *MMENGINE_IMPORTS,
     ]
     if p.get("lora"):
         lines.append("from peft import LoraConfig")
@@ -142,6 +141,38 @@ def _header(p: Mapping, name: str, source: str) -> list[str]:
     return lines
 
 
+def schedule_settings(p: Mapping, batch_note: str = "per_device") -> list[str]:
+    """The Settings of the schedule and checkpointing (shared by every template)."""
+    accumulate = p["accumulative_counts"]
+    return [
+        "# Scheduler & Optimizer",
+        f"batch_size = {p['batch_size']!r}  # {batch_note}",
+        (f"accumulative_counts = {accumulate!r}  # bs = 1 GPU * {p['batch_size']} "
+         f"batch_size_per_device * {accumulate} acc"),
+        f"dataloader_num_workers = {p['dataloader_num_workers']!r}",
+        f"max_epochs = {p['max_epochs']!r}",
+        f"optim_type = {p['optim_type']}",
+        f"lr = {_literal(p['lr'])}",
+        f"betas = {_literal(tuple(p['betas']))}",
+        f"weight_decay = {p['weight_decay']!r}",
+        f"max_norm = {p['max_norm']!r}  # grad clip",
+        f"warmup_ratio = {p['warmup_ratio']!r}",
+        "",
+        "# Save",
+        f"save_steps = {p['save_steps']!r}",
+        (f"save_total_limit = {p['save_total_limit']!r}  # Maximum checkpoints to keep "
+         "(-1 means unlimited)"),
+    ]
+
+
+MMENGINE_IMPORTS = [
+    "from mmengine.dataset import DefaultSampler",
+    ("from mmengine.hooks import (\n    CheckpointHook,\n    DistSamplerSeedHook,\n"
+     "    IterTimerHook,\n    LoggerHook,\n    ParamSchedulerHook,\n)"),
+    "from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR",
+]
+
+
 def _settings(p: Mapping) -> list[str]:
     lines = ["# Model", f"pretrained_model_name_or_path = {p['pretrained_model_name_or_path']!r}"]
     if p["use_varlen_attn"]:
@@ -157,28 +188,11 @@ def _settings(p: Mapping) -> list[str]:
         if p.get("template_note"):
             lines.append(_comment(p["template_note"]))
         lines.append(f"prompt_template = PROMPT_TEMPLATE.{p['prompt_template']}")
-    accumulate = p["accumulative_counts"]
     lines += [
         f"max_length = {p['max_length']!r}",
         f"pack_to_max_length = {p['pack_to_max_length']!r}",
         "",
-        "# Scheduler & Optimizer",
-        f"batch_size = {p['batch_size']!r}  # per_device",
-        (f"accumulative_counts = {accumulate!r}  # bs = 1 GPU * {p['batch_size']} "
-        f"batch_size_per_device * {accumulate} acc"),
-        f"dataloader_num_workers = {p['dataloader_num_workers']!r}",
-        f"max_epochs = {p['max_epochs']!r}",
-        f"optim_type = {p['optim_type']}",
-        f"lr = {_literal(p['lr'])}",
-        f"betas = {_literal(tuple(p['betas']))}",
-        f"weight_decay = {p['weight_decay']!r}",
-        f"max_norm = {p['max_norm']!r}  # grad clip",
-        f"warmup_ratio = {p['warmup_ratio']!r}",
-        "",
-        "# Save",
-        f"save_steps = {p['save_steps']!r}",
-        (f"save_total_limit = {p['save_total_limit']!r}  # Maximum checkpoints to keep "
-        "(-1 means unlimited)"),
+        *schedule_settings(p),
         "",
         "# Evaluate the generation performance during the training",
         f"evaluation_freq = {p['evaluation_freq']!r}",
@@ -191,14 +205,10 @@ def _settings(p: Mapping) -> list[str]:
     return lines
 
 
-def _model(p: Mapping) -> list[str]:
-    llm = [
-        "        type=AutoModelForCausalLM.from_pretrained,",
-        "        pretrained_model_name_or_path=pretrained_model_name_or_path,",
-    ]
-    if p["trust_remote_code"]:
-        llm.append("        trust_remote_code=True,")
-    llm.append("        dtype=torch.bfloat16,  # float32 on a machine without CUDA")
+def llm_tail(p: Mapping) -> list[str]:
+    """The LLM dict's lines after its path: dtype, the family's ``llm_kwargs`` and 4-bit
+    quantization (shared by every template)."""
+    llm = ["        dtype=torch.bfloat16,  # float32 on a machine without CUDA"]
     for key, value in (p.get("llm_kwargs") or {}).items():
         note = f"  # {p['llm_kwargs_note']}" if p.get("llm_kwargs_note") else ""
         llm.append(f"        {key}={_literal(value)},{note}")
@@ -208,6 +218,17 @@ def _model(p: Mapping) -> list[str]:
             text = f"torch.{value}" if key in _DTYPE_KEYS else _literal(value)
             llm.append(f"            {key}={text},")
         llm.append("        ),")
+    return llm
+
+
+def _model(p: Mapping) -> list[str]:
+    llm = [
+        "        type=AutoModelForCausalLM.from_pretrained,",
+        "        pretrained_model_name_or_path=pretrained_model_name_or_path,",
+    ]
+    if p["trust_remote_code"]:
+        llm.append("        trust_remote_code=True,")
+    llm += llm_tail(p)
     lines = ["model = dict(", "    type=SupervisedFinetune,", "    use_varlen_attn=use_varlen_attn,",
              "    llm=dict(", *llm, "    ),"]
     if p.get("lora"):
@@ -221,6 +242,59 @@ def _model(p: Mapping) -> list[str]:
                   f"        task_type={task_type!r},", "    ),"]
     lines.append(")")
     return lines
+
+
+def schedule_text() -> str:
+    """PART 4's dicts (AdamW in bf16 autocast, warmup then cosine), built from the Settings;
+    shared by every template."""
+    return """\
+optim_wrapper = dict(
+    type=AmpOptimWrapper,
+    optimizer=dict(type=optim_type, lr=lr, betas=betas, weight_decay=weight_decay),
+    clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
+    accumulative_counts=accumulative_counts,
+    loss_scale='dynamic',
+    dtype='bfloat16',
+)
+
+# Linear warmup over the first `warmup_ratio` of training, then cosine decay to 0.
+param_scheduler = [
+    dict(type=LinearLR, start_factor=1e-5, by_epoch=True, begin=0,
+         end=warmup_ratio * max_epochs, convert_to_iter_based=True),
+    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=warmup_ratio * max_epochs,
+         end=max_epochs, convert_to_iter_based=True),
+]
+
+train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+"""
+
+
+def runtime_text(p: Mapping) -> str:
+    """PART 5 after ``custom_hooks``: hooks, environment, logging and randomness; shared by
+    every template."""
+    return f"""\
+default_hooks = dict(
+    timer=dict(type=IterTimerHook),
+    logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval={p["log_interval"]!r}),
+    param_scheduler=dict(type=ParamSchedulerHook),
+    checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=save_steps,
+                    max_keep_ckpts=save_total_limit),
+    sampler_seed=dict(type=DistSamplerSeedHook),
+)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+
+visualizer = None
+log_level = 'INFO'
+load_from = None
+resume = False
+randomness = {_literal(p["randomness"])}
+log_processor = dict(by_epoch=False)
+"""
 
 
 def render(p: Mapping, name: str, source: str = "") -> str:
@@ -299,25 +373,7 @@ train_dataloader = dict(
 
 {_banner("PART 4  Scheduler & Optimizer")}
 # bf16 autocast on CUDA; on a machine without CUDA training runs in float32.
-optim_wrapper = dict(
-    type=AmpOptimWrapper,
-    optimizer=dict(type=optim_type, lr=lr, betas=betas, weight_decay=weight_decay),
-    clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
-    accumulative_counts=accumulative_counts,
-    loss_scale='dynamic',
-    dtype='bfloat16',
-)
-
-# Linear warmup over the first `warmup_ratio` of training, then cosine decay to 0.
-param_scheduler = [
-    dict(type=LinearLR, start_factor=1e-5, by_epoch=True, begin=0,
-         end=warmup_ratio * max_epochs, convert_to_iter_based=True),
-    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=warmup_ratio * max_epochs,
-         end=max_epochs, convert_to_iter_based=True),
-]
-
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
-
+{schedule_text()}
 {_banner("PART 5  Runtime")}
 # Log a sample and chat replies to `evaluation_inputs` every `evaluation_freq` iterations.
 custom_hooks = [
@@ -326,25 +382,4 @@ custom_hooks = [
     dict(type=ThroughputHook),
 ]
 
-default_hooks = dict(
-    timer=dict(type=IterTimerHook),
-    logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval={p["log_interval"]!r}),
-    param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=save_steps,
-                    max_keep_ckpts=save_total_limit),
-    sampler_seed=dict(type=DistSamplerSeedHook),
-)
-
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
-)
-
-visualizer = None
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = {_literal(p["randomness"])}
-log_processor = dict(by_epoch=False)
-"""
+{runtime_text(p)}"""

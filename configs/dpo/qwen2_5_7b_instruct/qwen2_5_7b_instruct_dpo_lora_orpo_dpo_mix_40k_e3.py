@@ -1,0 +1,7 @@
+# DPO, lora, of Qwen2.5 7B Instruct on orpo_dpo_mix_40k, 3 epochs:
+#     xtuner train qwen2_5_7b_instruct_dpo_lora_orpo_dpo_mix_40k_e3 --deepspeed deepspeed_zero2
+_base_ = [
+    '../../_base_/models/qwen/qwen2_5_7b_instruct.py',
+    '../../_base_/preference/dpo.py',
+    '../../_base_/preference/lora.py',
+]

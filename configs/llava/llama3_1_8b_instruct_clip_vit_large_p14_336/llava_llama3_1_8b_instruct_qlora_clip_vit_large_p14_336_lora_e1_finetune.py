@@ -1,0 +1,8 @@
+# LLaVA fine-tuning, Llama 3.1 8B Instruct (QLoRA) + CLIP ViT-L/14-336 (LoRA), 1 epoch, from the pre-trained projector:
+#     xtuner train llava_llama3_1_8b_instruct_qlora_clip_vit_large_p14_336_lora_e1_finetune --deepspeed deepspeed_zero2
+_base_ = [
+    '../../_base_/models/llama/llama3_1_8b_instruct.py',
+    '../../_base_/vision/clip_vit_large_p14_336.py',
+    '../../_base_/llava/finetune.py',
+]
+pretrained_pth = './work_dirs/llava_llama3_1_8b_instruct_clip_vit_large_p14_336_e1_pretrain/iter_2181.pth'  # noqa: E501

@@ -1,0 +1,8 @@
+# LLaVA fine-tuning, Qwen2.5 7B Instruct (QLoRA) + SigLIP So400m/14-384 (LoRA), 1 epoch, from the pre-trained projector:
+#     xtuner train llava_qwen2_5_7b_instruct_qlora_siglip_so400m_p14_384_lora_e1_finetune --deepspeed deepspeed_zero2
+_base_ = [
+    '../../_base_/models/qwen/qwen2_5_7b_instruct.py',
+    '../../_base_/vision/siglip_so400m_p14_384.py',
+    '../../_base_/llava/finetune.py',
+]
+pretrained_pth = './work_dirs/llava_qwen2_5_7b_instruct_siglip_so400m_p14_384_e1_pretrain/iter_2181.pth'  # noqa: E501

@@ -1,0 +1,7 @@
+# ORPO, lora, of InternLM2.5 7B Chat on ultrafeedback, 5 epochs:
+#     xtuner train internlm2_5_chat_7b_orpo_lora_ultrafeedback_e5 --deepspeed deepspeed_zero2
+_base_ = [
+    '../../_base_/models/internlm/internlm2_5_chat_7b.py',
+    '../../_base_/preference/orpo.py',
+    '../../_base_/preference/lora.py',
+]
