@@ -195,3 +195,30 @@ def test_eval_refcoco_scores_known_answers(demo, monkeypatch, capsys):
     assert "Acc: 0.5 (2/4; 1 answers without a box)" in out
     assert "Error format sample: COCO_train2014_000000000003_3: 'no box'" in out
     assert prompts[0] == "USER: <image>\n[refer] give me the location of the red one ASSISTANT:"
+
+
+def test_xtuner_test_reads_a_deepspeed_folder_and_refuses_a_foreign_checkpoint(
+        demo, mmbench_xtuner, capsys):
+    import torch
+
+    state = torch.load(demo["checkpoint"], weights_only=True)["state_dict"]
+    # DeepSpeed without ZeRO: iter_N.pth/ holding the module's weights (`module.` prefixed).
+    folder = demo["cwd"] / "ds" / "iter_696.pth"
+    folder.mkdir(parents=True)
+    torch.save({"module": {f"module.{k}": v for k, v in state.items()}},
+               folder / "mp_rank_00_model_states.pt")
+    work_dir = demo["cwd"] / "test_ds"
+    assert main(["test", str(demo["config"]), "--checkpoint", str(folder),
+                 "--work-dir", str(work_dir)]) == 0
+    expected = json.loads((mmbench_xtuner / "mmbench_result.json").read_text())
+    assert json.loads((work_dir / "test_metrics.json").read_text())["metrics"] == {
+        f"mmbench/{k}": round(v * 100, 2) for k, v in expected.items()}
+    capsys.readouterr()
+
+    foreign = demo["cwd"] / "foreign.pth"
+    torch.save({"state_dict": {"llm.not_a_weight": torch.zeros(1), **state}}, foreign)
+    assert main(["test", str(demo["config"]), "--checkpoint", str(foreign),
+                 "--work-dir", str(work_dir)]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the runner's log lines
+    assert line.startswith(f"xtuner test: error: {foreign} does not match") and (
+        "1 unexpected (e.g. llm.not_a_weight)" in line)
