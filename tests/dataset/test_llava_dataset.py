@@ -125,3 +125,10 @@ def test_single_image_records_keep_v0s_one_placeholder(tmp_path, bos_tokenizer):
                       dataset_map_fn=llava_map_fn)
     assert ds[0]["input_ids"].count(IMAGE_TOKEN_INDEX) == 1
     assert ds[0]["pixel_values"].shape[0] == 1
+
+
+def test_a_sample_too_long_for_a_packed_row_is_one_line(llava_data, bos_tokenizer):
+    """Text within max_length, but its two images of 300 features each do not fit a row."""
+    with pytest.raises(DataError, match=r"1 sample\(s\) longer than a packed row of 556 "
+                                        r"tokens once each image counts as 300"):
+        _dataset(llava_data, bos_tokenizer, pack_to_max_length=True, image_tokens=300)

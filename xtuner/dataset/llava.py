@@ -154,6 +154,14 @@ class LLaVADataset(Dataset):
 
     def _plan_rows(self, budget: int, image_tokens: int, seed: int):
         lengths = self._sample_lengths(image_tokens)
+        too_long = [i for i, n in enumerate(lengths) if n > budget]
+        if too_long:
+            sample = self.text_data[too_long[0]]
+            raise DataError(
+                f"{len(too_long)} sample(s) longer than a packed row of {budget} tokens once "
+                f"each image counts as {image_tokens} (e.g. record {sample.get('id', '?')}: "
+                f"{lengths[too_long[0]]} tokens); raise max_length, or check the data with "
+                "`xtuner check-custom-dataset`")
         order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed))
         shuffled = [lengths[i] for i in order.tolist()]
         rows = [[int(order[i]) for i in row] for row in plan_packed_rows(shuffled, budget)]
