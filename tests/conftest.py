@@ -17,3 +17,10 @@ def _forget_new_loggers():
         logger = MMLogger._instance_dict.pop(name)
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _private_dataset_cache(tmp_path_factory, monkeypatch):
+    """Every test gets an empty processed-dataset cache: never the user's ~/.cache (CI runs
+    on a machine that may hold one), and no test sees another's entries."""
+    monkeypatch.setenv("XTUNER_CACHE_DIR", str(tmp_path_factory.mktemp("xtuner_cache")))

@@ -63,6 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _show(args)
 
 
+def _logs_to_stderr() -> None:
+    """Standard output carries the samples; the pipeline's log lines (cache saved or reused,
+    packing) go to standard error, like the notes."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    for handler in MMLogger.get_current_instance().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
 def _show(args) -> int:
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.errors import ConfigError, UsageError
@@ -70,6 +82,7 @@ def _show(args) -> int:
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
+    _logs_to_stderr()
     cfg = load_config(resolve_config(args.config))
     for note in merge_cfg_options(cfg, args.cfg_options):
         print(f"note: {note}", file=sys.stderr)
