@@ -22,6 +22,7 @@ from pathlib import Path
 from mmengine.config import DictAction
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.remote_code import CONFIG_HINT, add_trust_remote_code_argument
 
 TEST_KEYS = ("test_dataloader", "test_evaluator", "test_cfg")
 
@@ -38,8 +39,10 @@ def parse_args(argv: Sequence[str] | None):
                         help="override config keys, e.g. test_dataloader.batch_size=1")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none", help="job launcher")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="unpickle arbitrary objects in the checkpoint (trusted files only)")
+    add_trust_remote_code_argument(parser, "the config's model folder's", config=True)
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="unpickle any object in PTH (torch.load weights_only=False); "
+                        "needed only for checkpoints not written by xtuner")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0,
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -73,18 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The checkpoint is loaded below with xtuner's checks; the config's own load_from/resume
     # would load something else over it.
     cfg.load_from, cfg.resume = None, False
-    for key in ("strategy", "runner_type"):  # one process testing needs no DeepSpeed engine
+    # Testing needs no DeepSpeed engine: mmengine's Runner (DDP with several processes) runs it.
+    for key in ("strategy", "runner_type"):
         cfg.pop(key, None)
-    from xtuner.engine.runner.build import build_runner
-    from xtuner.model.export import load_into_model, load_training_checkpoint
+    from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
 
-    runner = build_runner(cfg)
-    if args.checkpoint is not None:
-        state = load_training_checkpoint(args.checkpoint, trust=args.trust_remote_code)
-        model = getattr(runner.model, "module", runner.model)
-        load_into_model(model, state, source=args.checkpoint, config=str(args.config))
-        print_log(f"Load checkpoint from {args.checkpoint}", logger="current")
-    metrics = runner.test()
+    set_trust_remote_code(cfg, args.trust_remote_code)
+    with remote_code_errors(f"the model of {args.config}", CONFIG_HINT):
+        metrics = _test(cfg, args)
     metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in (metrics or {}).items()}
     out = Path(cfg.work_dir) / "test_metrics.json"
     out.write_text(json.dumps({"config": str(path), "checkpoint": args.checkpoint,
@@ -92,6 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(f"{k}: {v}" for k, v in metrics.items()))
     print(f"Metrics written to {out}")
     return 0
+
+
+def _test(cfg, args) -> dict:
+    from mmengine import print_log
+
+    from xtuner.engine.runner.build import build_runner
+    from xtuner.model.export import load_into_model, load_training_checkpoint
+
+    runner = build_runner(cfg)
+    if args.checkpoint is not None:
+        state = load_training_checkpoint(args.checkpoint, trust=args.trust_checkpoint)
+        model = getattr(runner.model, "module", runner.model)
+        load_into_model(model, state, source=args.checkpoint, config=str(args.config))
+        print_log(f"Load checkpoint from {args.checkpoint}", logger="current")
+    return runner.test()
 
 
 if __name__ == "__main__":
