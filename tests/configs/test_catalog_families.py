@@ -110,7 +110,7 @@ def test_llava_leaf_renders_with_v0_values(name):
         assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4"
         assert ds.pack_to_max_length and loader.sampler.type.__name__ == "DefaultSampler"
         # The chain: pretrained_pth is a checkpoint of this LLM + tower's pre-training leaf.
-        pretrain = Path(m.pretrained_pth).parent.name
+        pretrain = Path(m.pretrained_pth).name  # its work dir
         assert pretrain == f"llava_{llm}_{tower}_e1_pretrain" and pretrain in LLAVA
 
 
@@ -251,13 +251,15 @@ def test_llava_stages_build_and_chain(stand_ins, tmp_path):
     assert torch.isfinite(loss) and loss.item() > 0
     checkpoint = tmp_path / "iter_1.pth"
     torch.save({"state_dict": model.state_dict()}, checkpoint)
+    # As the leaves name it: the pre-training work dir, whose last_checkpoint names the file.
+    (tmp_path / "last_checkpoint").write_text(str(checkpoint))
 
     # The fine-tune leaf's model dict as shipped (QLoRA needs bitsandbytes): here the projector
     # of the run above reaches a Qwen2-sized LLM only when the widths match, so the chained
     # stage uses the same tiny Llama.
     pytest.importorskip("bitsandbytes")
     ft = "llava_llama3_1_8b_instruct_qlora_clip_vit_large_p14_336_lora_e1_finetune"
-    cfg, dataset, tuned = _build_llava(stand_ins, ft, "llama", pretrained_pth=str(checkpoint))
+    cfg, dataset, tuned = _build_llava(stand_ins, ft, "llama", pretrained_pth=str(tmp_path))
     for key, value in model.projector.state_dict().items():
         torch.testing.assert_close(tuned.projector.state_dict()[key], value)
     assert len(dataset) < 5  # packed rows
@@ -329,7 +331,7 @@ def test_copy_cfg_of_a_llava_leaf_is_driven_by_its_settings(tmp_path):
     ds = cfg.train_dataloader.dataset
     assert (ds.data_path, ds.max_length, ds.image_tokens) == ("/data/mine.jsonl", 1000, 64)
     assert Config.fromfile(str(copy)).model.pretrained_pth.endswith(
-        "llava_qwen2_5_7b_instruct_clip_vit_large_p14_336_e1_pretrain/iter_2181.pth")
+        "llava_qwen2_5_7b_instruct_clip_vit_large_p14_336_e1_pretrain")
 
 
 # --------------------------------------------------------------------------- training

@@ -228,7 +228,8 @@ def load_training_checkpoint(path: str | os.PathLike, trust: bool = False
         path: an ``iter_N.pth`` file (``{'meta': ..., 'state_dict': ...}`` as mmengine saves it,
             or a bare state dict), or a DeepSpeed checkpoint directory ``iter_N.pth/`` holding
             ``mp_rank_00_model_states.pt`` (``zero_pp_rank_0_mp_rank_00_model_states.pt`` for
-            ZeRO-3) and one ``*_optim_states.pt`` per rank.
+            ZeRO-3) and one ``*_optim_states.pt`` per rank, or a work dir (its
+            ``last_checkpoint``).
         trust: unpickle arbitrary objects (``torch.load(weights_only=False)``); only for
             files from a trusted source.
 
@@ -239,6 +240,9 @@ def load_training_checkpoint(path: str | os.PathLike, trust: bool = False
         CheckpointError: missing, unreadable or not a checkpoint.
     """
     path = Path(path).expanduser()
+    if path.is_dir() and (path / "last_checkpoint").is_file():
+        # A training work dir: its latest checkpoint (e.g. LLaVA's pre-training stage).
+        path = Path((path / "last_checkpoint").read_text(encoding="utf-8").strip())
     if path.is_dir():
         return _load_deepspeed_dir(path, trust)
     if not path.is_file():

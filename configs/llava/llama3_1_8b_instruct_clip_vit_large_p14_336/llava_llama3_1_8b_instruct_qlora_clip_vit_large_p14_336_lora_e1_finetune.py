@@ -5,4 +5,4 @@ _base_ = [
     '../../_base_/vision/clip_vit_large_p14_336.py',
     '../../_base_/llava/finetune.py',
 ]
-pretrained_pth = './work_dirs/llava_llama3_1_8b_instruct_clip_vit_large_p14_336_e1_pretrain/iter_2181.pth'  # noqa: E501
+pretrained_pth = './work_dirs/llava_llama3_1_8b_instruct_clip_vit_large_p14_336_e1_pretrain'  # its work dir: the last checkpoint
