@@ -167,7 +167,7 @@ def test_lora_state_dict_round_trip(llama_dir, tmp_path):
 
     # An incomplete adapter checkpoint is refused.
     partial_state = dict(list(state.items())[:-1])
-    with pytest.raises(RuntimeError, match="adapter checkpoint mismatch"):
+    with pytest.raises(RuntimeError, match="checkpoint mismatch: missing"):
         build_sft(llama_dir, lora=LORA).load_state_dict(partial_state)
 
     # The adapter saved by peft loads with plain peft onto the plain base model.

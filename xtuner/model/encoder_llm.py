@@ -207,22 +207,6 @@ class EncoderLLM(SupervisedFinetune):
         keys |= {name for name, p in self.named_parameters() if id(p) in embeddings}
         return keys
 
-    def state_dict(self, *args, **kwargs):
-        """The trainable weights, the projector and the embeddings (see :meth:`_saved_keys`)."""
-        state = torch.nn.Module.state_dict(self, *args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        keep = {prefix + k for k in self._saved_keys()}
-        return OrderedDict((k, v) for k, v in state.items() if k in keep)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a checkpoint written by :meth:`state_dict`."""
-        result = torch.nn.Module.load_state_dict(self, state_dict, strict=False, assign=assign)
-        missing = sorted(self._saved_keys() - set(state_dict))
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"checkpoint mismatch: missing {missing[:5]}, "
-                               f"unexpected {result.unexpected_keys[:5]}")
-        return result
-
     def _plain_llm(self, dtype: torch.dtype | None):
         """The LLM as a plain transformers model: LoRA merged into a copy; a 4-bit (QLoRA)
         base rebuilt in ``dtype`` (default: the trained embeddings' dtype) with the adapters

@@ -15,8 +15,6 @@ token is found from its output shape rather than its class name.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 from mmengine import print_log
 
@@ -222,18 +220,7 @@ class LLaVAModel(SupervisedFinetune):
                                  attention_mask=inputs.get("attention_mask"),
                                  **generate_kwargs)
 
-    def state_dict(self, *args, **kwargs):
-        """The trainable weights only: projector, adapters, and whatever is unfrozen."""
-        state = torch.nn.Module.state_dict(self, *args, **kwargs)
-        prefix = kwargs.get("prefix", "")
-        keep = {prefix + k for k in self._trainable_state_keys()}
-        return OrderedDict((k, v) for k, v in state.items() if k in keep)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a checkpoint of the trainable weights (see :meth:`state_dict`)."""
-        result = torch.nn.Module.load_state_dict(self, state_dict, strict=False, assign=assign)
-        missing = sorted(self._trainable_state_keys() - set(state_dict))
-        if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"checkpoint mismatch: missing {missing[:5]}, "
-                               f"unexpected {result.unexpected_keys[:5]}")
-        return result
+    def _saved_keys(self) -> set[str]:
+        """The trainable weights only: projector, adapters, and whatever is unfrozen (frozen
+        towers and LLMs come from their own folders)."""
+        return self._trainable_state_keys()

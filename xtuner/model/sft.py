@@ -369,23 +369,32 @@ class SupervisedFinetune(BaseModel):
     def _trainable_state_keys(self) -> set[str]:
         return {name for name, p in self.named_parameters() if p.requires_grad}
 
+    def _saved_keys(self) -> set[str] | None:
+        """The weights a training checkpoint holds, or None for all of them: with LoRA the
+        trainable (adapter) weights, so checkpoints stay small. Subclasses that freeze parts
+        which come from their own folders (LLaVA, encoder + LLM) save what trains."""
+        return self._trainable_state_keys() if self.use_lora else None
+
     def state_dict(self, *args, **kwargs):
-        """With LoRA only the trainable (adapter) weights, so checkpoints stay small."""
+        """The weights of :meth:`_saved_keys` (all of them for full fine-tuning)."""
         state = super().state_dict(*args, **kwargs)
-        if not self.use_lora:
+        keys = self._saved_keys()
+        if keys is None:
             return state
         prefix = kwargs.get("prefix", "")
-        keep = {prefix + k for k in self._trainable_state_keys()}
+        keep = {prefix + k for k in keys}
         return OrderedDict((k, v) for k, v in state.items() if k in keep)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load a checkpoint; with LoRA, an adapter-only state dict is complete."""
-        if not self.use_lora:
+        """Load a checkpoint written by :meth:`state_dict` (a partial one is complete when it
+        holds every key of :meth:`_saved_keys`)."""
+        keys = self._saved_keys()
+        if keys is None:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        missing = sorted(self._trainable_state_keys() - set(state_dict))
+        missing = sorted(keys - set(state_dict))
         if strict and (missing or result.unexpected_keys):
-            raise RuntimeError(f"adapter checkpoint mismatch: missing {missing[:5]}, "
+            raise RuntimeError(f"checkpoint mismatch: missing {missing[:5]}, "
                                f"unexpected {result.unexpected_keys[:5]}")
         return result
 
