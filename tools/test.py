@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with remote_code_errors(f"the model of {args.config}", CONFIG_HINT):
         metrics = _test(cfg, args)
     metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in (metrics or {}).items()}
+    from mmengine.dist import is_main_process
+
+    if not is_main_process():  # every rank has the gathered metrics; one reports them
+        return 0
     out = Path(cfg.work_dir) / "test_metrics.json"
     out.write_text(json.dumps({"config": str(path), "checkpoint": args.checkpoint,
                                "metrics": metrics}, indent=2, default=str), encoding="utf-8")
