@@ -63,7 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.paths import resolve_config
 
-    cfg = load_config(resolve_config(args.config))
+    path = resolve_config(args.config)
+    from xtuner.train.script import defines_trainer
+
+    # A Python-API script (`trainer = TrainerConfig(...)`) becomes the same dict config.
+    defaults = dict(resume=None, deepspeed=None, vis_backends=[])
+    if defines_trainer(path):
+        from xtuner.train import Trainer
+        from xtuner.train.script import trainer_from_script
+
+        trainer = Trainer.from_config(trainer_from_script(path))
+        cfg, defaults = trainer.build_config(str(path)), trainer.prepare_defaults()
+    else:
+        cfg = load_config(path)
     notes = merge_cfg_options(cfg, args.cfg_options)
 
     from mmengine import print_log
@@ -76,9 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_trust_remote_code(cfg, args.trust_remote_code)
     with remote_code_errors(f"the model of {args.config}", CONFIG_HINT):
         prepare_train_config(cfg, work_dir=args.work_dir, launcher=args.launcher,
-                             seed=args.seed, resume=args.resume, deepspeed=args.deepspeed,
+                             seed=args.seed, resume=args.resume or defaults["resume"],
+                             deepspeed=args.deepspeed or defaults["deepspeed"],
                              vis_backends=[n for n in ("tensorboard", "wandb")
-                                           if getattr(args, n)])
+                                           if getattr(args, n)] + defaults["vis_backends"])
     if args.print_config:
         print(cfg.pretty_text)
         return 0

@@ -1,0 +1,195 @@
+"""The Python training API (seed 001): typed configs, ``fit()``, torchrun, ``xtuner train``.
+
+The example script (``example_sft.py``, seed 001's example rewritten for this project) trains
+the tiny demo LLM on CPU. The oracle of the two-process run is the one-process run on the
+same global batch: DDP over 2 ranks x 2 accumulated rows must log rank 0's row losses and the
+gradient norms of 1 rank x 4 accumulated rows.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xtuner.train import (
+    CELossConfig,
+    DataloaderConfig,
+    DatasetConfig,
+    LLMConfig,
+    LRConfig,
+    TokenizeFnConfig,
+    Trainer,
+    TrainerConfig,
+)
+from xtuner.utils.errors import ConfigError
+
+EXAMPLE = Path(__file__).with_name("example_sft.py")
+XTUNER_BIN = Path(sys.executable).parent / "xtuner"
+LOG_LINE = re.compile(r"Iter\(train\) \[\s*(\d+)/(\d+)\].*?\sloss: ([0-9.]+)(?:.*grad_norm: "
+                      r"([0-9.]+))?")
+
+
+def _env(work_dir: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XTUNER_DEBUG", "NPROC_PER_NODE", "WORLD_SIZE", "RANK")}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", EXAMPLE_WORK_DIR=str(work_dir), **extra)
+    return env
+
+
+def _run(cmd: list[str], env: dict, cwd: Path) -> None:
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+
+
+def _log(work_dir: Path) -> dict[int, tuple[float, float | None]]:
+    """iteration -> (loss, grad_norm) from the run's log file."""
+    (run,) = [p for p in work_dir.iterdir() if p.is_dir() and p.name[:8].isdigit()]
+    out = {}
+    for m in map(LOG_LINE.search, (run / f"{run.name}.log").read_text().splitlines()):
+        if m:
+            out[int(m.group(1))] = (float(m.group(3)), m.group(4) and float(m.group(4)))
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> dict:
+    """``python example_sft.py``: 4 optimizer steps of 4 accumulated rows."""
+    tmp = tmp_path_factory.mktemp("one")
+    _run([sys.executable, str(EXAMPLE)], _env(tmp / "work", EXAMPLE_TOTAL_STEP="4"), tmp)
+    return {"work": tmp / "work", "log": _log(tmp / "work")}
+
+
+def test_fit_trains_and_the_loss_falls(one_process):
+    log = one_process["log"]
+    assert sorted(log) == list(range(1, 17))  # 4 steps x 4 rows (global_batch_size=4)
+    first = sum(log[i][0] for i in range(1, 5)) / 4
+    last = sum(log[i][0] for i in range(13, 17)) / 4
+    assert last < first - 0.5, log
+    work = one_process["work"]
+    assert (work / "iter_16.pth").is_file()
+    # The end-of-training export loads with plain transformers.
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(work / "hf_model").num_parameters() > 0
+
+
+def test_torchrun_two_processes_match_one_process(one_process, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(_free_port()), str(EXAMPLE)]
+    _run(cmd, _env(tmp_path / "work", EXAMPLE_TOTAL_STEP="4"), tmp_path)
+    two, one = _log(tmp_path / "work"), one_process["log"]
+    assert sorted(two) == list(range(1, 9))  # each rank accumulates 4 / 2 = 2 rows
+    for j in two:
+        # Rank 0 reads rows 0, 2, 4, ... of the same shuffled order; the logged loss is
+        # rank 0's row, so iteration j of two processes is iteration 2j - 1 of one.
+        assert two[j][0] == pytest.approx(one[2 * j - 1][0], abs=2e-4), (j, two, one)
+        # After the same optimizer steps the gradient norms agree too.
+        if two[j][1] is not None:
+            assert two[j][1] == pytest.approx(one[2 * j][1], rel=1e-3), (j, two, one)
+    assert any(two[j][1] for j in two)
+
+
+def test_xtuner_train_runs_a_trainer_script(tmp_path):
+    if not XTUNER_BIN.exists():
+        pytest.skip(f"console script not installed at {XTUNER_BIN}")
+    work = tmp_path / "cli"
+    _run([str(XTUNER_BIN), "train", str(EXAMPLE), "--work-dir", str(work)],
+         _env(tmp_path / "unused", EXAMPLE_TOTAL_STEP="1", EXAMPLE_GLOBAL_BATCH="2"),
+         tmp_path)
+    assert sorted(_log(work)) == [1, 2]
+    assert (work / "iter_2.pth").is_file() and (work / "hf_model").is_dir()
+
+
+# -- config building and validation (no training) ------------------------------------------
+
+def _fields(**over):
+    from xtuner.demo import COLORIST_DATA_PATH, TINY_LLM_PATH
+
+    fields = dict(
+        model_cfg=LLMConfig(path=TINY_LLM_PATH),
+        dataset_config_list=[{"dataset": DatasetConfig(anno_path=COLORIST_DATA_PATH),
+                              "tokenize_fn": TokenizeFnConfig(template="qwen_chat")}],
+        dataloader_cfg=DataloaderConfig(pack_max_length=128),
+        global_batch_size=8, total_step=10)
+    fields.update(over)
+    return fields
+
+
+def _one_line_error(fn, *args, **kwargs) -> str:
+    with pytest.raises(ConfigError) as info:
+        fn(*args, **kwargs)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_unknown_field_is_refused_with_the_close_match():
+    msg = _one_line_error(TrainerConfig, **_fields(total_epochs=2))
+    assert msg == ("TrainerConfig: unknown field 'total_epochs' (did you mean 'total_epoch', "
+                   "'total_step'?)")
+    msg = _one_line_error(DataloaderConfig, pack_max_lenght=10)
+    assert "unknown field 'pack_max_lenght'" in msg and "'pack_max_length'" in msg
+
+
+def test_bad_lr_type_and_loss_mode():
+    msg = _one_line_error(LRConfig, lr_type="cosin")
+    assert msg.startswith("LRConfig: lr_type:") and "'cosine'" in msg
+    assert "mode:" in _one_line_error(CELossConfig, mode="fused")
+
+
+def test_run_length_is_required_once():
+    fields = _fields()
+    del fields["total_step"]
+    msg = _one_line_error(TrainerConfig, **fields)
+    assert "give exactly one of total_epoch (or epoch_num) and total_step" in msg
+    msg = _one_line_error(TrainerConfig, **_fields(total_epoch=1, epoch_num=1, total_step=None))
+    assert "not both" in msg
+    assert "give the datasets once" in _one_line_error(
+        TrainerConfig, **_fields(dataset_cfg=_fields()["dataset_config_list"]))
+
+
+def test_config_maps_onto_the_engine(monkeypatch):
+    """epoch_num is total_epoch; global_batch_size / world size is the accumulation;
+    sample_ratio repeats files; lr and loss settings reach the dict config."""
+    from mmengine.hooks import CheckpointHook
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = Trainer(**_fields(total_step=None, epoch_num=3, checkpoint_interval=5,
+                            checkpoint_maxkeep=2, loss_cfg=CELossConfig(loss_reduction="square"),
+                            lr_cfg=LRConfig(lr_type="linear", warmup_ratio=0.1))).build_config()
+    assert cfg.train_cfg.max_epochs == 3 and "max_iters" not in cfg.train_cfg
+    assert cfg.optim_wrapper.accumulative_counts == 4
+    assert cfg.train_dataloader.batch_size == 1
+    assert cfg.model.loss_reduction == "square" and cfg.model.use_liger_kernel is False
+    hook = cfg.default_hooks.checkpoint
+    assert (hook.type, hook.interval, hook.max_keep_ckpts) == (CheckpointHook, 5, 2)
+    schedulers = cfg.default_hooks.param_scheduler.schedulers
+    assert [(s["begin"], s["end"]) for s in schedulers] == [(0.0, 0.1), (0.1, 1.0)]
+
+    msg = _one_line_error(Trainer(**_fields(global_batch_size=3)).build_config)
+    assert "global_batch_size=3 is not a multiple of the 2 processes" in msg
+
+    from xtuner.demo import COLORIST_DATA_PATH
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    item = {"dataset": DatasetConfig(anno_path=COLORIST_DATA_PATH, sample_ratio=2.5),
+            "tokenize_fn": TokenizeFnConfig(template="qwen_chat")}
+    cfg = Trainer(**_fields(dataset_config_list=[item], total_step=3)).build_config()
+    dataset = cfg.train_dataloader.dataset
+    assert dataset.dataset.data_files["train"] == [COLORIST_DATA_PATH] * 3
+    records = sum(1 for line in open(COLORIST_DATA_PATH) if line.strip())
+    assert dataset.max_dataset_length == round(2.5 * records)
+    assert cfg.train_cfg.max_iters == 3 * 8  # optimizer steps x accumulated rows

@@ -1,0 +1,51 @@
+"""The Trainer's learning-rate schedule, counted in optimizer steps."""
+from __future__ import annotations
+
+import math
+
+from mmengine.hooks import ParamSchedulerHook
+
+__all__ = ["OptimStepSchedulerHook"]
+
+
+class OptimStepSchedulerHook(ParamSchedulerHook):
+    """Build the schedulers for the run's optimizer steps and step them once per optimizer
+    step.
+
+    mmengine's own hook steps every iteration (micro-batch), so under gradient accumulation
+    the learning rate an optimizer step uses would depend on the accumulation count, and a
+    run on N processes would not match one process on the same global batch. Here each
+    scheduler is given as fractions of the run (``begin``/``end`` in [0, 1]) and built in
+    ``before_run`` (before a resume restores its state) over
+    ``ceil(max_iters / accumulative_counts)`` steps.
+
+    Args:
+        schedulers: dicts ``type=<mmengine scheduler>, begin=<fraction>, end=<fraction>,
+            **kwargs``.
+        accumulative_counts: micro-batches per optimizer step.
+    """
+
+    def __init__(self, schedulers: list[dict], accumulative_counts: int = 1):
+        self.schedulers = [dict(s) for s in schedulers]
+        self.accumulative_counts = accumulative_counts
+
+    def before_run(self, runner) -> None:
+        from xtuner.engine.config import resolve_type
+
+        total = math.ceil(runner.max_iters / self.accumulative_counts)
+        built = []
+        for spec in self.schedulers:
+            spec = dict(spec)
+            cls = resolve_type(spec.pop("type"))  # a dotted name once the config is dumped
+            begin = int(round(spec.pop("begin") * total))
+            end = max(begin + 1, int(round(spec.pop("end") * total)))
+            built.append(cls(runner.optim_wrapper, begin=begin, end=end, by_epoch=False,
+                             **spec))
+        runner.param_schedulers = built
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        wrapper = runner.optim_wrapper
+        stepped = (wrapper.should_update() if hasattr(wrapper, "should_update")
+                   else (runner.iter + 1) % self.accumulative_counts == 0)
+        if stepped:
+            super().after_train_iter(runner, batch_idx, data_batch, outputs)

@@ -1,0 +1,273 @@
+"""``Trainer``: the typed configs of :mod:`xtuner.train.config`, run by xtuner's engine.
+
+``Trainer.build_config()`` writes the same mmengine dict config a ``configs/`` file holds
+(model, train_dataloader with ``process_hf_dataset`` packing and ``default_collate_fn``,
+optim_wrapper, param_scheduler, train_cfg, hooks, randomness); ``fit()`` runs it through
+``prepare_train_config`` + ``build_runner`` + ``runner.train()``, as ``xtuner train`` does.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os.path as osp
+import sys
+from pathlib import Path
+from typing import Any
+
+from xtuner.train.config import TrainerConfig, world_size
+from xtuner.utils.errors import ConfigError, DataError
+
+__all__ = ["Trainer", "build_llm", "jsonl_source"]
+
+
+def build_llm(pretrained_model_name_or_path: str, load_weights: bool = True,
+              dtype: str = "auto"):
+    """The causal LM of ``pretrained_model_name_or_path``: its weights, or (``load_weights``
+    False) its architecture with random weights, for training from scratch."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if load_weights:
+        return AutoModelForCausalLM.from_pretrained(pretrained_model_name_or_path, dtype=dtype)
+    model = AutoModelForCausalLM.from_config(
+        AutoConfig.from_pretrained(pretrained_model_name_or_path))
+    return model if dtype == "auto" else model.to(getattr(torch, dtype))
+
+
+def _jsonl_files(anno_path: str) -> list[str]:
+    path = Path(anno_path)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*.jsonl"))
+        if not files:
+            raise DataError(f"DatasetConfig.anno_path={anno_path!r}: no *.jsonl file in it")
+        return files
+    if not path.is_file():
+        raise DataError(f"DatasetConfig.anno_path={anno_path!r} does not exist")
+    return [str(path)]
+
+
+def jsonl_source(anno_path: str, sample_ratio: float = 1.0) -> tuple[dict, int | None]:
+    """The ``load_dataset`` dict reading ``anno_path`` at ``sample_ratio``, and the
+    ``max_dataset_length`` that trims a fractional ratio (None for a whole one).
+
+    Files are listed ``ceil(ratio)`` times (``datasets`` concatenates them), so the dataset
+    cache keys on the files as for any config.
+    """
+    from datasets import load_dataset
+
+    files = _jsonl_files(anno_path)
+    repeats = max(1, math.ceil(sample_ratio))
+    keep = None
+    if sample_ratio != repeats:
+        records = sum(1 for f in files for line in open(f, encoding="utf-8") if line.strip())
+        keep = max(1, round(sample_ratio * records))
+    return dict(type=load_dataset, path="json", data_files=dict(train=files * repeats)), keep
+
+
+def _map_fn(anno_path: str):
+    """``openai_map_fn`` for ``messages`` records, none for ``conversation`` ones."""
+    first = _jsonl_files(anno_path)[0]
+    with open(first, encoding="utf-8") as f:
+        line = next((ln for ln in f if ln.strip()), None)
+    if line is None:
+        raise DataError(f"{first} is empty")
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{first}:1: not JSON ({exc})") from None
+    if "messages" in record:
+        from xtuner.dataset.map_fns import openai_map_fn
+
+        return openai_map_fn
+    if "conversation" in record:
+        return None
+    raise DataError(f"{first}:1: expected a 'messages' (OpenAI) or 'conversation' (XTuner) "
+                    f"record, got keys {sorted(record)}; or set TokenizeFnConfig.map_fn")
+
+
+class Trainer:
+    """Fine-tune with typed configs: ``Trainer(model_cfg=..., ...).fit()`` or
+    ``Trainer.from_config(TrainerConfig(...)).fit()``.
+
+    Run by ``python script.py`` (one process) or ``torchrun --nproc-per-node N script.py``.
+    """
+
+    def __init__(self, **fields: Any) -> None:
+        self.config = TrainerConfig(**fields)
+
+    @classmethod
+    def from_config(cls, config: TrainerConfig) -> Trainer:
+        if not isinstance(config, TrainerConfig):
+            raise ConfigError(f"Trainer.from_config takes a TrainerConfig, got "
+                              f"{type(config).__name__}")
+        trainer = cls.__new__(cls)
+        trainer.config = config
+        return trainer
+
+    # -- the mmengine config ------------------------------------------------------------
+    def build_config(self, filename: str | None = None):
+        """The mmengine ``Config`` ``xtuner train`` would run for this run (not yet prepared
+        by ``prepare_train_config``)."""
+        import torch
+        from mmengine.config import Config
+        from mmengine.dataset import DefaultSampler
+        from mmengine.hooks import (
+            CheckpointHook,
+            DistSamplerSeedHook,
+            IterTimerHook,
+            LoggerHook,
+        )
+        from mmengine.optim import AmpOptimWrapper
+        from transformers import AutoTokenizer
+
+        from xtuner.dataset import ConcatDataset, process_hf_dataset
+        from xtuner.dataset.collate_fns import default_collate_fn
+        from xtuner.dataset.map_fns import template_map_fn_factory
+        from xtuner.engine.hooks import HFCheckpointHook, ThroughputHook
+        from xtuner.engine.runner import TrainLoop
+        from xtuner.model import SupervisedFinetune
+        from xtuner.train.hooks import OptimStepSchedulerHook
+        from xtuner.utils import PROMPT_TEMPLATE
+
+        c = self.config
+        m, dl = c.model_cfg, c.dataloader_cfg
+        tokenizer = dict(type=AutoTokenizer.from_pretrained,
+                         pretrained_model_name_or_path=c.tokenizer_path or m.path,
+                         padding_side="right")
+        packing = dl.pack_level != "none"
+        varlen = m.use_varlen_attn and packing
+        model = dict(
+            type=SupervisedFinetune, use_varlen_attn=varlen,
+            use_activation_checkpointing=m.use_activation_checkpointing,
+            max_position_embeddings=m.max_position_embeddings,
+            use_liger_kernel={"eager": False, "liger": True, "chunk": "auto"}[c.loss_cfg.mode],
+            loss_reduction=c.loss_cfg.loss_reduction,
+            llm=dict(type=build_llm, pretrained_model_name_or_path=c.load_from or m.path,
+                     load_weights=c.load_from is not None, dtype=m.dtype))
+        if m.lora is not None:
+            model["lora"] = m.lora
+
+        datasets = []
+        for i, item in enumerate(c.datasets):
+            ds, fn = item["dataset"], item["tokenize_fn"]
+            if fn.max_length is not None and fn.max_length != dl.pack_max_length:
+                raise ConfigError(f"datasets[{i}].tokenize_fn.max_length={fn.max_length}: "
+                                  f"samples are cut at pack_max_length={dl.pack_max_length} "
+                                  "here; leave max_length None or set it equal")
+            source, keep = jsonl_source(ds.anno_path, ds.sample_ratio)
+            datasets.append(dict(
+                type=process_hf_dataset, dataset=source, tokenizer=tokenizer,
+                max_length=dl.pack_max_length, max_dataset_length=keep,
+                dataset_map_fn=fn.map_fn if fn.map_fn is not None else _map_fn(ds.anno_path),
+                template_map_fn=dict(type=template_map_fn_factory,
+                                     template=PROMPT_TEMPLATE[fn.template]),
+                remove_unused_columns=True, shuffle_before_pack=True,
+                pack_to_max_length=packing, use_varlen_attn=varlen,
+                packing="v0" if dl.pack_level == "hard" else "whole",
+                seed=c.seed if c.seed is not None else 0))
+        dataset = datasets[0] if len(datasets) == 1 else dict(type=ConcatDataset,
+                                                               datasets=datasets)
+
+        world = world_size()
+        if c.global_batch_size % world:
+            raise ConfigError(f"global_batch_size={c.global_batch_size} is not a multiple of "
+                              f"the {world} processes (each forwards one packed row per step)")
+        o = c.optim_cfg
+        optimizer = dict(type=torch.optim.AdamW, lr=o.lr, betas=tuple(o.betas),
+                         weight_decay=o.weight_decay, eps=o.eps)
+        if o.foreach is not None:
+            optimizer["foreach"] = o.foreach
+        optim_wrapper = dict(type=AmpOptimWrapper, optimizer=optimizer,
+                             accumulative_counts=c.global_batch_size // world,
+                             loss_scale="dynamic", dtype="bfloat16")
+        if o.max_grad_norm is not None:
+            optim_wrapper["clip_grad"] = dict(max_norm=o.max_grad_norm,
+                                              error_if_nonfinite=False)
+
+        by_epoch = c.total_step is None
+        # total_step counts optimizer steps (v1); mmengine's loop counts micro-batches.
+        length = c.epochs if by_epoch else c.total_step * (c.global_batch_size // world)
+        train_cfg = (dict(type=TrainLoop, max_epochs=length) if by_epoch
+                     else dict(type=TrainLoop, max_iters=length))
+
+        default_hooks = dict(
+            timer=dict(type=IterTimerHook),
+            logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval=c.log_interval),
+            # The schedule counts optimizer steps, so N processes match one on the same
+            # global batch (mmengine's hook counts micro-batches).
+            param_scheduler=dict(type=OptimStepSchedulerHook, schedulers=self._schedulers(),
+                                 accumulative_counts=c.global_batch_size // world),
+            checkpoint=dict(type=CheckpointHook, by_epoch=False,
+                            interval=c.checkpoint_interval or -1,
+                            max_keep_ckpts=c.checkpoint_maxkeep or -1),
+            sampler_seed=dict(type=DistSamplerSeedHook))
+        cfg = dict(
+            tokenizer=tokenizer, model=model,
+            train_dataloader=dict(
+                batch_size=1, num_workers=dl.num_workers, dataset=dataset,
+                sampler=dict(type=DefaultSampler, shuffle=True, seed=c.seed),
+                collate_fn=dict(type=default_collate_fn, use_varlen_attn=varlen)),
+            optim_wrapper=optim_wrapper,
+            train_cfg=train_cfg,
+            custom_hooks=[dict(type=ThroughputHook), dict(type=HFCheckpointHook)],
+            default_hooks=default_hooks,
+            env_cfg=dict(cudnn_benchmark=False,
+                         mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+                         dist_cfg=dict(backend="nccl" if torch.cuda.is_available()
+                                       else "gloo")),
+            visualizer=None, log_level="INFO", load_from=None, resume=False,
+            randomness=dict(seed=c.seed, deterministic=False),
+            # Each logged loss is the mean over the iterations since the previous line.
+            log_processor=dict(by_epoch=False, window_size=c.log_interval),
+            work_dir=c.work_dir)
+        if filename is None and sys.argv and str(sys.argv[0]).endswith(".py") and osp.isfile(
+                sys.argv[0]):
+            filename = sys.argv[0]  # the user's script: mmengine keeps its text in the dump
+        return Config(cfg, filename=filename)
+
+    def _schedulers(self) -> list[dict]:
+        """Warmup then decay, ``begin``/``end`` as fractions of the run's optimizer steps
+        (:class:`~xtuner.train.hooks.OptimStepSchedulerHook` builds them)."""
+        from mmengine.optim import ConstantLR, CosineAnnealingLR, LinearLR
+
+        c = self.config
+        lr = c.lr_cfg
+        warm = lr.warmup_ratio
+        out = []
+        if warm > 0:
+            out.append(dict(type=LinearLR, start_factor=1e-3, begin=0.0, end=warm))
+        if lr.lr_type == "cosine":
+            out.append(dict(type=CosineAnnealingLR, eta_min=lr.lr_min, begin=warm, end=1.0))
+        elif lr.lr_type == "linear":
+            out.append(dict(type=LinearLR, start_factor=1.0,
+                            end_factor=lr.lr_min / c.optim_cfg.lr, begin=warm, end=1.0))
+        else:
+            out.append(dict(type=ConstantLR, factor=1.0, begin=warm, end=1.0))
+        return out
+
+    # -- running -------------------------------------------------------------------------
+    def prepare_defaults(self) -> dict:
+        """What the config's fields ask of ``prepare_train_config``: ``resume``,
+        ``deepspeed`` and ``vis_backends`` (``xtuner train``'s flags win over them)."""
+        c = self.config
+        return dict(resume="auto" if c.resume_cfg.auto_resume else c.resume_cfg.resume_from,
+                    deepspeed=c.deepspeed,
+                    vis_backends=["tensorboard"] if c.exp_tracker == "tensorboard" else [])
+
+    def prepared_config(self):
+        """:meth:`build_config` passed through ``prepare_train_config``, as ``xtuner train``
+        does (launcher ``pytorch`` under torchrun)."""
+        from xtuner.engine.train_setup import prepare_train_config
+
+        return prepare_train_config(self.build_config(),
+                                    launcher="pytorch" if world_size() > 1 else "none",
+                                    **self.prepare_defaults())
+
+    def fit(self):
+        """Train; returns the mmengine runner (its ``work_dir`` holds logs and checkpoints,
+        ``WORK_DIR/hf_model`` the Hugging Face export)."""
+        from xtuner.engine.runner.build import build_runner
+
+        runner = build_runner(self.prepared_config())
+        runner.train()
+        return runner
