@@ -228,3 +228,59 @@ def test_huggingface_export_loads_in_plain_transformers(llama_dir, towers, tmp_p
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
     out = hf.generate(**inputs, max_new_tokens=3, do_sample=False)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_qlora_llava_exports_merged_into_its_16_bit_base(llama_dir, towers, tmp_path):
+    """A QLoRA-trained LLaVA (4-bit LLM + LoRA, which v0 refused to export) is written as a
+    plain transformers Llava whose LLM is the 16-bit base with peft's own merge of the adapter:
+    its logits on an image equal a LLaVA built around that merged LLM."""
+    pytest.importorskip("bitsandbytes")
+    from mmengine.config import Config
+    from peft import LoraConfig, PeftModel
+    from transformers import (
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        BitsAndBytesConfig,
+        CLIPImageProcessor,
+        LlavaForConditionalGeneration,
+    )
+
+    from xtuner.model import LLaVAModel
+    from xtuner.model.llava_hf import save_llava
+
+    llm_cfg = dict(type=AutoModelForCausalLM.from_pretrained,
+                   pretrained_model_name_or_path=llama_dir, dtype=torch.float32,
+                   quantization_config=dict(type=BitsAndBytesConfig, load_in_4bit=True,
+                                            bnb_4bit_compute_dtype=torch.float32,
+                                            bnb_4bit_quant_type="nf4"))
+    model = LLaVAModel(llm=llm_cfg, visual_encoder=AutoModel.from_pretrained(towers["clip"]),
+                       llm_lora=dict(type=LoraConfig, r=8, lora_alpha=16, target_modules=None,
+                                     task_type="CAUSAL_LM"),
+                       use_activation_checkpointing=False, use_liger_kernel=False).eval()
+    for name, p in model.llm.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    cfg = Config(dict(
+        tokenizer=dict(type=AutoTokenizer.from_pretrained, pretrained_model_name_or_path=llama_dir),
+        image_processor=dict(type=CLIPImageProcessor, size={"shortest_edge": IMAGE},
+                             crop_size={"height": IMAGE, "width": IMAGE}),
+        model=dict(llm=llm_cfg)))
+    model.llm.save_pretrained(tmp_path / "adapter")  # what the run trained
+    save_llava(model, cfg, tmp_path / "hf", "huggingface", dtype=torch.float32)
+
+    base = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, tmp_path / "adapter").merge_and_unload()
+    reference = LLaVAModel(llm=merged, visual_encoder=model.visual_encoder,
+                           use_activation_checkpointing=False, use_liger_kernel=False).eval()
+    reference.projector = model.projector
+    hf = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    ids = [1, 7, IMAGE_TOKEN_INDEX, 9]
+    pixels = _images(1)
+    with torch.no_grad():
+        want = reference({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
+                         mode="predict")[0]["logits"]
+        image_id = hf.config.image_token_id
+        got = hf(input_ids=torch.tensor([_expand(ids, image_id)]),
+                 pixel_values=pixels).logits[0, :, :want.shape[-1]]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
