@@ -193,3 +193,28 @@ def test_config_maps_onto_the_engine(monkeypatch):
     records = sum(1 for line in open(COLORIST_DATA_PATH) if line.strip())
     assert dataset.max_dataset_length == round(2.5 * records)
     assert cfg.train_cfg.max_iters == 3 * 8  # optimizer steps x accumulated rows
+
+
+def test_encoder_llm_script_trains_and_exports(tmp_path):
+    """Seed 000's model through the API: encoder + LLM on time-series records; the export is
+    one HF folder that EncoderLLM.from_hf loads with the trained weights."""
+    import torch
+
+    from xtuner.model.encoder_llm import EncoderLLM
+
+    work = tmp_path / "work"
+    _run([sys.executable, str(EXAMPLE.with_name("example_ts.py"))],
+         _env(work, EXAMPLE_TOTAL_STEP="6"), tmp_path)
+    log = _log(work)
+    assert sorted(log) == list(range(1, 13))  # 6 steps x global_batch_size 2
+    first = sum(log[i][0] for i in range(1, 5)) / 4
+    last = sum(log[i][0] for i in range(9, 13)) / 4
+    assert last < first - 0.3, log
+    loaded = EncoderLLM.from_hf(work / "hf_model")
+    trained = torch.load(work / "iter_12.pth", map_location="cpu",
+                         weights_only=False)["state_dict"]
+    exported = loaded.state_dict()
+    common = sorted(set(exported) & set(trained))
+    assert {"projector.model.0.weight", "llm.model.embed_tokens.weight"} <= set(common)
+    for name in common:
+        torch.testing.assert_close(exported[name], trained[name], msg=name)

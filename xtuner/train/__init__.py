@@ -14,13 +14,16 @@ from .config import (
     CELossConfig,
     DataloaderConfig,
     DatasetConfig,
+    EncoderLLMConfig,
     LLMConfig,
     LRConfig,
     ResumeConfig,
+    TimeSeriesTokenizeFnConfig,
     TokenizeFnConfig,
     TrainerConfig,
 )
 from .trainer import Trainer
 
-__all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig", "LLMConfig",
-           "LRConfig", "ResumeConfig", "TokenizeFnConfig", "Trainer", "TrainerConfig"]
+__all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig",
+           "EncoderLLMConfig", "LLMConfig", "LRConfig", "ResumeConfig",
+           "TimeSeriesTokenizeFnConfig", "TokenizeFnConfig", "Trainer", "TrainerConfig"]

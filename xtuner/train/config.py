@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from xtuner.utils.errors import ConfigError, did_you_mean
 
-__all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig", "LLMConfig",
-           "LRConfig", "ResumeConfig", "TokenizeFnConfig", "TrainerConfig"]
+__all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig",
+           "EncoderLLMConfig", "LLMConfig", "LRConfig", "ResumeConfig",
+           "TimeSeriesTokenizeFnConfig", "TokenizeFnConfig", "TrainerConfig"]
 
 
 def _one_line(cls: type[BaseModel], exc: ValidationError) -> str:
@@ -62,6 +63,46 @@ class LLMConfig(_Config):
     dtype: str = "auto"
     use_activation_checkpointing: bool | Literal["auto"] = "auto"
     max_position_embeddings: int | None = None
+
+
+class EncoderLLMConfig(_Config):
+    """Seed 000's model: a Hugging Face encoder whose features, through a projector, replace
+    the ``context_token`` placeholders of an LLM (:class:`xtuner.model.EncoderLLM`).
+
+    Args:
+        path: the LLM's HF folder or hub id (weights from ``TrainerConfig.load_from``).
+        encoder: the encoder's config dict, e.g. ``dict(type=Wav2Vec2Model,
+            config=dict(type=Wav2Vec2Config, ...))`` or ``dict(type=AutoModel.from_pretrained,
+            pretrained_model_name_or_path=...)``.
+        encoder_config: the encoder's transformers config (or its dict / folder) used to count
+            features per signal; None takes ``encoder['config']``.
+        context_token: the placeholder token the features replace.
+        projector_depth: layers of the MLP projector.
+        freeze_llm: keep the LLM's weights fixed (seed 000 does).
+        freeze_encoder: keep the encoder's weights fixed.
+        lora: a ``peft.LoraConfig`` for the LLM.
+        use_varlen_attn, dtype, use_activation_checkpointing: as for :class:`LLMConfig`.
+    """
+
+    path: str
+    encoder: dict
+    encoder_config: Any = None
+    context_token: str = "<TS_CONTEXT>"
+    projector_depth: int = 2
+    freeze_llm: bool = True
+    freeze_encoder: bool = True
+    lora: Any = None
+    use_varlen_attn: bool = True
+    dtype: str = "auto"
+    use_activation_checkpointing: bool | Literal["auto"] = "auto"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if "type" not in self.encoder:
+            raise ValueError("encoder must be a config dict with a 'type'")
+        if self.encoder_config is None and "config" not in self.encoder:
+            raise ValueError("encoder_config is needed when encoder has no 'config' entry")
+        return self
 
 
 class DatasetConfig(_Config):
@@ -116,6 +157,25 @@ class TokenizeFnConfig(_Config):
             raise ValueError(f"unknown template {self.template!r}"
                              f"{did_you_mean(self.template, PROMPT_TEMPLATE)}")
         return self
+
+
+class TimeSeriesTokenizeFnConfig(_Config):
+    """Seed 000's time-series records for an :class:`EncoderLLMConfig` model
+    (:class:`xtuner.dataset.media.TimeSeriesTokenizeFunction`; ChatML, loss on assistant
+    turns; pure-text records too).
+
+    Args:
+        media_root: folder relative ``time_series_url`` paths are under (else the dataset's
+            ``media_root``).
+        max_length: None or ``pack_max_length`` (rows are cut there).
+        chat_template: a Jinja chat template; None: ChatML.
+        max_samples: keep at most this many samples of a signal (the seed: 240000).
+    """
+
+    media_root: str | None = None
+    max_length: int | None = None
+    chat_template: str | None = None
+    max_samples: int | None = None
 
 
 class DataloaderConfig(_Config):
@@ -205,7 +265,7 @@ class TrainerConfig(_Config):
     per step and accumulates ``global_batch_size / world_size`` of them.
     """
 
-    model_cfg: LLMConfig
+    model_cfg: LLMConfig | EncoderLLMConfig
     tokenizer_path: str | None = None
     load_from: str | None = None
     optim_cfg: AdamWConfig = Field(default_factory=AdamWConfig)
@@ -244,14 +304,17 @@ class TrainerConfig(_Config):
         if len(sources) != 1:
             problems.append("give the datasets once, in dataset_config_list, dataset_cfg or "
                             f"dataloader_cfg.dataset_config_list (got {len(sources)})")
+        fn_type = (TimeSeriesTokenizeFnConfig if isinstance(self.model_cfg, EncoderLLMConfig)
+                   else TokenizeFnConfig)
         for i, item in enumerate(self.datasets if len(sources) == 1 else []):
             if not isinstance(item, dict) or set(item) != {"dataset", "tokenize_fn"}:
                 problems.append(f"datasets[{i}] must be {{'dataset': DatasetConfig(...), "
                                 "'tokenize_fn': TokenizeFnConfig(...)}")
             elif not isinstance(item["dataset"], DatasetConfig) or not isinstance(
-                    item["tokenize_fn"], TokenizeFnConfig):
+                    item["tokenize_fn"], fn_type):
                 problems.append(f"datasets[{i}]: 'dataset' must be a DatasetConfig and "
-                                "'tokenize_fn' a TokenizeFnConfig")
+                                f"'tokenize_fn' a {fn_type.__name__} for a "
+                                f"{type(self.model_cfg).__name__}")
         if self.global_batch_size < 1:
             problems.append(f"global_batch_size must be >= 1, got {self.global_batch_size}")
         if self.hf_interval is not None or self.hf_max_keep is not None:

@@ -1,11 +1,13 @@
-"""The Trainer's learning-rate schedule, counted in optimizer steps."""
+"""Hooks of the Trainer: the learning-rate schedule counted in optimizer steps, and the
+EncoderLLM export."""
 from __future__ import annotations
 
 import math
+import os.path as osp
 
-from mmengine.hooks import ParamSchedulerHook
+from mmengine.hooks import Hook, ParamSchedulerHook
 
-__all__ = ["OptimStepSchedulerHook"]
+__all__ = ["EncoderLLMExportHook", "OptimStepSchedulerHook"]
 
 
 class OptimStepSchedulerHook(ParamSchedulerHook):
@@ -49,3 +51,21 @@ class OptimStepSchedulerHook(ParamSchedulerHook):
                    else (runner.iter + 1) % self.accumulative_counts == 0)
         if stepped:
             super().after_train_iter(runner, batch_idx, data_batch, outputs)
+
+
+class EncoderLLMExportHook(Hook):
+    """After training, write an :class:`~xtuner.model.EncoderLLM` as one Hugging Face folder
+    (``WORK_DIR/hf_model``, :meth:`EncoderLLM.save_hf`: LLM, encoder and projector), which
+    ``EncoderLLM.from_hf`` loads. (``HFCheckpointHook`` writes the LLM only.)"""
+
+    priority = 95
+
+    def after_run(self, runner) -> None:
+        from mmengine.dist import is_main_process
+        from mmengine.model import is_model_wrapper
+
+        if not is_main_process():
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        out = model.save_hf(osp.join(runner.work_dir, "hf_model"))
+        runner.logger.info(f"Saved the Hugging Face model to {out}")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xtuner.train.config import TrainerConfig, world_size
+from xtuner.train.config import EncoderLLMConfig, TrainerConfig, world_size
 from xtuner.utils.errors import ConfigError, DataError
 
 __all__ = ["Trainer", "build_llm", "jsonl_source"]
@@ -123,29 +123,43 @@ class Trainer:
         from xtuner.dataset import ConcatDataset, process_hf_dataset
         from xtuner.dataset.collate_fns import default_collate_fn
         from xtuner.dataset.map_fns import template_map_fn_factory
+        from xtuner.dataset.media import (
+            TS_TOKENS,
+            add_special_tokens,
+            media_collate_fn,
+        )
         from xtuner.engine.hooks import HFCheckpointHook, ThroughputHook
         from xtuner.engine.runner import TrainLoop
         from xtuner.model import SupervisedFinetune
-        from xtuner.train.hooks import OptimStepSchedulerHook
+        from xtuner.model.encoder_llm import EncoderLLM
+        from xtuner.train.hooks import EncoderLLMExportHook, OptimStepSchedulerHook
         from xtuner.utils import PROMPT_TEMPLATE
 
         c = self.config
         m, dl = c.model_cfg, c.dataloader_cfg
+        packing = dl.pack_level != "none"
+        varlen = m.use_varlen_attn and packing
+        media = isinstance(m, EncoderLLMConfig)
         tokenizer = dict(type=AutoTokenizer.from_pretrained,
                          pretrained_model_name_or_path=c.tokenizer_path or m.path,
                          padding_side="right")
-        packing = dl.pack_level != "none"
-        varlen = m.use_varlen_attn and packing
+        if media:  # the same special tokens for the data and the model
+            tokenizer = dict(type=add_special_tokens, tokenizer=tokenizer, tokens=TS_TOKENS)
+        llm = dict(type=build_llm, pretrained_model_name_or_path=c.load_from or m.path,
+                   load_weights=c.load_from is not None, dtype=m.dtype)
         model = dict(
-            type=SupervisedFinetune, use_varlen_attn=varlen,
-            use_activation_checkpointing=m.use_activation_checkpointing,
-            max_position_embeddings=m.max_position_embeddings,
+            use_varlen_attn=varlen, use_activation_checkpointing=m.use_activation_checkpointing,
             use_liger_kernel={"eager": False, "liger": True, "chunk": "auto"}[c.loss_cfg.mode],
-            loss_reduction=c.loss_cfg.loss_reduction,
-            llm=dict(type=build_llm, pretrained_model_name_or_path=c.load_from or m.path,
-                     load_weights=c.load_from is not None, dtype=m.dtype))
-        if m.lora is not None:
-            model["lora"] = m.lora
+            loss_reduction=c.loss_cfg.loss_reduction, llm=llm)
+        if media:
+            model.update(type=EncoderLLM, tokenizer=tokenizer, encoder=m.encoder,
+                         context_token=m.context_token, projector_depth=m.projector_depth,
+                         freeze_llm=m.freeze_llm, freeze_encoder=m.freeze_encoder,
+                         llm_lora=m.lora)
+        else:
+            model.update(type=SupervisedFinetune, lora=m.lora,
+                         max_position_embeddings=m.max_position_embeddings)
+        seed = c.seed if c.seed is not None else 0
 
         datasets = []
         for i, item in enumerate(c.datasets):
@@ -154,6 +168,9 @@ class Trainer:
                 raise ConfigError(f"datasets[{i}].tokenize_fn.max_length={fn.max_length}: "
                                   f"samples are cut at pack_max_length={dl.pack_max_length} "
                                   "here; leave max_length None or set it equal")
+            if media:
+                datasets.append(self._media_dataset(i, ds, fn, tokenizer, packing, seed))
+                continue
             source, keep = jsonl_source(ds.anno_path, ds.sample_ratio)
             datasets.append(dict(
                 type=process_hf_dataset, dataset=source, tokenizer=tokenizer,
@@ -163,10 +180,10 @@ class Trainer:
                                      template=PROMPT_TEMPLATE[fn.template]),
                 remove_unused_columns=True, shuffle_before_pack=True,
                 pack_to_max_length=packing, use_varlen_attn=varlen,
-                packing="v0" if dl.pack_level == "hard" else "whole",
-                seed=c.seed if c.seed is not None else 0))
+                packing="v0" if dl.pack_level == "hard" else "whole", seed=seed))
         dataset = datasets[0] if len(datasets) == 1 else dict(type=ConcatDataset,
                                                                datasets=datasets)
+        collate = media_collate_fn if media else default_collate_fn
 
         world = world_size()
         if c.global_batch_size % world:
@@ -206,10 +223,11 @@ class Trainer:
             train_dataloader=dict(
                 batch_size=1, num_workers=dl.num_workers, dataset=dataset,
                 sampler=dict(type=DefaultSampler, shuffle=True, seed=c.seed),
-                collate_fn=dict(type=default_collate_fn, use_varlen_attn=varlen)),
+                collate_fn=dict(type=collate, use_varlen_attn=varlen)),
             optim_wrapper=optim_wrapper,
             train_cfg=train_cfg,
-            custom_hooks=[dict(type=ThroughputHook), dict(type=HFCheckpointHook)],
+            custom_hooks=[dict(type=ThroughputHook),
+                          dict(type=EncoderLLMExportHook if media else HFCheckpointHook)],
             default_hooks=default_hooks,
             env_cfg=dict(cudnn_benchmark=False,
                          mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
@@ -224,6 +242,25 @@ class Trainer:
                 sys.argv[0]):
             filename = sys.argv[0]  # the user's script: mmengine keeps its text in the dump
         return Config(cfg, filename=filename)
+
+    def _media_dataset(self, i: int, ds, fn, tokenizer: dict, packing: bool,
+                       seed: int) -> dict:
+        """A :class:`~xtuner.dataset.media.MediaJsonlDataset` of time-series records."""
+        from xtuner.dataset.media import MediaJsonlDataset, TimeSeriesTokenizeFunction
+
+        m, dl = self.config.model_cfg, self.config.dataloader_cfg
+        if ds.sample_ratio != int(ds.sample_ratio):
+            raise ConfigError(f"datasets[{i}].dataset.sample_ratio={ds.sample_ratio}: media "
+                              "datasets take whole ratios (the file is read that many times)")
+        tokenize_fn = dict(
+            type=TimeSeriesTokenizeFunction, tokenizer=tokenizer,
+            encoder_config=(m.encoder_config if m.encoder_config is not None
+                            else m.encoder["config"]),
+            media_root=fn.media_root or ds.media_root or ".", max_length=dl.pack_max_length,
+            chat_template=fn.chat_template, max_samples=fn.max_samples)
+        return dict(type=MediaJsonlDataset,
+                    data_path=_jsonl_files(ds.anno_path) * int(ds.sample_ratio),
+                    tokenize_fn=tokenize_fn, pack_to_max_length=packing, seed=seed)
 
     def _schedulers(self) -> list[dict]:
         """Warmup then decay, ``begin``/``end`` as fractions of the run's optimizer steps
