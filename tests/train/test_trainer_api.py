@@ -218,3 +218,22 @@ def test_encoder_llm_script_trains_and_exports(tmp_path):
     assert {"projector.model.0.weight", "llm.model.embed_tokens.weight"} <= set(common)
     for name in common:
         torch.testing.assert_close(exported[name], trained[name], msg=name)
+
+
+def test_fit_on_the_config_and_media_records_for_a_text_llm(monkeypatch):
+    """Seed 001 calls fit() on the config: it runs Trainer.from_config(cfg).fit(). A text
+    LLM refuses media records in one line."""
+    from xtuner.demo import TS_SIGNALS_DATA_PATH
+    from xtuner.utils.errors import DataError
+
+    seen = []
+    monkeypatch.setattr(Trainer, "fit", lambda self: seen.append(self.config) or "runner")
+    cfg = TrainerConfig(**_fields())
+    assert cfg.fit() == "runner" and seen == [cfg]
+
+    item = {"dataset": DatasetConfig(anno_path=TS_SIGNALS_DATA_PATH),
+            "tokenize_fn": TokenizeFnConfig(template="qwen_chat")}
+    with pytest.raises(DataError) as info:
+        Trainer(**_fields(dataset_config_list=[item])).build_config()
+    assert "\n" not in str(info.value)
+    assert "['time_series_url'] need an encoder: use EncoderLLMConfig" in str(info.value)

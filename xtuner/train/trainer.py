@@ -78,6 +78,14 @@ def _map_fn(anno_path: str):
     if "messages" in record:
         from xtuner.dataset.map_fns import openai_map_fn
 
+        parts = {p.get("type") for m in record["messages"] if isinstance(m, dict)
+                 and isinstance(m.get("content"), list) for p in m["content"]
+                 if isinstance(p, dict)}
+        if parts - {"text"}:
+            raise DataError(f"{first}:1: media parts {sorted(map(str, parts - {'text'}))} "
+                            "need an encoder: use EncoderLLMConfig with "
+                            "TimeSeriesTokenizeFnConfig, not LLMConfig")
+
         return openai_map_fn
     if "conversation" in record:
         return None
