@@ -55,10 +55,11 @@ extras = {
     "kernels": read_requirements("kernels.txt"),
     "tensorboard": read_requirements("tensorboard.txt"),
     "wandb": read_requirements("wandb.txt"),
+    "eval": read_requirements("eval.txt"),
     "tests": read_requirements("tests.txt"),
 }
 extras["all"] = sorted(
-    set(extras["deepspeed"] + extras["quantization"] + extras["kernels"])
+    set(extras["deepspeed"] + extras["quantization"] + extras["kernels"] + extras["eval"])
 )
 
 setup(
