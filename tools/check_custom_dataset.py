@@ -12,6 +12,11 @@ file, more ``<image>`` placeholders (after the map fn) than images, a sample lon
 is checked line by line as ``load_jsonl_dataset`` and the map fn see it, then tokenized with
 the tokenizer's chat template: pairs with no response token within ``max_length``, or longer
 than ``max_packed_length`` when packed, are reported as the warnings of pairs training drops.
+``MediaJsonlDataset`` data (encoder + LLM, e.g. time series) is tokenized record by record by
+its ``tokenize_fn`` and its media loaded: a missing media file, an unsupported suffix, an
+unreadable or too short signal, placeholders that do not match the media parts, special
+tokens typed in the text, media that do not fit ``max_length`` and non-JSON lines are each
+one error line, in the words ``MediaJsonlDataset`` stops training with.
 
 Training gives every record the same verdict: an error stops ``xtuner train`` with the same
 ``file:line`` line (unless ``XTUNER_SKIP_BAD_RECORDS=1``), a warning is logged there too, and a

@@ -19,16 +19,23 @@ from xtuner.utils.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from .formats import DataFormat
 from .problems import (
+    BAD_MEDIA_RECORD,
     BAD_PAIR,
     DROPPING,
     EMPTY,
     ERROR,
+    INVALID_JSON,
     MAP_FN,
+    MEDIA_COUNT,
+    MEDIA_FORMAT,
+    MISSING_MEDIA,
     NO_TRAINABLE,
+    SPECIAL_TOKENS,
     TEMPLATE,
     TOKENIZE,
     TOO_LONG,
     TRUNCATED,
+    UNREADABLE_MEDIA,
     WARNING,
     WRONG_TYPE,
     Problem,
@@ -49,7 +56,7 @@ from .record_checks import (
 from .sources import callable_name, iter_source, parse_payload
 from .specs import DatasetSpec
 
-__all__ = ["DatasetReport", "check_dataset", "check_preference_dataset"]
+__all__ = ["DatasetReport", "check_dataset", "check_media_dataset", "check_preference_dataset"]
 
 # Below this much data one process is faster than starting workers.
 _POOL_MIN_BYTES = 2 << 20
@@ -308,6 +315,8 @@ def check_dataset(spec: DatasetSpec, max_shown: int = 20, num_proc: int | None =
 
     if spec.preference is not None:
         return check_preference_dataset(spec, max_shown)
+    if spec.media is not None:
+        return check_media_dataset(spec, max_shown)
     missing = missing_template_tokens(template_of(spec.template_fn), spec.tokenizer)
     ctx = _Context(fmt=spec.fmt, map_fn=spec.map_fn,
                    map_fn_name=callable_name(spec.map_fn) if spec.map_fn else None,
@@ -492,3 +501,117 @@ def _pair_warnings(tokens: dict, longest: int, max_length: int,
         return [_warning(TRUNCATED, f"the longest sequence of the pair has {longest} tokens; "
                                     f"max_length={max_length} cuts it")]
     return []
+
+
+# --------------------------------------------------------------------------- media records
+
+# The kind of a media tokenize function's DataError, by its wording (first match wins).
+_MEDIA_KINDS = (
+    ("no such file", MISSING_MEDIA),
+    ("cannot read a", MEDIA_FORMAT),
+    ("needs the soundfile package", MEDIA_FORMAT),
+    ("placeholder", MEDIA_COUNT),
+    ("do not write the special tokens", SPECIAL_TOKENS),
+    ("max_length", TOO_LONG),
+    ("too short", UNREADABLE_MEDIA),
+    ("not a readable", UNREADABLE_MEDIA),
+    ("NaN", UNREADABLE_MEDIA),
+    ("samples are not supported", UNREADABLE_MEDIA),
+    ("not a row of numbers", UNREADABLE_MEDIA),
+    ("columns, the first row", UNREADABLE_MEDIA),
+    ("no numeric rows", UNREADABLE_MEDIA),
+    ("expected a numeric array", UNREADABLE_MEDIA),
+)
+
+
+def _media_problem(message: str) -> Problem:
+    """A media tokenize function's :class:`DataError` as a problem, its message unchanged
+    (training raises it as ``file:line: <message>``)."""
+    kind = next((k for text, k in _MEDIA_KINDS if text in message), BAD_MEDIA_RECORD)
+    return _error(kind, message)
+
+
+def _check_media_record(record: Any, tokenize_fn) -> tuple[list[Problem], dict | None, int]:
+    """``(problems, sample or None, untruncated length)`` of one record: the tokenize
+    function as ``MediaJsonlDataset`` calls it when it is built, then every media loaded as
+    reading the sample does."""
+    import copy
+
+    from xtuner.utils.errors import DataError
+
+    try:
+        sample = tokenize_fn(record)
+    except DataError as exc:
+        return [_media_problem(str(exc))], None, 0
+    # The chat template may reject a conversation (e.g. roles out of order): training stops.
+    except Exception as exc:  # noqa: BLE001
+        return [_error(TOKENIZE, f"the tokenize function raised {type(exc).__name__}: "
+                                 f"{exc}")], None, 0
+    try:
+        for reference in sample["media"]:
+            tokenize_fn.load(reference)
+    except DataError as exc:
+        return [_media_problem(str(exc))], None, 0
+    length = sample["num_tokens"]
+    if tokenize_fn.max_length is not None and length >= tokenize_fn.max_length:
+        uncut = copy.copy(tokenize_fn)
+        uncut.max_length = None
+        length = uncut(record)["num_tokens"]
+    return [], sample, length
+
+
+def check_media_dataset(spec: DatasetSpec, max_shown: int = 20) -> DatasetReport:
+    """Read and check every record of a ``MediaJsonlDataset``.
+
+    Each line is read as the dataset reads it (a non-JSON line is its ``not JSON`` error),
+    tokenized by its tokenize function (whose :class:`DataError` is the record's error, in
+    the words training stops with) and its media are loaded; every bad record is reported,
+    not only the first. Text cut by ``max_length`` after the last media span is a warning.
+    """
+    import json
+
+    tokenize_fn = spec.media
+    max_length = tokenize_fn.max_length
+    report = DatasetReport(spec)
+    chunk = _ChunkResult()
+    per_kind: Counter = Counter()
+    longest = 0
+    for source in spec.sources:
+        for loc, _, payload in iter_source(source):
+            where = str(loc)
+            chunk.read += 1
+            sample, length = None, 0
+            try:
+                record = json.loads(payload.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                problems = [_error(INVALID_JSON, f"not UTF-8 text (byte {exc.start + 1} of "
+                                                 "the line)")]
+            except json.JSONDecodeError as exc:
+                # MediaJsonlDataset's words (read_jsonl).
+                problems = [_error(INVALID_JSON, f"not JSON ({exc.msg})")]
+            else:
+                problems, sample, length = _check_media_record(record, tokenize_fn)
+            if sample is not None and max_length is not None and length > max_length:
+                problems.append(_warning(TRUNCATED, f"{length} tokens; max_length={max_length} "
+                                                    "cuts the text after the last media span"))
+            for p in problems:
+                chunk.counts[(p.severity, p.kind)] += 1
+                if per_kind[p.kind] < max_shown:
+                    per_kind[p.kind] += 1
+                    chunk.shown.append((chunk.read, where, p))
+            if sample is None:
+                chunk.dropped[problems[0].kind] += 1
+                continue
+            chunk.lengths.append(length)
+            chunk.trained += sum(1 for label in sample["labels"] if label != IGNORE_INDEX)
+            chunk.truncated += max_length is not None and length > max_length
+            if length > longest:  # the sample shown is the longest one
+                longest = length
+                chunk.sample = (where, sample["input_ids"], sample["labels"])
+    report.merge(chunk, max_shown)
+    if spec.pack and max_length and report.lengths:
+        from .packing import plan_packed_rows
+
+        report.packed_rows = len(plan_packed_rows([min(n, max_length) for n in report.lengths],
+                                                  max_length))
+    return report

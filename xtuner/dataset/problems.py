@@ -22,6 +22,8 @@ __all__ = [
     "UNKNOWN_ROLE", "NO_TRAINABLE", "TRUNCATED", "MAP_FN", "TEMPLATE", "TOKENIZE",
     "TEMPLATE_TOKENS", "DROPPING", "Tally", "log_warnings", "no_usable_sample",
     "MISSING_IMAGE", "UNREADABLE_IMAGE", "IMAGE_COUNT", "TOO_LONG", "BAD_PAIR",
+    "MISSING_MEDIA", "MEDIA_FORMAT", "UNREADABLE_MEDIA", "MEDIA_COUNT", "SPECIAL_TOKENS",
+    "BAD_MEDIA_RECORD",
 ]
 
 # Problem kinds; a report counts and limits the printed problems per kind.
@@ -43,6 +45,12 @@ UNREADABLE_IMAGE = "unreadable image"
 IMAGE_COUNT = "image count"
 TOO_LONG = "too long"
 BAD_PAIR = "bad preference record"
+MISSING_MEDIA = "missing media"
+MEDIA_FORMAT = "unsupported media"
+UNREADABLE_MEDIA = "unreadable media"
+MEDIA_COUNT = "placeholder count"
+SPECIAL_TOKENS = "special tokens in text"
+BAD_MEDIA_RECORD = "bad media record"
 
 ERROR, WARNING = "error", "warning"
 

@@ -23,6 +23,10 @@ def _describe_format(spec: DatasetSpec) -> str:
         kind = "reward" if spec.preference["is_reward"] else "DPO/ORPO"
         how = f", dataset_map_fn={callable_name(spec.map_fn)}" if spec.map_fn else ""
         return f"preference pairs for {kind} (prompt/chosen/rejected messages{how})"
+    if spec.media is not None:
+        fn = spec.media
+        return (f"chat records with {fn.media_type} parts and {fn.placeholder} placeholders "
+                f"({type(fn).__name__}, media_root {fn.media_root})")
     fmt = spec.fmt
     if spec.map_fn is None:
         return "XTuner conversation format (dataset_map_fn=None)"
@@ -35,7 +39,10 @@ def format_report(report: DatasetReport, max_shown: int = 20) -> str:
 
     spec = report.spec
     files = ", ".join(s.path for s in spec.sources)
-    if spec.preference is not None:
+    if spec.media is not None:
+        template = "the tokenizer's chat template"
+        limits = f"max_length {spec.max_length}"
+    elif spec.preference is not None:
         template = "the tokenizer's chat template"
         limits = f"max_length {spec.max_length} per sequence"
         if spec.pack:

@@ -65,6 +65,7 @@ class DatasetSpec:
     image_folder: str | None = None  # LLaVADataset: images are checked under this folder
     image_tokens: int | None = None  # LLaVADataset: features per image in a row
     preference: dict | None = None  # build_preference_dataset: its pair settings
+    media: Any = None  # MediaJsonlDataset: its built tokenize function
 
     @property
     def fmt(self) -> DataFormat:
@@ -228,8 +229,38 @@ def _preference_spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
                         == "load_jsonl_dataset"))
 
 
+def _lazy_free(value):
+    """``value`` with every lazy-import constant of the config built (nested dicts too)."""
+    if isinstance(value, dict):
+        return type(value)((k, _lazy_free(v)) for k, v in value.items())
+    return _value(value)
+
+
+def _media_spec(name: str, ds_cfg, tokenizers: dict) -> DatasetSpec:
+    from xtuner.model.utils import build_from_cfg
+
+    from .media import MediaJsonlDataset
+    from .sources import data_file_source
+
+    args = {**_defaults(MediaJsonlDataset.__init__),
+            **{k: _lazy_free(v) for k, v in ds_cfg.items() if k != "type"}}
+    if not args.get("data_path") or args.get("tokenize_fn") is None:
+        raise ConfigError(f"{name} (MediaJsonlDataset) needs data_path and tokenize_fn")
+    paths = args["data_path"]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    # The dataset reads every file line by line, whatever its suffix.
+    sources = [data_file_source(str(p), f"{name}.data_path", kind="jsonl") for p in paths]
+    tokenize_fn = build_from_cfg(args["tokenize_fn"])
+    return DatasetSpec(
+        name=name, sources=sources, map_fn=None, template_fn=None, template_name=None,
+        tokenizer=tokenize_fn.tokenizer, max_length=tokenize_fn.max_length,
+        pack=bool(args["pack_to_max_length"]), input_ids_with_output=True,
+        with_image_token=False, max_dataset_length=None, media=tokenize_fn)
+
+
 _SPEC_BUILDERS = {"process_hf_dataset": _spec, "LLaVADataset": _llava_spec,
-                  "build_preference_dataset": _preference_spec}
+                  "build_preference_dataset": _preference_spec,
+                  "MediaJsonlDataset": _media_spec}
 
 
 def train_dataset_cfg(cfg, purpose: str) -> tuple[dict, str]:
@@ -250,7 +281,8 @@ def train_dataset_cfg(cfg, purpose: str) -> tuple[dict, str]:
     return root, name
 
 
-_CHECKED = "process_hf_dataset, LLaVADataset or build_preference_dataset"
+_CHECKED = ("process_hf_dataset, LLaVADataset, build_preference_dataset or "
+            "MediaJsonlDataset")
 
 
 def dataset_specs(cfg) -> tuple[list[DatasetSpec], list[str]]:
