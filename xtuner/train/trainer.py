@@ -93,6 +93,35 @@ def _map_fn(anno_path: str):
                     f"record, got keys {sorted(record)}; or set TokenizeFnConfig.map_fn")
 
 
+# Fields of the XTuner v1 configs that are accepted (so v1 scripts run) but change nothing in
+# this engine, and why: a script that sets one is told so, never silently ignored.
+_NO_EFFECT = {
+    ("dataloader_cfg", "pack_to_max_length"): "rows are padded to the longest row of the batch",
+    ("dataloader_cfg", "pack_extra_buffer_size"): "whole-sample packing plans every row at once",
+    ("loss_cfg", "chunk_size"): "liger sizes its chunks from memory",
+}
+
+
+def _note_settings_without_effect(config: TrainerConfig) -> None:
+    """Log one line for each v1 field set in ``config`` that has no effect here."""
+    from mmengine import print_log
+
+    notes = []
+    for (part, field), why in _NO_EFFECT.items():
+        if field in getattr(getattr(config, part), "model_fields_set", ()):
+            notes.append(f"{part}.{field} ({why})")
+    media = isinstance(config.model_cfg, EncoderLLMConfig)
+    for i, item in enumerate(config.datasets):
+        fields = getattr(item["dataset"], "model_fields_set", ())
+        if "enable_sequential_sampler" in fields:
+            notes.append(f"datasets[{i}].enable_sequential_sampler (the run's sampler is used)")
+        if "media_root" in fields and not media:
+            notes.append(f"datasets[{i}].media_root (a text model reads no media)")
+    for note in notes:
+        print_log(f"TrainerConfig: {note} has no effect in xtuner; accepted for XTuner v1 "
+                  "scripts", logger="current", level=30)
+
+
 class Trainer:
     """Fine-tune with typed configs: ``Trainer(model_cfg=..., ...).fit()`` or
     ``Trainer.from_config(TrainerConfig(...)).fit()``.
@@ -116,6 +145,7 @@ class Trainer:
     def build_config(self, filename: str | None = None):
         """The mmengine ``Config`` ``xtuner train`` would run for this run (not yet prepared
         by ``prepare_train_config``)."""
+        _note_settings_without_effect(self.config)
         import torch
         from mmengine.config import Config
         from mmengine.dataset import DefaultSampler
