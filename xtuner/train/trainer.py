@@ -102,8 +102,9 @@ _NO_EFFECT = {
 }
 
 
-def _note_settings_without_effect(config: TrainerConfig) -> None:
-    """Log one line for each v1 field set in ``config`` that has no effect here."""
+def _note_settings_without_effect(config: TrainerConfig) -> list[str]:
+    """Log one line for each v1 field set in ``config`` that has no effect here; return the
+    lines."""
     from mmengine import print_log
 
     notes = []
@@ -117,9 +118,11 @@ def _note_settings_without_effect(config: TrainerConfig) -> None:
             notes.append(f"datasets[{i}].enable_sequential_sampler (the run's sampler is used)")
         if "media_root" in fields and not media:
             notes.append(f"datasets[{i}].media_root (a text model reads no media)")
-    for note in notes:
-        print_log(f"TrainerConfig: {note} has no effect in xtuner; accepted for XTuner v1 "
-                  "scripts", logger="current", level=30)
+    lines = [f"TrainerConfig: {note} has no effect in xtuner; accepted for XTuner v1 scripts"
+             for note in notes]
+    for line in lines:
+        print_log(line, logger="current", level=30)
+    return lines
 
 
 class Trainer:
