@@ -163,3 +163,52 @@ def test_a_layer_already_rewritten_is_converted_back(cpu_has_avx512bf16):
     with torch.no_grad():
         layer(torch.randn(3, layer.in_features))
     assert not layer.weight.quant_state.packing_format_for_cpu
+
+
+def _qlora_16bit(path, keep_16bit: bool, monkeypatch):
+    """A QLoRA model loaded in bfloat16; ``keep_16bit=False`` leaves peft's float32 cast."""
+    if not keep_16bit:
+        monkeypatch.setattr("xtuner.model.sft.keep_frozen_embeddings_16bit", lambda *a: 0)
+    torch.manual_seed(0)
+    # Built here: a config dict would be demoted to float32 on a machine without CUDA.
+    quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                            bnb_4bit_compute_dtype=torch.bfloat16)
+    llm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
+                                               quantization_config=quant)
+    return SupervisedFinetune(llm=llm, lora=LORA, use_activation_checkpointing=False)
+
+
+def test_frozen_embeddings_and_head_stay_16bit_with_the_same_loss_and_grads(
+        llama_dir, monkeypatch):
+    """peft's ``prepare_model_for_kbit_training`` casts the frozen embeddings and head to
+    float32 (twice the memory); they are kept in the loaded bfloat16, and under autocast the
+    loss and adapter gradients are those of peft's float32 copies, bit for bit."""
+    kept = _qlora_16bit(llama_dir, True, monkeypatch)
+    with monkeypatch.context() as m:
+        peft_cast = _qlora_16bit(llama_dir, False, m)
+    assert kept.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert kept.llm.get_output_embeddings().weight.dtype == torch.bfloat16
+    assert peft_cast.llm.get_input_embeddings().weight.dtype == torch.float32
+    norms = [p.dtype for n, p in kept.named_parameters() if "norm" in n]
+    assert norms and set(norms) == {torch.float32}  # peft's cast of the norms is kept
+    data = batch(kept)
+    results = []
+    for model in (kept, peft_cast):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            grads = adapter_grads(model, data)
+            model.zero_grad()
+            loss = model(data, mode="loss")["loss"]
+        results.append((loss.detach(), grads))
+    assert torch.equal(results[0][0], results[1][0])
+    assert results[0][1].keys() == results[1][1].keys()
+    for name, grad in results[0][1].items():
+        assert torch.equal(grad, results[1][1][name]), name
+
+
+def test_16bit_head_without_autocast_still_trains(llama_dir, monkeypatch):
+    """Without autocast the float32 hidden states are cast to the head's dtype (no dtype
+    error), and every adapter gets a gradient (lora_B; lora_A's is 0 while B starts at 0)."""
+    model = _qlora_16bit(llama_dir, True, monkeypatch)
+    grads = adapter_grads(model, batch(model))
+    lora_b = [g for n, g in grads.items() if "lora_B" in n]
+    assert lora_b and all(g.abs().sum() > 0 for g in lora_b)

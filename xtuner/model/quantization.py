@@ -30,7 +30,7 @@ import logging
 import torch
 from mmengine import print_log
 
-__all__ = ["keep_4bit_layers_trainable"]
+__all__ = ["embedding_dtypes", "keep_4bit_layers_trainable", "keep_frozen_embeddings_16bit"]
 
 
 def _linear4bit_type():
@@ -80,3 +80,67 @@ def keep_4bit_layers_trainable(model: torch.nn.Module) -> int:
                   "their block scales rounded to bfloat16", logger="current",
                   level=logging.WARNING)
     return count
+
+
+def _upcast_output(module, args, output):
+    # The residual stream stays float32, as after peft's cast of the embedding weights.
+    return output.float()
+
+
+def _match_head_input(module, args):
+    # Under autocast the matmul already runs in 16-bit; without it, the float32 hidden states
+    # meet a 16-bit weight and are cast as autocast would.
+    hidden = args[0]
+    if hidden.dtype != module.weight.dtype and not torch.is_autocast_enabled(hidden.device.type):
+        return (hidden.to(module.weight.dtype), *args[1:])
+    return None
+
+
+def keep_frozen_embeddings_16bit(model: torch.nn.Module, dtypes: dict[str, torch.dtype]) -> int:
+    """Undo peft's float32 cast of the frozen input embeddings and output head (QLoRA).
+
+    ``prepare_model_for_kbit_training`` casts every 16-bit parameter to float32, which is right
+    for the small norms but doubles the two largest frozen matrices: 4 GB instead of 2 GB for a
+    128k-token vocabulary at hidden size 4096. Both are frozen, so their values are those loaded
+    in 16-bit; under autocast the output head multiplies in 16-bit anyway. This casts them back
+    to the dtype they were loaded in and keeps everything downstream as it was: the embedding's
+    output is upcast to float32 (a forward hook on this instance), and the head's input is
+    cast to the weight's dtype when no autocast does it.
+
+    Args:
+        model: the quantized model after ``prepare_model_for_kbit_training``.
+        dtypes: ``{'input': dtype, 'output': dtype}`` of the two weights before that cast
+            (see :func:`embedding_dtypes`).
+
+    Returns:
+        The number of bytes saved.
+    """
+    saved = 0
+    modules = {"input": model.get_input_embeddings(), "output": model.get_output_embeddings()}
+    done = set()
+    for role, module in modules.items():
+        weight = getattr(module, "weight", None)
+        dtype = dtypes.get(role)
+        if (weight is None or weight.requires_grad or dtype not in (torch.float16, torch.bfloat16)
+                or weight.dtype != torch.float32):
+            continue
+        if id(weight) not in done:
+            saved += weight.numel() * (weight.element_size() - torch.finfo(dtype).bits // 8)
+            weight.data = weight.data.to(dtype)
+            done.add(id(weight))
+        if role == "input":
+            module.register_forward_hook(_upcast_output)
+        else:
+            module.register_forward_pre_hook(_match_head_input)
+    return saved
+
+
+def embedding_dtypes(model: torch.nn.Module) -> dict[str, torch.dtype]:
+    """The dtypes of ``model``'s input embedding and output head weights (those present)."""
+    found = {}
+    for role, module in (("input", model.get_input_embeddings()),
+                         ("output", model.get_output_embeddings())):
+        weight = getattr(module, "weight", None)
+        if weight is not None:
+            found[role] = weight.dtype
+    return found

@@ -25,7 +25,11 @@ from .checkpointing import (
 )
 from .kernels import apply_liger_kernels, liger_loss_kwargs
 from .loss import check_loss_reduction, target_mask, weighted_cross_entropy
-from .quantization import keep_4bit_layers_trainable
+from .quantization import (
+    embedding_dtypes,
+    keep_4bit_layers_trainable,
+    keep_frozen_embeddings_16bit,
+)
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -230,10 +234,16 @@ class SupervisedFinetune(BaseModel):
         if isinstance(lora, dict):
             lora = BUILDER.build(lora)
         if is_quantized(self.llm):
-            # Casts norms to fp32 and freezes the quantized base (QLoRA).
+            # Casts norms to fp32 and freezes the quantized base (QLoRA); the frozen
+            # embeddings and head go back to 16-bit (same values, half the memory).
+            dtypes = embedding_dtypes(self.llm)
             self.llm = prepare_model_for_kbit_training(
                 self.llm, use_gradient_checkpointing=use_activation_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False})
+            saved = keep_frozen_embeddings_16bit(self.llm, dtypes)
+            if saved:
+                print_log(f"QLoRA: frozen embeddings and output head kept in 16-bit "
+                          f"({saved / 2**30:.2f} GiB less)", logger="current")
         if lora.target_modules is None:
             lora.target_modules = find_all_linear_names(self.llm)
         # Under ZeRO-3 the adapters must share the base model's dtype (see _prepare_for_zero3);
