@@ -186,6 +186,18 @@ def test_a_value_of_the_wrong_kind_is_one_error(key, value, expected):
         merge_cfg_options(cfg, {key: value})
 
 
+def test_auto_switches_take_true_or_false_and_back():
+    """``use_activation_checkpointing``/``use_liger_kernel`` take True, False or 'auto'."""
+    cfg = load_config(resolve_config("benchmark_w2_llama3_8b_qlora_2k"))
+    assert cfg.model.use_activation_checkpointing == "auto"
+    merge_cfg_options(cfg, {"model.use_activation_checkpointing": True})
+    assert cfg.model.use_activation_checkpointing is True
+    merge_cfg_options(cfg, {"model.use_activation_checkpointing": "auto"})
+    assert cfg.model.use_activation_checkpointing == "auto"
+    with pytest.raises(ConfigError, match="expected a string"):
+        merge_cfg_options(cfg, {"model.use_activation_checkpointing": 3})
+
+
 def test_fractional_epochs_are_allowed():
     cfg = load_config(resolve_config("demo_tiny_full_colorist_e40"))
     merge_cfg_options(cfg, {"train_cfg.max_epochs": 0.5})

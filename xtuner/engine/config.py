@@ -282,7 +282,9 @@ def _check_value_type(cfg: Config, key: str, value) -> None:
         return
     last = key.rsplit(".", 1)[-1]
     number = (int, float)
-    if isinstance(old, bool) or isinstance(value, bool):
+    if {type(old), type(value)} == {bool, str} and "auto" in (old, value):
+        ok = True  # switches that take True, False or 'auto' (use_liger_kernel, ...)
+    elif isinstance(old, bool) or isinstance(value, bool):
         ok = isinstance(old, bool) and isinstance(value, bool)
     elif isinstance(old, number):
         ok = isinstance(value, number) and not (
