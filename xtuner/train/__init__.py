@@ -15,6 +15,8 @@ from .config import (
     DataloaderConfig,
     DatasetConfig,
     EncoderLLMConfig,
+    ImageTextModelConfig,
+    ImageTextTokenizeFnConfig,
     LLMConfig,
     LRConfig,
     ResumeConfig,
@@ -25,5 +27,6 @@ from .config import (
 from .trainer import Trainer
 
 __all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig",
-           "EncoderLLMConfig", "LLMConfig", "LRConfig", "ResumeConfig",
-           "TimeSeriesTokenizeFnConfig", "TokenizeFnConfig", "Trainer", "TrainerConfig"]
+           "EncoderLLMConfig", "ImageTextModelConfig", "ImageTextTokenizeFnConfig",
+           "LLMConfig", "LRConfig", "ResumeConfig", "TimeSeriesTokenizeFnConfig",
+           "TokenizeFnConfig", "Trainer", "TrainerConfig"]

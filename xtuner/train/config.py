@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from xtuner.utils.errors import ConfigError, did_you_mean
 
 __all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig",
-           "EncoderLLMConfig", "LLMConfig", "LRConfig", "ResumeConfig",
-           "TimeSeriesTokenizeFnConfig", "TokenizeFnConfig", "TrainerConfig"]
+           "EncoderLLMConfig", "ImageTextModelConfig", "ImageTextTokenizeFnConfig",
+           "LLMConfig", "LRConfig", "ResumeConfig", "TimeSeriesTokenizeFnConfig",
+           "TokenizeFnConfig", "TrainerConfig"]
 
 
 def _one_line(cls: type[BaseModel], exc: ValidationError) -> str:
@@ -105,6 +106,35 @@ class EncoderLLMConfig(_Config):
         return self
 
 
+class ImageTextModelConfig(_Config):
+    """A Hugging Face image-text-to-text model (Qwen2-VL, Qwen2.5-VL, InternVL, ... that
+    ``AutoModelForImageTextToText`` builds) with its processor and chat template
+    (:class:`xtuner.model.image_text.ImageTextFinetune`).
+
+    Args:
+        path: the model's HF folder; its ``config.json`` gives the architecture, its
+            processor files the processor. The weights come from ``TrainerConfig.load_from``
+            (absent: random init).
+        processor_path: the processor's folder when it is not ``path`` (else
+            ``TrainerConfig.tokenizer_path``, else ``path``).
+        lora: a ``peft.LoraConfig`` (or its dict) for the language model; None trains all
+            unfrozen weights.
+        freeze_vision: keep the vision tower fixed.
+        freeze_projector: keep the projector (Qwen2-VL's merger) fixed.
+        use_varlen_attn: packed samples do not attend to each other (packing needs it).
+        dtype, use_activation_checkpointing: as for :class:`LLMConfig`.
+    """
+
+    path: str
+    processor_path: str | None = None
+    lora: Any = None
+    freeze_vision: bool = True
+    freeze_projector: bool = False
+    use_varlen_attn: bool = True
+    dtype: str = "auto"
+    use_activation_checkpointing: bool | Literal["auto"] = "auto"
+
+
 class DatasetConfig(_Config):
     """One JSONL source.
 
@@ -176,6 +206,20 @@ class TimeSeriesTokenizeFnConfig(_Config):
     max_length: int | None = None
     chat_template: str | None = None
     max_samples: int | None = None
+
+
+class ImageTextTokenizeFnConfig(_Config):
+    """Image-text chat records for an :class:`ImageTextModelConfig` model
+    (:class:`xtuner.dataset.image_text.ImageTextTokenizeFunction`): rendered by the
+    processor's chat template, loss on assistant turns; pure-text records too.
+
+    Args:
+        max_length: None or ``pack_max_length`` (samples are cut there).
+        chat_template: a Jinja chat template instead of the processor's.
+    """
+
+    max_length: int | None = None
+    chat_template: str | None = None
 
 
 class DataloaderConfig(_Config):
@@ -263,9 +307,13 @@ class TrainerConfig(_Config):
     ``dataset_cfg`` as another name of ``dataset_config_list``, which may also sit in
     ``dataloader_cfg``. ``global_batch_size`` is in packed rows: each rank forwards one row
     per step and accumulates ``global_batch_size / world_size`` of them.
+
+    ``hf_interval``: every that many optimizer steps the model is also written as a Hugging
+    Face folder ``WORK_DIR/hf-STEP`` (``hf_max_keep``: keep only the newest that many);
+    ``WORK_DIR/hf_model`` is always written at the end.
     """
 
-    model_cfg: LLMConfig | EncoderLLMConfig
+    model_cfg: LLMConfig | EncoderLLMConfig | ImageTextModelConfig
     tokenizer_path: str | None = None
     load_from: str | None = None
     optim_cfg: AdamWConfig = Field(default_factory=AdamWConfig)
@@ -305,7 +353,8 @@ class TrainerConfig(_Config):
             problems.append("give the datasets once, in dataset_config_list, dataset_cfg or "
                             f"dataloader_cfg.dataset_config_list (got {len(sources)})")
         fn_type = (TimeSeriesTokenizeFnConfig if isinstance(self.model_cfg, EncoderLLMConfig)
-                   else TokenizeFnConfig)
+                   else ImageTextTokenizeFnConfig
+                   if isinstance(self.model_cfg, ImageTextModelConfig) else TokenizeFnConfig)
         for i, item in enumerate(self.datasets if len(sources) == 1 else []):
             if not isinstance(item, dict) or set(item) != {"dataset", "tokenize_fn"}:
                 problems.append(f"datasets[{i}] must be {{'dataset': DatasetConfig(...), "
@@ -317,9 +366,21 @@ class TrainerConfig(_Config):
                                 f"{type(self.model_cfg).__name__}")
         if self.global_batch_size < 1:
             problems.append(f"global_batch_size must be >= 1, got {self.global_batch_size}")
-        if self.hf_interval is not None or self.hf_max_keep is not None:
-            problems.append("hf_interval/hf_max_keep: only the end-of-training export to "
-                            "WORK_DIR/hf_model is supported; leave them None")
+        for name in ("hf_interval", "hf_max_keep"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be >= 1 or None, got {value}")
+        if self.hf_max_keep is not None and self.hf_interval is None:
+            problems.append("hf_max_keep needs hf_interval (the periodic exports it keeps)")
+        if isinstance(self.model_cfg, ImageTextModelConfig):
+            dl = self.dataloader_cfg
+            if dl.pack_level == "hard":
+                problems.append("dataloader_cfg.pack_level='hard' would cut samples inside "
+                                "their images; use 'soft', 'expand_soft' or 'none'")
+            elif dl.pack_level != "none" and not self.model_cfg.use_varlen_attn:
+                problems.append("packing image-text samples needs model_cfg.use_varlen_attn="
+                                "True (else packed samples attend to each other); or set "
+                                "dataloader_cfg.pack_level='none'")
         if problems:
             raise ValueError("; ".join(problems))
         return self

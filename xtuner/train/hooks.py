@@ -1,5 +1,5 @@
-"""Hooks of the Trainer: the learning-rate schedule counted in optimizer steps, and the
-EncoderLLM export."""
+"""Hooks of the Trainer: the learning-rate schedule counted in optimizer steps, the
+EncoderLLM export, and throughput for models whose config nests the LLM's."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,20 @@ import os.path as osp
 
 from mmengine.hooks import Hook, ParamSchedulerHook
 
-__all__ = ["EncoderLLMExportHook", "OptimStepSchedulerHook"]
+from xtuner.engine.hooks import ThroughputHook
+
+__all__ = ["EncoderLLMExportHook", "NestedConfigThroughputHook", "OptimStepSchedulerHook"]
+
+
+class NestedConfigThroughputHook(ThroughputHook):
+    """:class:`~xtuner.engine.hooks.ThroughputHook` for a model whose config holds the
+    language model's in a sub-config (image-text models: ``config.text_config``); tokens
+    and FLOPs count the language model (the vision tower's work is left out)."""
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if self._config is not None and hasattr(self._config, "get_text_config"):
+            self._config = self._config.get_text_config()
 
 
 class OptimStepSchedulerHook(ParamSchedulerHook):

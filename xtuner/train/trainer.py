@@ -11,10 +11,14 @@ import json
 import math
 import os.path as osp
 import sys
-from pathlib import Path
 from typing import Any
 
-from xtuner.train.config import EncoderLLMConfig, TrainerConfig, world_size
+from xtuner.train.config import (
+    EncoderLLMConfig,
+    ImageTextModelConfig,
+    TrainerConfig,
+    world_size,
+)
 from xtuner.utils.errors import ConfigError, DataError
 
 __all__ = ["Trainer", "build_llm", "jsonl_source"]
@@ -35,15 +39,9 @@ def build_llm(pretrained_model_name_or_path: str, load_weights: bool = True,
 
 
 def _jsonl_files(anno_path: str) -> list[str]:
-    path = Path(anno_path)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*.jsonl"))
-        if not files:
-            raise DataError(f"DatasetConfig.anno_path={anno_path!r}: no *.jsonl file in it")
-        return files
-    if not path.is_file():
-        raise DataError(f"DatasetConfig.anno_path={anno_path!r} does not exist")
-    return [str(path)]
+    from xtuner.dataset.image_text import jsonl_files  # imported when needed: torch etc.
+
+    return jsonl_files(anno_path)
 
 
 def jsonl_source(anno_path: str, sample_ratio: float = 1.0) -> tuple[dict, int | None]:
@@ -93,6 +91,31 @@ def _map_fn(anno_path: str):
                     f"record, got keys {sorted(record)}; or set TokenizeFnConfig.map_fn")
 
 
+def _lora_cfg(lora):
+    """A ``peft.LoraConfig`` object as a config dict (mmengine dumps and re-reads the run's
+    config, which a dataclass instance breaks); only fields that differ from the defaults."""
+    import dataclasses
+    import enum
+
+    if lora is None or isinstance(lora, dict) or not dataclasses.is_dataclass(lora):
+        return lora
+    out = dict(type=type(lora))
+    for field in dataclasses.fields(lora):
+        if not field.init:
+            continue
+        value = getattr(lora, field.name)
+        default = (field.default_factory() if field.default_factory is not dataclasses.MISSING
+                   else field.default)
+        if value == default:
+            continue
+        if isinstance(value, set):
+            value = sorted(value)
+        if isinstance(value, enum.Enum):
+            value = value.value
+        out[field.name] = value
+    return out
+
+
 # Fields of the XTuner v1 configs that are accepted (so v1 scripts run) but change nothing in
 # this engine, and why: a script that sets one is told so, never silently ignored.
 _NO_EFFECT = {
@@ -111,13 +134,15 @@ def _note_settings_without_effect(config: TrainerConfig) -> list[str]:
     for (part, field), why in _NO_EFFECT.items():
         if field in getattr(getattr(config, part), "model_fields_set", ()):
             notes.append(f"{part}.{field} ({why})")
-    media = isinstance(config.model_cfg, EncoderLLMConfig)
+    media = isinstance(config.model_cfg, (EncoderLLMConfig, ImageTextModelConfig))
     for i, item in enumerate(config.datasets):
         fields = getattr(item["dataset"], "model_fields_set", ())
         if "enable_sequential_sampler" in fields:
             notes.append(f"datasets[{i}].enable_sequential_sampler (the run's sampler is used)")
         if "media_root" in fields and not media:
             notes.append(f"datasets[{i}].media_root (a text model reads no media)")
+    if isinstance(config.model_cfg, ImageTextModelConfig) and config.loss_cfg.mode == "chunk":
+        notes.append("loss_cfg.mode='chunk' (image-text models use the eager loss)")
     lines = [f"TrainerConfig: {note} has no effect in xtuner; accepted for XTuner v1 scripts"
              for note in notes]
     for line in lines:
@@ -173,7 +198,7 @@ class Trainer:
         from xtuner.engine.runner import TrainLoop
         from xtuner.model import SupervisedFinetune
         from xtuner.model.encoder_llm import EncoderLLM
-        from xtuner.train.hooks import EncoderLLMExportHook, OptimStepSchedulerHook
+        from xtuner.train.hooks import NestedConfigThroughputHook, OptimStepSchedulerHook
         from xtuner.utils import PROMPT_TEMPLATE
 
         c = self.config
@@ -181,6 +206,8 @@ class Trainer:
         packing = dl.pack_level != "none"
         varlen = m.use_varlen_attn and packing
         media = isinstance(m, EncoderLLMConfig)
+        image_text = isinstance(m, ImageTextModelConfig)
+        processor_path = (getattr(m, "processor_path", None) or c.tokenizer_path or m.path)
         tokenizer = dict(type=AutoTokenizer.from_pretrained,
                          pretrained_model_name_or_path=c.tokenizer_path or m.path,
                          padding_side="right")
@@ -192,18 +219,28 @@ class Trainer:
             use_varlen_attn=varlen, use_activation_checkpointing=m.use_activation_checkpointing,
             use_liger_kernel={"eager": False, "liger": True, "chunk": "auto"}[c.loss_cfg.mode],
             loss_reduction=c.loss_cfg.loss_reduction, llm=llm)
-        if media:
+        if image_text:
+            from xtuner.model.image_text import ImageTextFinetune, build_image_text_model
+
+            model.update(type=ImageTextFinetune, processor=processor_path,
+                         lora=_lora_cfg(m.lora),
+                         freeze_vision=m.freeze_vision, freeze_projector=m.freeze_projector,
+                         # liger's fused loss is not wired for these models: eager loss.
+                         use_liger_kernel=c.loss_cfg.mode == "liger",
+                         model=dict(llm, type=build_image_text_model))
+            model.pop("llm")
+        elif media:
             model.update(type=EncoderLLM, tokenizer=tokenizer, encoder=m.encoder,
                          context_token=m.context_token, projector_depth=m.projector_depth,
                          freeze_llm=m.freeze_llm, freeze_encoder=m.freeze_encoder,
-                         llm_lora=m.lora)
+                         llm_lora=_lora_cfg(m.lora))
         else:
-            model.update(type=SupervisedFinetune, lora=m.lora,
+            model.update(type=SupervisedFinetune, lora=_lora_cfg(m.lora),
                          max_position_embeddings=m.max_position_embeddings)
         seed = c.seed if c.seed is not None else 0
 
         datasets = []
-        for i, item in enumerate(c.datasets):
+        for i, item in enumerate(c.datasets if not image_text else []):
             ds, fn = item["dataset"], item["tokenize_fn"]
             if fn.max_length is not None and fn.max_length != dl.pack_max_length:
                 raise ConfigError(f"datasets[{i}].tokenize_fn.max_length={fn.max_length}: "
@@ -222,9 +259,16 @@ class Trainer:
                 remove_unused_columns=True, shuffle_before_pack=True,
                 pack_to_max_length=packing, use_varlen_attn=varlen,
                 packing="v0" if dl.pack_level == "hard" else "whole", seed=seed))
-        dataset = datasets[0] if len(datasets) == 1 else dict(type=ConcatDataset,
-                                                               datasets=datasets)
+        if image_text:
+            dataset = self._image_text_dataset(processor_path, packing, seed)
+        else:
+            dataset = datasets[0] if len(datasets) == 1 else dict(type=ConcatDataset,
+                                                                   datasets=datasets)
         collate = media_collate_fn if media else default_collate_fn
+        if image_text:
+            from xtuner.dataset.image_text import image_text_collate_fn
+
+            collate = image_text_collate_fn
 
         world = world_size()
         if c.global_batch_size % world:
@@ -267,8 +311,11 @@ class Trainer:
                 collate_fn=dict(type=collate, use_varlen_attn=varlen)),
             optim_wrapper=optim_wrapper,
             train_cfg=train_cfg,
-            custom_hooks=[dict(type=ThroughputHook),
-                          dict(type=EncoderLLMExportHook if media else HFCheckpointHook)],
+            custom_hooks=[dict(type=NestedConfigThroughputHook if image_text
+                               else ThroughputHook),
+                          # Every model kind: the LLM (+ tokenizer) or the model's save_hf.
+                          dict(type=HFCheckpointHook, interval=c.hf_interval,
+                               max_keep=c.hf_max_keep)],
             default_hooks=default_hooks,
             env_cfg=dict(cudnn_benchmark=False,
                          mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
@@ -302,6 +349,29 @@ class Trainer:
         return dict(type=MediaJsonlDataset,
                     data_path=_jsonl_files(ds.anno_path) * int(ds.sample_ratio),
                     tokenize_fn=tokenize_fn, pack_to_max_length=packing, seed=seed)
+
+    def _image_text_dataset(self, processor_path: str, packing: bool, seed: int) -> dict:
+        """One :class:`~xtuner.dataset.image_text.ImageTextJsonlDataset` over every source
+        (so image-text and pure-text samples pack into the same rows)."""
+        from xtuner.dataset.image_text import ImageTextJsonlDataset
+
+        dl = self.config.dataloader_cfg
+        sources, templates = [], set()
+        for i, item in enumerate(self.config.datasets):
+            ds, fn = item["dataset"], item["tokenize_fn"]
+            if fn.max_length is not None and fn.max_length != dl.pack_max_length:
+                raise ConfigError(f"datasets[{i}].tokenize_fn.max_length={fn.max_length}: "
+                                  f"samples are cut at pack_max_length={dl.pack_max_length} "
+                                  "here; leave max_length None or set it equal")
+            templates.add(fn.chat_template)
+            sources.append(dict(anno_path=ds.anno_path, media_root=ds.media_root or ".",
+                                sample_ratio=ds.sample_ratio))
+        if len(templates) > 1:
+            raise ConfigError("datasets: every ImageTextTokenizeFnConfig must use the same "
+                              "chat_template (one model, one template)")
+        return dict(type=ImageTextJsonlDataset, sources=sources, processor=processor_path,
+                    max_length=dl.pack_max_length, pack_to_max_length=packing,
+                    chat_template=templates.pop(), seed=seed)
 
     def _schedulers(self) -> list[dict]:
         """Warmup then decay, ``begin``/``end`` as fractions of the run's optimizer steps
