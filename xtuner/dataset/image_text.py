@@ -83,10 +83,14 @@ def load_processor(path: str, **kwargs):
     cls = getattr(transformers, settings.pop("processor_class", ""), None)
     if cls is None:
         raise ConfigError(f"{config_file}: unknown processor_class")
-    if not hasattr(transformers, "VideoProcessorMixin"):
-        # What ProcessorMixin checks the video processor against; the same class
-        # transformers exports when torchvision is installed.
-        transformers.VideoProcessorMixin = VideoProcessorMixin
+    from transformers import processing_utils
+
+    # What ProcessorMixin checks the video processor against (looked up on the package, or
+    # on the package instance processing_utils imported): the class transformers exports
+    # when torchvision is installed.
+    for module in (transformers, getattr(processing_utils, "transformers_module", None)):
+        if module is not None and not hasattr(module, "VideoProcessorMixin"):
+            module.VideoProcessorMixin = VideoProcessorMixin
     settings = {k: v for k, v in settings.items()
                 if k not in ("image_processor", "video_processor", "tokenizer")}
     template = Path(path) / "chat_template.jinja"

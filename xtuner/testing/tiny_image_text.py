@@ -1,6 +1,6 @@
-"""A tiny Qwen2-VL-shaped image-text model, its processor and image-text chat data, all
-built in-process (no model hub): for tests, examples and the GPU benchmark (which passes
-real shapes).
+"""Tiny Qwen2-VL- and InternVL-shaped image-text models, their processors and image-text
+chat data, all built in-process (no model hub): for tests, examples and the GPU benchmark
+(which passes real shapes).
 
 Example::
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["QWEN2_VL_CHAT_TEMPLATE", "QWEN2_VL_2B_SHAPES", "build_tiny_qwen2_vl",
-           "write_image_text_data"]
+__all__ = ["INTERNVL_CHAT_TEMPLATE", "QWEN2_VL_CHAT_TEMPLATE", "QWEN2_VL_2B_SHAPES",
+           "build_tiny_internvl", "build_tiny_qwen2_vl", "write_image_text_data"]
 
 # Qwen2-VL's chat template for text and images (its video branch left out).
 QWEN2_VL_CHAT_TEMPLATE = (
@@ -30,6 +30,17 @@ QWEN2_VL_CHAT_TEMPLATE = (
     "{% elif content['type'] == 'text' or 'text' in content %}{{ content['text'] }}{% endif %}"
     "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+# InternVL's chat template for text and images: an image is its context token on a line.
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}"
+    "<IMG_CONTEXT>\n{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+INTERNVL_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>",
+                   "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
 
@@ -142,6 +153,83 @@ def _save_qwen2_vl_processor(save_dir: Path, tokenizer, min_pixels, max_pixels,
     (save_dir / "chat_template.jinja").write_text(QWEN2_VL_CHAT_TEMPLATE, encoding="utf-8")
     (save_dir / "processor_config.json").write_text(
         json.dumps({"processor_class": "Qwen2VLProcessor"}, indent=2) + "\n", encoding="utf-8")
+
+
+def build_tiny_internvl(save_dir, hidden_size: int = 64, num_hidden_layers: int = 2,
+                        vision_hidden_size: int = 32, image_size: int = 56, texts=(),
+                        seed: int = 0) -> str:
+    """Build a randomly initialised ``InternVLForConditionalGeneration`` (Qwen2 language
+    model; ``image_size`` 56 with 14-pixel patches and pixel shuffle 0.5: 4 tokens per
+    tile), a tokenizer trained in-process with InternVL's image tokens, and its
+    ``InternVLProcessor`` (PIL image processor, tiles on), saved in ``save_dir``.
+
+    Returns:
+        ``str(save_dir)``.
+    """
+    import importlib.util
+
+    from transformers import (
+        AddedToken,
+        AutoTokenizer,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+    )
+
+    from .tiny_models import DEFAULT_CORPUS, train_tiny_tokenizer
+
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    corpus = list(DEFAULT_CORPUS) + list(texts) + [f"The picture is {c}." for c in COLOURS]
+    tokenizer = train_tiny_tokenizer(corpus, save_dir, tokenizer_class="Qwen2Tokenizer",
+                                     bos_token=None)
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False)
+                          for t in INTERNVL_TOKENS.values()], special_tokens=True)
+    tokenizer.save_pretrained(str(save_dir))
+    # The processor finds its image tokens as named tokenizer attributes.
+    config_file = save_dir / "tokenizer_config.json"
+    settings = json.loads(config_file.read_text(encoding="utf-8"))
+    settings["extra_special_tokens"] = INTERNVL_TOKENS
+    config_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(str(save_dir))
+    per_tile = (image_size // 14) ** 2 // 4
+    config = InternVLConfig(
+        vision_config=dict(hidden_size=vision_hidden_size, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=2 * vision_hidden_size,
+                           image_size=[image_size, image_size], patch_size=[14, 14]),
+        text_config=dict(model_type="qwen2", hidden_size=hidden_size,
+                         num_hidden_layers=num_hidden_layers, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=2 * hidden_size,
+                         vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False),
+        image_token_id=tokenizer.context_image_token_id, image_seq_length=per_tile,
+        downsample_ratio=0.5, tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = InternVLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id,
+                                            tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(str(save_dir), safe_serialization=True)
+    size = {"height": image_size, "width": image_size}
+    if importlib.util.find_spec("torchvision") is not None:
+        from transformers import GotOcr2ImageProcessor, InternVLVideoProcessor
+
+        InternVLProcessor(image_processor=GotOcr2ImageProcessor(size=size),
+                          tokenizer=tokenizer, video_processor=InternVLVideoProcessor(),
+                          image_seq_length=per_tile,
+                          chat_template=INTERNVL_CHAT_TEMPLATE).save_pretrained(str(save_dir))
+        return str(save_dir)
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import (
+        GotOcr2ImageProcessorPil,
+    )
+
+    GotOcr2ImageProcessorPil(size=size).save_pretrained(str(save_dir))
+    (save_dir / "chat_template.jinja").write_text(INTERNVL_CHAT_TEMPLATE, encoding="utf-8")
+    (save_dir / "processor_config.json").write_text(json.dumps(
+        {"processor_class": "InternVLProcessor", "image_seq_length": per_tile}, indent=2)
+        + "\n", encoding="utf-8")
+    return str(save_dir)
 
 
 def write_image_text_data(root, num_media: int = 8, num_text: int = 4,
