@@ -66,8 +66,8 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--random-init", action="store_true",
                         help="random weights built from the model's config.json")
     parser.add_argument("--memory-budget", metavar="SIZE",
-                        help="peak memory the 'auto' activation checkpointing aims at "
-                        "(e.g. 34GB; default 90%% of the GPU)")
+                        help="plan the run to stay under this much GPU memory, as "
+                        "`xtuner train --memory-budget` (e.g. 8GB)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     add_trust_remote_code_argument(parser, config=True)
     parser.add_argument("--profile", action="store_true",
@@ -156,8 +156,6 @@ def _benchmark(cfg, args, notes) -> int:
         print_log(f"note: {note}", logger="current")
     name = osp.splitext(osp.basename(cfg.filename))[0]
     work_dir = args.work_dir or osp.join("work_dirs", "benchmark", name)
-    if args.memory_budget:
-        cfg.model["activation_memory_budget"] = args.memory_budget
     model_path = None
     args.model_name = osp.basename(llm_path(cfg).rstrip("/"))
     vision_path = None
@@ -178,7 +176,7 @@ def _benchmark(cfg, args, notes) -> int:
                             seq_len=args.seq_len, sample_lengths=args.sample_len,
                             model_path=model_path, vision_path=vision_path)
     prepare_train_config(bcfg, work_dir=work_dir, launcher=args.launcher,
-                         deepspeed=args.deepspeed)
+                         deepspeed=args.deepspeed, memory_budget=args.memory_budget)
     results = []
     if args.baseline:
         results.append(_baseline(bcfg, args))

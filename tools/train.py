@@ -39,6 +39,9 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none", help="job launcher (set by xtuner itself for "
                         "NPROC_PER_NODE>1; use slurm under srun)")
+    parser.add_argument("--memory-budget", metavar="SIZE",
+                        help="plan the run to stay under this much GPU memory, e.g. 8GB "
+                             "(config key memory_budget; see the README)")
     parser.add_argument("--print-config", action="store_true",
                         help="print the resolved config and exit")
     parser.add_argument("--tensorboard", action="store_true",
@@ -91,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              seed=args.seed, resume=args.resume or defaults["resume"],
                              deepspeed=args.deepspeed or defaults["deepspeed"],
                              vis_backends=[n for n in ("tensorboard", "wandb")
-                                           if getattr(args, n)] + defaults["vis_backends"])
+                                           if getattr(args, n)] + defaults["vis_backends"],
+                             memory_budget=args.memory_budget)
     if args.print_config:
         print(cfg.pretty_text)
         return 0

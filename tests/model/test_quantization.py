@@ -168,7 +168,12 @@ def test_a_layer_already_rewritten_is_converted_back(cpu_has_avx512bf16):
 def _qlora_16bit(path, keep_16bit: bool, monkeypatch):
     """A QLoRA model loaded in bfloat16; ``keep_16bit=False`` leaves peft's float32 cast."""
     if not keep_16bit:
-        monkeypatch.setattr("xtuner.model.sft.keep_frozen_embeddings_16bit", lambda *a: 0)
+        from peft import prepare_model_for_kbit_training
+
+        def peft_only(model, checkpointing):
+            return prepare_model_for_kbit_training(model, checkpointing), 0
+
+        monkeypatch.setattr("xtuner.model.sft.prepare_kbit_model", peft_only)
     torch.manual_seed(0)
     # Built here: a config dict would be demoted to float32 on a machine without CUDA.
     quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",

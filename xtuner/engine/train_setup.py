@@ -14,6 +14,7 @@ from mmengine import print_log
 from mmengine.config import Config, ConfigDict
 
 from xtuner.engine.config import make_dumpable, type_name
+from xtuner.engine.memory_budget import apply_memory_budget
 from xtuner.utils.errors import ConfigError, SetupError
 
 __all__ = ["prepare_train_config", "apply_speed_defaults", "REQUIRED_KEYS"]
@@ -248,7 +249,8 @@ def _resume(cfg: Config, resume: str | None) -> None:
 
 def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str = "none",
                          seed: int | None = None, resume: str | None = None,
-                         deepspeed: str | None = None, vis_backends=()) -> Config:
+                         deepspeed: str | None = None, vis_backends=(),
+                         memory_budget=None) -> Config:
     """Apply ``xtuner train``'s flags and the machine's limits to ``cfg`` (in place).
 
     Args:
@@ -259,6 +261,8 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         resume: ``auto`` (latest in the work dir) or a checkpoint path.
         deepspeed: a DeepSpeed JSON path or shipped name.
         vis_backends: names of :data:`VIS_SWITCHES` to log to (``--tensorboard``, ``--wandb``).
+        memory_budget: ``--memory-budget`` (else ``cfg.memory_budget``): plan the run's GPU
+            memory to it (:mod:`xtuner.engine.memory_budget`).
     """
     check_required_keys(cfg)
     cfg.launcher = launcher
@@ -282,5 +286,6 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
     else:
         _amp_fallback(cfg)
     apply_speed_defaults(cfg)
+    apply_memory_budget(cfg, memory_budget)
     os.makedirs(cfg.work_dir, exist_ok=True)
     return make_dumpable(cfg)

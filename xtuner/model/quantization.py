@@ -30,7 +30,7 @@ import logging
 import torch
 from mmengine import print_log
 
-__all__ = ["embedding_dtypes", "keep_4bit_layers_trainable", "keep_frozen_embeddings_16bit"]
+__all__ = ["keep_4bit_layers_trainable", "prepare_kbit_model"]
 
 
 def _linear4bit_type():
@@ -96,51 +96,58 @@ def _match_head_input(module, args):
     return None
 
 
-def keep_frozen_embeddings_16bit(model: torch.nn.Module, dtypes: dict[str, torch.dtype]) -> int:
-    """Undo peft's float32 cast of the frozen input embeddings and output head (QLoRA).
-
-    ``prepare_model_for_kbit_training`` casts every 16-bit parameter to float32, which is right
-    for the small norms but doubles the two largest frozen matrices: 4 GB instead of 2 GB for a
-    128k-token vocabulary at hidden size 4096. Both are frozen, so their values are those loaded
-    in 16-bit; under autocast the output head multiplies in 16-bit anyway. This casts them back
-    to the dtype they were loaded in and keeps everything downstream as it was: the embedding's
-    output is upcast to float32 (a forward hook on this instance), and the head's input is
-    cast to the weight's dtype when no autocast does it.
-
-    Args:
-        model: the quantized model after ``prepare_model_for_kbit_training``.
-        dtypes: ``{'input': dtype, 'output': dtype}`` of the two weights before that cast
-            (see :func:`embedding_dtypes`).
-
-    Returns:
-        The number of bytes saved.
-    """
-    saved = 0
-    modules = {"input": model.get_input_embeddings(), "output": model.get_output_embeddings()}
-    done = set()
-    for role, module in modules.items():
-        weight = getattr(module, "weight", None)
-        dtype = dtypes.get(role)
-        if (weight is None or weight.requires_grad or dtype not in (torch.float16, torch.bfloat16)
-                or weight.dtype != torch.float32):
-            continue
-        if id(weight) not in done:
-            saved += weight.numel() * (weight.element_size() - torch.finfo(dtype).bits // 8)
-            weight.data = weight.data.to(dtype)
-            done.add(id(weight))
-        if role == "input":
-            module.register_forward_hook(_upcast_output)
-        else:
-            module.register_forward_pre_hook(_match_head_input)
-    return saved
-
-
-def embedding_dtypes(model: torch.nn.Module) -> dict[str, torch.dtype]:
-    """The dtypes of ``model``'s input embedding and output head weights (those present)."""
+def _embedding_weights(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     found = {}
     for role, module in (("input", model.get_input_embeddings()),
                          ("output", model.get_output_embeddings())):
         weight = getattr(module, "weight", None)
         if weight is not None:
-            found[role] = weight.dtype
+            found[role] = weight
     return found
+
+
+def prepare_kbit_model(model: torch.nn.Module, use_gradient_checkpointing: bool):
+    """peft's ``prepare_model_for_kbit_training`` (freeze the quantized base, norms to float32)
+    with the frozen input embeddings and output head kept in their loaded 16-bit dtype.
+
+    peft casts every 16-bit parameter to float32, which is right for the small norms but
+    doubles the two largest frozen matrices: 4 GB instead of 2 GB for a 128k-token vocabulary
+    at hidden size 4096. Both are frozen, so their values are those loaded in 16-bit, and under
+    autocast the output head multiplies in 16-bit anyway. So they are parked on the host while
+    peft casts (no float32 copy ever reaches the GPU), cast back, and everything downstream is
+    kept as it was: the embedding's output is upcast to float32 (a forward hook on this
+    instance) and the head's input is cast to the weight's dtype when no autocast does it.
+
+    Args:
+        model: a bitsandbytes-quantized transformers model.
+        use_gradient_checkpointing: passed to peft.
+
+    Returns:
+        ``(model, bytes_saved, upcast)``: ``upcast`` is the handle of the embedding's
+        float32 hook (None without one); removing it keeps the hidden states in 16-bit
+        (see :mod:`xtuner.model.memory_budget`).
+    """
+    from peft import prepare_model_for_kbit_training
+
+    weights = {role: w for role, w in _embedding_weights(model).items()
+               if w.dtype in (torch.float16, torch.bfloat16)}
+    devices = {id(w): (w.device, w.dtype) for w in weights.values()}
+    for weight in weights.values():
+        weight.data = weight.data.cpu()
+    model = prepare_model_for_kbit_training(
+        model, use_gradient_checkpointing=use_gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False})
+    saved = 0
+    for weight in {id(w): w for w in weights.values()}.values():
+        device, dtype = devices[id(weight)]
+        if weight.requires_grad or weight.dtype != torch.float32:
+            weight.data = weight.data.to(device)  # peft left it alone: nothing to undo
+            continue
+        saved += weight.numel() * (weight.element_size() - torch.finfo(dtype).bits // 8)
+        weight.data = weight.data.to(dtype).to(device)
+    upcast = None
+    if "input" in weights and weights["input"].dtype != torch.float32:
+        upcast = model.get_input_embeddings().register_forward_hook(_upcast_output)
+    if "output" in weights and weights["output"].dtype != torch.float32:
+        model.get_output_embeddings().register_forward_pre_hook(_match_head_input)
+    return model, saved, upcast

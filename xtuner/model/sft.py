@@ -25,11 +25,7 @@ from .checkpointing import (
 )
 from .kernels import apply_liger_kernels, liger_loss_kwargs
 from .loss import check_loss_reduction, target_mask, weighted_cross_entropy
-from .quantization import (
-    embedding_dtypes,
-    keep_4bit_layers_trainable,
-    keep_frozen_embeddings_16bit,
-)
+from .quantization import keep_4bit_layers_trainable, prepare_kbit_model
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -188,6 +184,7 @@ class SupervisedFinetune(BaseModel):
         checkpointing = _checkpointing_mode(use_activation_checkpointing)
         self.use_activation_checkpointing = checkpointing
         self.use_lora = lora is not None
+        self.embedding_upcast = None  # QLoRA: the hook keeping hidden states in float32
         if self.use_lora:
             self._prepare_lora(lora, bool(checkpointing))
         self.checkpointing_plan = None
@@ -229,18 +226,15 @@ class SupervisedFinetune(BaseModel):
                       f"{len(tokenizer)} tokens", logger="current")
 
     def _prepare_lora(self, lora, use_activation_checkpointing: bool) -> None:
-        from peft import get_peft_model, prepare_model_for_kbit_training
+        from peft import get_peft_model
 
         if isinstance(lora, dict):
             lora = BUILDER.build(lora)
         if is_quantized(self.llm):
-            # Casts norms to fp32 and freezes the quantized base (QLoRA); the frozen
-            # embeddings and head go back to 16-bit (same values, half the memory).
-            dtypes = embedding_dtypes(self.llm)
-            self.llm = prepare_model_for_kbit_training(
-                self.llm, use_gradient_checkpointing=use_activation_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-            saved = keep_frozen_embeddings_16bit(self.llm, dtypes)
+            # Freezes the quantized base and casts norms to fp32 (QLoRA); the frozen
+            # embeddings and head stay 16-bit (same values, half the memory).
+            self.llm, saved, self.embedding_upcast = prepare_kbit_model(
+                self.llm, use_activation_checkpointing)
             if saved:
                 print_log(f"QLoRA: frozen embeddings and output head kept in 16-bit "
                           f"({saved / 2**30:.2f} GiB less)", logger="current")

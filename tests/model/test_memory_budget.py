@@ -1,0 +1,179 @@
+"""``--memory-budget``: budget parsing, the plan chosen for given sizes, the one-line refusal,
+the plan applied to a built model, and the optimizer constructor that swaps in 8-bit states."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM
+
+from xtuner.engine.memory_budget import MemoryBudgetOptimWrapperConstructor, apply_memory_budget
+from xtuner.model import SupervisedFinetune
+from xtuner.model.memory_budget import (
+    LEVERS,
+    MemorySizes,
+    apply_memory_plan,
+    available_levers,
+    estimate_memory,
+    plan_memory,
+)
+from xtuner.utils.errors import ConfigError
+
+GiB = 2**30
+# Llama-3-8B QLoRA r=64 on every linear layer (W2) as measured on the H200: 4-bit body and
+# 16-bit embeddings/head 5.3 GiB, 167.8M float32 adapter weights, float32 hidden states.
+W2 = MemorySizes(weights=int(5.31 * GiB), trainable_params=167_772_160,
+                 trainable_bytes=167_772_160 * 4, layers=32, hidden=4096, intermediate=14336,
+                 vocab=128256, residual_bytes=4)
+
+
+@pytest.mark.parametrize("budget, levers, checkpointing", [
+    ("40GB", (), None),                                        # everything fits as it is
+    ("28GB", ("fused_loss",), None),                           # the logits were too many
+    ("14.5GB", ("fused_loss", "checkpointing"), "auto"),        # XTuner v0's memory
+    ("8GB", LEVERS, "all"),                                     # the 8 GB card
+])
+def test_the_cheapest_levers_that_fit_are_chosen(budget, levers, checkpointing):
+    plan = plan_memory(W2, 2048, budget)
+    assert plan.levers == levers
+    assert plan.checkpointing == checkpointing
+    assert sum(plan.estimate.values()) <= plan.budget
+
+
+def test_the_w2_estimate_matches_the_h200_measurement():
+    """Measured on one H200 (tests/gpu/w2_memory_levers.sh): every layer checkpointed, liger's
+    fused loss, float32 hidden states, paged 8-bit states (outside torch's allocator): 7.91 GiB
+    peak allocated."""
+    parts = estimate_memory(W2, 2048, ("fused_loss", "checkpointing", "optimizer_8bit"))
+    assert abs((sum(parts.values()) - parts["optimizer"]) / GiB - 7.91) < 0.3
+
+
+def test_a_budget_no_lever_can_meet_is_one_line_naming_the_smallest_that_fits():
+    with pytest.raises(ConfigError) as exc:
+        plan_memory(W2, 2048, "6GB")
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith("memory budget 6.0 GiB: 2048 tokens a micro-batch need about ")
+    smallest = message.split("the smallest budget that fits is ")[1].split(" ")[0]
+    assert plan_memory(W2, 2048, smallest).levers == LEVERS  # and that one is accepted
+
+
+def test_without_liger_the_8gb_budget_is_refused():
+    """On a machine where the fused loss cannot run, the logits alone break 8 GB."""
+    available = tuple(lever for lever in LEVERS if lever != "fused_loss")
+    with pytest.raises(ConfigError, match="even with activation checkpointing, 16-bit hidden "
+                                          "states between layers, paged 8-bit AdamW states"):
+        plan_memory(W2, 2048, "8GB", available)
+
+
+@pytest.mark.parametrize("bad", ["eight", "-3", 0])
+def test_an_unreadable_budget_is_one_line(bad):
+    with pytest.raises(ConfigError, match="^memory budget: "):
+        plan_memory(W2, 2048, bad)
+
+
+# -------------------------------------------------------------------------- on a built model
+
+def _qlora(path, **kw):
+    # Built here: a config dict would be demoted to float32 on a machine without CUDA.
+    quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                            bnb_4bit_compute_dtype=torch.bfloat16)
+    llm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
+                                               quantization_config=quant)
+    return SupervisedFinetune(llm=llm, lora=LoraConfig(r=4, lora_alpha=8), **kw)
+
+
+def test_sizes_are_measured_from_the_model(llama_dir):
+    pytest.importorskip("bitsandbytes")
+    model = _qlora(llama_dir, use_activation_checkpointing=True)
+    sizes = MemorySizes.of(model)
+    config = model.llm.config
+    adapters = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert sizes.trainable_params == sum(p.numel() for p in adapters)
+    assert sizes.trainable_bytes == 4 * sizes.trainable_params  # peft keeps them in float32
+    assert (sizes.layers, sizes.hidden, sizes.vocab) == (
+        config.num_hidden_layers, config.hidden_size, config.vocab_size)
+    assert sizes.residual_bytes == 4  # the embedding's output is upcast, as after peft
+    assert available_levers(model, "AdamW") == ("checkpointing", "activations_16bit",
+                                                "optimizer_8bit")
+
+
+def test_applying_the_plan_switches_the_model(llama_dir):
+    pytest.importorskip("bitsandbytes")
+    model = _qlora(llama_dir, use_activation_checkpointing=True)
+    ids = torch.tensor([[5, 6, 7]])
+    embedding = model.llm.get_input_embeddings()
+    assert embedding(ids).dtype == torch.float32
+    plan = plan_memory(MemorySizes.of(model), 64, 1, ("checkpointing", "activations_16bit"))
+    plan.levers, plan.checkpointing = ("checkpointing", "activations_16bit"), "all"
+    apply_memory_plan(model, plan)
+    assert embedding(ids).dtype == torch.bfloat16
+    assert model.embedding_upcast is None and model.checkpointing_plan is None
+    assert model.is_checkpointing_activations
+
+
+def test_the_constructor_swaps_in_paged_8bit_adamw_when_the_plan_needs_it(llama_dir):
+    """A budget that only 8-bit states meet (on the CPU nothing else is available to a model
+    that is not quantized): the optimizer becomes bitsandbytes' PagedAdamW8bit with the
+    config's hyper-parameters; a roomy budget keeps AdamW."""
+    pytest.importorskip("bitsandbytes")
+    model = SupervisedFinetune(
+        llm=dict(type=AutoModelForCausalLM.from_pretrained,
+                 pretrained_model_name_or_path=llama_dir),
+        lora=dict(type=LoraConfig, r=4, lora_alpha=8), use_activation_checkpointing=False)
+    sizes = MemorySizes.of(model)
+    # In bytes; the plan keeps 3% of a budget free.
+    tight = int(sum(estimate_memory(sizes, 64, ["optimizer_8bit"]).values()) / 0.97) + 1
+    roomy = int(sum(estimate_memory(sizes, 64, []).values()) / 0.97) + 1
+    assert tight < roomy
+    for budget, expected in ((f"{tight}B", "PagedAdamW8bit"), (f"{roomy}B", "AdamW")):
+        wrapper = build_optim_wrapper(model, dict(
+            type="OptimWrapper", constructor=MemoryBudgetOptimWrapperConstructor,
+            memory_budget=dict(budget=budget, tokens=64),
+            optimizer=dict(type="AdamW", lr=2e-4, betas=(0.9, 0.95), weight_decay=0.01,
+                           fused=False)))
+        optimizer = wrapper.optimizer
+        assert type(optimizer).__name__ == expected
+        group = optimizer.param_groups[0]
+        assert (group["lr"], group["betas"], group["weight_decay"]) == (2e-4, (0.9, 0.95), 0.01)
+
+
+def test_apply_memory_budget_wires_the_config():
+    cfg = Config(dict(max_length=2048, model=dict(type="SupervisedFinetune", llm=dict()),
+                      train_dataloader=dict(batch_size=2),
+                      optim_wrapper=dict(type="AmpOptimWrapper", optimizer=dict(type="AdamW"))))
+    apply_memory_budget(cfg, "8GB")
+    assert cfg.memory_budget == "8GB"
+    assert cfg.optim_wrapper.constructor is MemoryBudgetOptimWrapperConstructor
+    assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=4096)
+    cfg.strategy = dict(type="DeepSpeedStrategy")
+    with pytest.raises(ConfigError, match="does not work with --deepspeed"):
+        apply_memory_budget(cfg)
+
+
+XTUNER_BIN = Path(sys.executable).parent / "xtuner"
+
+
+def test_cli_refuses_a_budget_too_small_in_one_line(tmp_path):
+    if not XTUNER_BIN.exists():
+        pytest.skip(f"console script not installed at {XTUNER_BIN}")
+    env = {k: v for k, v in os.environ.items() if k != "XTUNER_DEBUG"}
+    env.update(HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([str(XTUNER_BIN), "train", "demo_tiny_lora_colorist_e40",
+                           "--memory-budget", "1MB", "--work-dir", str(tmp_path / "w")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, proc.stderr[-2000:]  # (the rest are progress bars)
+    assert errors[0].startswith("xtuner train: error: memory budget 1 MiB: 512 tokens a "
+                                "micro-batch need about ")
+    assert "the smallest budget that fits is " in errors[0]
+    assert "Traceback" not in proc.stdout + proc.stderr

@@ -1,0 +1,100 @@
+"""``memory_budget`` in a config (``xtuner train CFG --memory-budget 8GB``): plan the run's GPU
+memory once the model is built, before the optimizer is (see :mod:`xtuner.model.memory_budget`).
+
+The plan needs the built model (its weights and trained parameters) and decides the optimizer
+(8-bit states or not), so it runs in mmengine's optimizer-wrapper constructor, the one step that
+sees both: :func:`apply_memory_budget` points ``optim_wrapper.constructor`` at
+:class:`MemoryBudgetOptimWrapperConstructor` and hands it the budget and the largest
+micro-batch's tokens.
+"""
+from __future__ import annotations
+
+import os
+
+from mmengine.config import Config, ConfigDict
+from mmengine.optim import DefaultOptimWrapperConstructor
+
+from xtuner.engine.config import config_max_length, type_name
+from xtuner.utils.errors import ConfigError
+
+__all__ = ["MemoryBudgetOptimWrapperConstructor", "apply_memory_budget"]
+
+_PAGED_8BIT = "PagedAdamW8bit"
+_STATE_KEYS = ("lr", "betas", "eps", "weight_decay")
+
+
+class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's default constructor, after planning the model's memory to a budget.
+
+    Args:
+        optim_wrapper_cfg: the ``optim_wrapper`` config; its ``memory_budget`` entry
+            (``dict(budget='8GB', tokens=2048)``) is taken out here.
+        paramwise_cfg: as mmengine's.
+    """
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None):
+        optim_wrapper_cfg = dict(optim_wrapper_cfg)
+        self.memory_budget = dict(optim_wrapper_cfg.pop("memory_budget"))
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+
+    def __call__(self, model):
+        from xtuner.model.memory_budget import (
+            MemorySizes,
+            apply_memory_plan,
+            available_levers,
+            plan_memory,
+        )
+        from xtuner.model.utils import unwrap_model
+
+        inner = unwrap_model(model)
+        if not hasattr(inner, "checkpointing_plan"):
+            raise ConfigError(f"memory_budget: {type(inner).__name__} cannot plan its memory; "
+                              "it works with SupervisedFinetune models (remove memory_budget)")
+        optimizer = self.optimizer_cfg
+        plan = plan_memory(MemorySizes.of(inner), self.memory_budget["tokens"],
+                           self.memory_budget["budget"],
+                           available_levers(inner, type_name(optimizer.get("type"))))
+        apply_memory_plan(inner, plan)
+        if "optimizer_8bit" in plan.levers:
+            # Same hyper-parameters; the fused/foreach switches are torch's, not bitsandbytes'.
+            self.optimizer_cfg = {"type": _PAGED_8BIT,
+                                  **{k: optimizer[k] for k in _STATE_KEYS if k in optimizer}}
+        return super().__call__(model)
+
+
+def apply_memory_budget(cfg: Config, budget=None) -> None:
+    """Plan the run of ``cfg`` to ``budget`` (or ``cfg.memory_budget``); no-op without one.
+
+    Raises:
+        ConfigError: unreadable budget, a config the plan cannot drive, or DeepSpeed (which
+            builds its own optimizer and partitions memory itself).
+    """
+    from xtuner.model.checkpointing import parse_memory
+
+    budget = budget if budget is not None else cfg.get("memory_budget")
+    if budget is None:
+        return
+    try:
+        parse_memory(budget)
+    except ValueError as exc:
+        raise ConfigError(f"memory_budget: {exc}") from None
+    cfg.memory_budget = budget
+    if cfg.get("strategy") is not None or type_name(cfg.get("runner_type")) == "FlexibleRunner":
+        raise ConfigError("memory_budget does not work with --deepspeed (DeepSpeed builds its "
+                          "own optimizer); use ZeRO's offload settings, or drop --deepspeed")
+    model = cfg.get("model") or {}
+    if "llm" not in model:
+        raise ConfigError("memory_budget: the config's model has no 'llm' to plan for")
+    wrapper = cfg.optim_wrapper
+    if wrapper.get("constructor") not in (None, "DefaultOptimWrapperConstructor",
+                                          MemoryBudgetOptimWrapperConstructor):
+        raise ConfigError(f"memory_budget: optim_wrapper.constructor is already "
+                          f"{wrapper.constructor!r}; remove one of the two")
+    max_length = config_max_length(cfg)
+    if not max_length:
+        raise ConfigError("memory_budget: the config sets no max_length to plan for")
+    batch = (cfg.get("train_dataloader") or {}).get("batch_size") or 1
+    wrapper.constructor = MemoryBudgetOptimWrapperConstructor
+    wrapper.memory_budget = ConfigDict(budget=budget, tokens=int(max_length) * int(batch))
+    # Fragmentation costs hundreds of MiB near a budget; set before CUDA starts.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
