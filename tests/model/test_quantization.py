@@ -171,7 +171,7 @@ def _qlora_16bit(path, keep_16bit: bool, monkeypatch):
         from peft import prepare_model_for_kbit_training
 
         def peft_only(model, checkpointing):
-            return prepare_model_for_kbit_training(model, checkpointing), 0
+            return prepare_model_for_kbit_training(model, checkpointing), 0, None
 
         monkeypatch.setattr("xtuner.model.sft.prepare_kbit_model", peft_only)
     torch.manual_seed(0)
