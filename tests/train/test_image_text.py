@@ -200,6 +200,16 @@ def test_fit_trains_the_loss_falls_and_hf_exports_load(trained, assets):
     torch.testing.assert_close(exported[key], start[key])
     assert not torch.equal(exported["lm_head.weight"], start["lm_head.weight"])
 
+    # `xtuner convert pth_to_hf` writes the same folder from the training checkpoint (its
+    # logits parity check is for text LLMs: --no-verify).
+    out = work / "converted"
+    _run([sys.executable, "-m", "xtuner", "convert", "pth_to_hf",
+          str(work / "example_image_text.py"), str(work / "iter_24.pth"), str(out),
+          "--no-verify", "--dtype", "fp32"], _env(work), work)
+    converted = _generate(out, assets).state_dict()
+    for name in ("model.visual.merger.mlp.0.weight", up_proj, "lm_head.weight"):
+        torch.testing.assert_close(converted[name], exported[name], msg=name)
+
 
 def test_lora_with_a_trained_vision_tower_exports_merged(tmp_path, assets):
     """LoRA on the language model, the vision tower trained in full: the export (adapters
