@@ -42,3 +42,30 @@ def test_hf_model_written_after_training(tmp_path, method):
         lora_key = next(k for k in ckpt if "lora_A" in k)
         loaded = dict(model.named_parameters())[lora_key[len("llm."):]]
         torch.testing.assert_close(loaded, ckpt[lora_key])
+
+
+def test_interval_exports_every_n_optimizer_steps_and_keeps_the_newest(tmp_path):
+    """interval counts optimizer steps (3 micro-batches each here, the last step shorter),
+    max_keep removes the oldest hf-STEP folders; a model's own save_hf writes them."""
+    from types import SimpleNamespace
+
+    from xtuner.engine.hooks import HFCheckpointHook
+
+    written = []
+
+    class Model:
+        def save_hf(self, out_dir):
+            os.makedirs(out_dir)
+            written.append(os.path.basename(out_dir))
+
+    runner = SimpleNamespace(model=Model(), work_dir=str(tmp_path), max_iters=20,
+                             optim_wrapper=SimpleNamespace(_accumulative_counts=3),
+                             logger=SimpleNamespace(info=lambda msg: None))
+    hook = HFCheckpointHook(interval=2, max_keep=2)
+    for it in range(20):  # 7 optimizer steps: 6 of 3 micro-batches, the last of 2
+        runner.iter = it
+        hook.after_train_iter(runner, it)
+    assert written == ["hf-2", "hf-4", "hf-6"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf-4", "hf-6"]
+    hook.after_run(runner)
+    assert written[-1] == "hf_model"
