@@ -23,14 +23,16 @@ from xtuner.model.memory_budget import (
     apply_memory_plan,
     available_levers,
     estimate_memory,
+    peak_bytes,
     plan_memory,
 )
 from xtuner.utils.errors import ConfigError
 
 GiB = 2**30
-# Llama-3-8B QLoRA r=64 on every linear layer (W2) as measured on the H200: 4-bit body and
-# 16-bit embeddings/head 5.3 GiB, 167.8M float32 adapter weights, float32 hidden states.
-W2 = MemorySizes(weights=int(5.31 * GiB), trainable_params=167_772_160,
+# Llama-3-8B QLoRA r=64 on every linear layer (W2) as measured on the H200: 4-bit body with
+# its block scales and 16-bit embeddings/head 5.9 GiB, 167.8M float32 adapter weights, float32
+# hidden states.
+W2 = MemorySizes(weights=int(5.9 * GiB), trainable_params=167_772_160,
                  trainable_bytes=167_772_160 * 4, layers=32, hidden=4096, intermediate=14336,
                  vocab=128256, residual_bytes=4)
 
@@ -45,7 +47,7 @@ def test_the_cheapest_levers_that_fit_are_chosen(budget, levers, checkpointing):
     plan = plan_memory(W2, 2048, budget)
     assert plan.levers == levers
     assert plan.checkpointing == checkpointing
-    assert sum(plan.estimate.values()) <= plan.budget
+    assert peak_bytes(plan.estimate) <= plan.budget
 
 
 def test_the_w2_estimate_matches_the_h200_measurement():
@@ -53,7 +55,7 @@ def test_the_w2_estimate_matches_the_h200_measurement():
     fused loss, float32 hidden states, paged 8-bit states (outside torch's allocator): 7.91 GiB
     peak allocated."""
     parts = estimate_memory(W2, 2048, ("fused_loss", "checkpointing", "optimizer_8bit"))
-    assert abs((sum(parts.values()) - parts["optimizer"]) / GiB - 7.91) < 0.3
+    assert abs((peak_bytes(parts) - parts["optimizer"]) / GiB - 7.91) < 0.2
 
 
 def test_a_budget_no_lever_can_meet_is_one_line_naming_the_smallest_that_fits():
@@ -131,8 +133,8 @@ def test_the_constructor_swaps_in_paged_8bit_adamw_when_the_plan_needs_it(llama_
         lora=dict(type=LoraConfig, r=4, lora_alpha=8), use_activation_checkpointing=False)
     sizes = MemorySizes.of(model)
     # In bytes; the plan keeps 3% of a budget free.
-    tight = int(sum(estimate_memory(sizes, 64, ["optimizer_8bit"]).values()) / 0.97) + 1
-    roomy = int(sum(estimate_memory(sizes, 64, []).values()) / 0.97) + 1
+    tight = int(peak_bytes(estimate_memory(sizes, 64, ["optimizer_8bit"])) / 0.97) + 1
+    roomy = int(peak_bytes(estimate_memory(sizes, 64, [])) / 0.97) + 1
     assert tight < roomy
     for budget, expected in ((f"{tight}B", "PagedAdamW8bit"), (f"{roomy}B", "AdamW")):
         wrapper = build_optim_wrapper(model, dict(

@@ -39,7 +39,7 @@ from xtuner.utils.errors import ConfigError
 from .checkpointing import checkpointable_layers, parse_memory
 
 __all__ = ["LEVERS", "MemoryPlan", "MemorySizes", "apply_memory_plan", "estimate_memory",
-           "plan_memory"]
+           "peak_bytes", "plan_memory"]
 
 LEVERS = ("fused_loss", "checkpointing", "activations_16bit", "optimizer_8bit")
 
@@ -122,7 +122,13 @@ class MemorySizes:
 
 def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int = 0
                     ) -> dict[str, int]:
-    """Peak bytes by part for a micro-batch of ``tokens`` with ``levers`` on.
+    """Bytes by part for a micro-batch of ``tokens`` with ``levers`` on; the peak is
+    :func:`peak_bytes` of them.
+
+    ``forward`` is what is held when the forward pass ends (autocast's 16-bit copies of the
+    trained weights, the activations kept for backward, the loss's logits); ``backward`` what
+    is held during the backward pass (the gradients, the kept activations, a recomputed
+    layer's). Gradients do not exist during the forward pass (mmengine sets them to None).
 
     Args:
         sizes: the model's sizes.
@@ -135,20 +141,27 @@ def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int =
     plain = sizes.plain_layer(tokens)
     if "checkpointing" in levers:
         residual = 2 if "activations_16bit" in levers else sizes.residual_bytes
-        kept = (sizes.layers - plain_layers) * tokens * sizes.hidden * residual
-        activations = kept + plain_layers * plain + plain // 2  # a recomputed layer's backward
+        kept = (sizes.layers - plain_layers) * tokens * sizes.hidden * residual \
+            + plain_layers * plain
+        recomputed = plain // 2  # a recomputed layer's backward
     else:
-        activations = sizes.layers * plain
+        kept, recomputed = sizes.layers * plain, 0
     if "fused_loss" in levers:
         logits = _FUSED_LOSS_ELEMENTS * tokens * sizes.hidden * (sizes.compute_bytes + 4)
     else:  # the logits, their float32 copy in the loss, and its gradient
         logits = tokens * sizes.vocab * (sizes.compute_bytes + 8)
-    # Autocast keeps a 16-bit copy of each float32 trained weight while a forward pass runs.
+    # Autocast keeps a 16-bit copy of each float32 trained weight until the forward pass ends.
     casts = (sizes.trainable_params * sizes.compute_bytes
              if sizes.trainable_bytes > sizes.trainable_params * sizes.compute_bytes else 0)
-    return {"weights": sizes.weights, "gradients": sizes.trainable_bytes,
-            "optimizer": optimizer, "casts": casts, "activations": activations,
-            "logits": logits}
+    return {"weights": sizes.weights, "optimizer": optimizer,
+            "forward": casts + kept + logits,
+            "backward": sizes.trainable_bytes + kept + recomputed}
+
+
+def peak_bytes(parts: dict[str, int]) -> int:
+    """The peak of :func:`estimate_memory`'s parts: weights and optimizer states throughout,
+    plus the larger of the forward and backward passes."""
+    return parts["weights"] + parts["optimizer"] + max(parts["forward"], parts["backward"])
 
 
 def _gib(value: int) -> str:
@@ -178,7 +191,7 @@ class MemoryPlan:
                            for name in self.levers) or "nothing"
         parts = ", ".join(f"{k} {_gib(v)}" for k, v in self.estimate.items())
         return (f"memory plan for {_gib(self.budget)}: {chosen}; estimated peak "
-                f"{_gib(sum(self.estimate.values()))} ({parts})")
+                f"{_gib(peak_bytes(self.estimate))} ({parts})")
 
 
 def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> MemoryPlan:
@@ -201,13 +214,13 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
     # The estimate is rough and the allocator fragments: plan to 97% of the budget.
     usable = int(budget_bytes * _HEADROOM)
     chosen: list[str] = []
-    total = sum(estimate_memory(sizes, tokens, chosen).values())
+    total = peak_bytes(estimate_memory(sizes, tokens, chosen))
     for lever in LEVERS:
         if total <= usable:
             break
         if lever in available:
             chosen.append(lever)
-            total = sum(estimate_memory(sizes, tokens, chosen).values())
+            total = peak_bytes(estimate_memory(sizes, tokens, chosen))
     estimate = estimate_memory(sizes, tokens, chosen)
     if total > usable:
         needed = total / _HEADROOM
@@ -220,7 +233,7 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
             "(or lower max_length / batch_size)")
     checkpointing = None
     if "checkpointing" in chosen:
-        one_plain = sum(estimate_memory(sizes, tokens, chosen, plain_layers=1).values())
+        one_plain = peak_bytes(estimate_memory(sizes, tokens, chosen, plain_layers=1))
         checkpointing = "auto" if one_plain <= usable else "all"
     return MemoryPlan(budget_bytes, tuple(chosen), checkpointing, estimate)
 
