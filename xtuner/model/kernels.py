@@ -6,10 +6,6 @@
   model type; off otherwise.
 * ``True``: required; raises when it cannot be applied.
 * ``False``: off.
-* ``'loss'``: only the fused linear cross-entropy, where it can run (as ``'auto'``). Where a
-  step is bound by kernel launches rather than by the GPU (QLoRA with every layer
-  checkpointed: tens of thousands of small kernels a step), Triton's costlier launches make
-  the RMSNorm and SwiGLU kernels a loss, while the fused loss still saves the logits' memory.
 
 What is applied: fused linear + cross-entropy (the logits of a packed row are never
 materialized), RMSNorm and SwiGLU. liger's RoPE kernel is left out: liger installs it only by
@@ -110,8 +106,6 @@ def apply_liger_kernels(model, mode="auto") -> bool:
     """
     if mode is False or mode is None:
         return False
-    if mode not in (True, "auto", "loss"):
-        raise ValueError(f"use_liger_kernel must be True, False, 'auto' or 'loss', got {mode!r}")
     ok, reason = liger_supported(model)
     if not ok:
         if mode is True:
@@ -119,12 +113,8 @@ def apply_liger_kernels(model, mode="auto") -> bool:
         return False
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
-    options = dict(_LIGER_OPTIONS)
-    if mode == "loss":
-        options.update(rms_norm=False, swiglu=False)
     with _module_bindings_kept():
-        _apply_liger_kernel_to_instance(model=model, **options)
-    names = ["fused linear cross-entropy"] + ["RMSNorm, SwiGLU"] * (mode != "loss")
-    print_log(f"liger kernels on for {model.config.model_type}: {', '.join(names)}",
-              logger="current", level=logging.INFO)
+        _apply_liger_kernel_to_instance(model=model, **_LIGER_OPTIONS)
+    print_log(f"liger kernels on for {model.config.model_type}: fused linear cross-entropy, "
+              "RMSNorm, SwiGLU", logger="current", level=logging.INFO)
     return True
