@@ -93,9 +93,10 @@ def _model(assets, **kwargs):
     from xtuner.model.image_text import ImageTextFinetune, build_image_text_model
 
     path = str(assets / "model")
+    kwargs.setdefault("use_activation_checkpointing", False)
     return ImageTextFinetune(dict(type=build_image_text_model,
                                   pretrained_model_name_or_path=path),
-                             processor=path, use_activation_checkpointing=False, **kwargs)
+                             processor=path, **kwargs)
 
 
 def test_packed_row_equals_each_sample_alone_and_transformers_own_forward(arch_assets):
@@ -345,3 +346,32 @@ def test_bad_settings_are_one_line_errors(assets, tmp_path):
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{bad}:2: image 'images/nope.png' not found")
     assert "media_root" in msg
+
+
+def test_activation_checkpointing_keeps_loss_and_gradients(assets):
+    """Checkpointing (vision blocks and decoder layers) changes neither the loss nor the
+    gradients, with the vision tower trained, in full and with LoRA."""
+    from peft import LoraConfig
+
+    from xtuner.dataset.image_text import ImageTextJsonlDataset, image_text_collate_fn
+
+    data = assets / "data"
+    ds = ImageTextJsonlDataset([dict(anno_path=str(data / "media.jsonl"), media_root=str(data))],
+                               str(assets / "model"), max_length=256)
+    batch = image_text_collate_fn([ds[0]], return_hf_format=True)
+    for lora in (None, LoraConfig(r=4, lora_dropout=0.0)):
+        runs = []
+        for checkpointing in (False, True):
+            torch.manual_seed(0)  # the same LoRA initialisation
+            model = _model(assets, lora=lora, freeze_vision=False,
+                           use_activation_checkpointing=checkpointing)
+            loss = model.compute_loss(batch)["loss"]
+            loss.backward()
+            runs.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()
+                                         if p.grad is not None}))
+        assert model.is_checkpointing_activations
+        torch.testing.assert_close(runs[0][0], runs[1][0])
+        assert runs[0][1].keys() == runs[1][1].keys()
+        assert any("visual" in n for n in runs[0][1])
+        for name, grad in runs[0][1].items():
+            torch.testing.assert_close(runs[1][1][name], grad, msg=name)
