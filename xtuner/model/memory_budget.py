@@ -1,7 +1,7 @@
 """Plan a fine-tuning run's GPU memory to a budget (``xtuner train CFG --memory-budget 8GB``).
 
-The plan takes the levers that save memory in order of what they cost, and stops as soon as
-the estimate fits:
+The plan takes the levers that save memory in order of what they cost (skipping one that saves
+less than 2% of the budget on top of those taken), and stops as soon as the estimate fits:
 
 1. ``fused_loss``: liger's fused linear cross-entropy, so the logits of a row are never
    materialised (on by default on CUDA; saves ``tokens x vocab x 10`` bytes, 2.5 GiB for
@@ -9,11 +9,14 @@ the estimate fits:
 2. ``checkpointing``: activation checkpointing, ``'auto'`` (only as many layers as the
    budget needs, fitted from the first step's measurement) or ``'all'`` when not even one
    plain layer fits. Costs recomputation.
-3. ``activations_16bit``: QLoRA only: the hidden states between layers in 16-bit instead of
+3. ``offload_activations``: what checkpointing keeps (each layer's input) waits for the
+   backward pass in pinned host memory (transformers' ``offload``, torch's ``save_on_cpu``).
+   Costs two copies over PCIe a step; changes no number.
+4. ``activations_16bit``: QLoRA only: the hidden states between layers in 16-bit instead of
    float32 (peft upcasts the embeddings; the checkpointed layer inputs are then float32).
    Halves what checkpointing keeps; the residual stream is rounded to 16-bit, as in a model
    that is not quantized.
-4. ``optimizer_8bit``: bitsandbytes' paged 8-bit AdamW states for the trained weights
+5. ``optimizer_8bit``: bitsandbytes' paged 8-bit AdamW states for the trained weights
    (2 bytes a parameter instead of 8). Costs a slower optimizer step.
 
 What a run needs is estimated from the built model's own tensors (weights, trained parameters)
@@ -41,11 +44,13 @@ from .checkpointing import checkpointable_layers, parse_memory
 __all__ = ["LEVERS", "MemoryPlan", "MemorySizes", "apply_memory_plan", "estimate_memory",
            "peak_bytes", "plan_memory"]
 
-LEVERS = ("fused_loss", "checkpointing", "activations_16bit", "optimizer_8bit")
+LEVERS = ("fused_loss", "checkpointing", "offload_activations", "activations_16bit",
+          "optimizer_8bit")
 
 _DESCRIPTIONS = {
     "fused_loss": "fused linear cross-entropy",
     "checkpointing": "activation checkpointing",
+    "offload_activations": "checkpointed inputs in host memory",
     "activations_16bit": "16-bit hidden states between layers",
     "optimizer_8bit": "paged 8-bit AdamW states",
 }
@@ -54,6 +59,8 @@ _DESCRIPTIONS = {
 # xtuner.model.kernels.FLCE_CHUNK_MEM_CONST), in 16-bit plus their float32 gradient.
 _FUSED_LOSS_ELEMENTS = 8
 _HEADROOM = 0.97
+# A lever that saves less than this share of the budget is not worth what it costs.
+_WORTH = 0.02
 
 
 def _quant_state_bytes(tensor) -> int:
@@ -141,8 +148,10 @@ def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int =
     plain = sizes.plain_layer(tokens)
     if "checkpointing" in levers:
         residual = 2 if "activations_16bit" in levers else sizes.residual_bytes
-        kept = (sizes.layers - plain_layers) * tokens * sizes.hidden * residual \
-            + plain_layers * plain
+        per_layer = tokens * sizes.hidden * residual
+        # Offloaded, one layer's input is on the device at a time (the one being copied).
+        checkpointed = 1 if "offload_activations" in levers else sizes.layers - plain_layers
+        kept = checkpointed * per_layer + plain_layers * plain
         recomputed = plain // 2  # a recomputed layer's backward
     else:
         kept, recomputed = sizes.layers * plain, 0
@@ -219,8 +228,10 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
         if total <= usable:
             break
         if lever in available:
-            chosen.append(lever)
-            total = peak_bytes(estimate_memory(sizes, tokens, chosen))
+            with_it = peak_bytes(estimate_memory(sizes, tokens, [*chosen, lever]))
+            if total - with_it >= _WORTH * budget_bytes:
+                chosen.append(lever)
+                total = with_it
     estimate = estimate_memory(sizes, tokens, chosen)
     if total > usable:
         needed = total / _HEADROOM
@@ -232,7 +243,9 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
             f"{_gib(total)} even with {used}; the smallest budget that fits is {smallest} "
             "(or lower max_length / batch_size)")
     checkpointing = None
-    if "checkpointing" in chosen:
+    if "offload_activations" in chosen:
+        checkpointing = "all"  # offloading goes with every layer checkpointed
+    elif "checkpointing" in chosen:
         one_plain = peak_bytes(estimate_memory(sizes, tokens, chosen, plain_layers=1))
         checkpointing = "auto" if one_plain <= usable else "all"
     return MemoryPlan(budget_bytes, tuple(chosen), checkpointing, estimate)
@@ -246,6 +259,8 @@ def available_levers(model, optimizer_type: str | None) -> tuple[str, ...]:
         levers.append("fused_loss")
     if getattr(model, "use_activation_checkpointing", False) is not False:
         levers.append("checkpointing")
+        if torch.cuda.is_available():  # pinned host memory needs an accelerator
+            levers.append("offload_activations")
     if getattr(model, "embedding_upcast", None) is not None:
         levers.append("activations_16bit")
     if optimizer_type in ("AdamW", "Adam"):
@@ -257,7 +272,7 @@ def apply_memory_plan(model, plan: MemoryPlan) -> None:
     """Switch the model's levers as ``plan`` says (the optimizer is the constructor's part)."""
     if plan.checkpointing == "all":
         model.checkpointing_plan = None
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(offload="offload_activations" in plan.levers)
     elif plan.checkpointing == "auto" and model.checkpointing_plan is not None:
         model.checkpointing_plan.budget = plan.budget
     if "activations_16bit" in plan.levers:

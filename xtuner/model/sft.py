@@ -245,14 +245,21 @@ class SupervisedFinetune(BaseModel):
         self.llm = get_peft_model(self.llm, lora,
                                   autocast_adapter_dtype=_zero3_dtype() is None)
 
-    def gradient_checkpointing_enable(self) -> None:
-        """Turn on activation checkpointing (non-reentrant, so frozen inputs are fine)."""
+    def gradient_checkpointing_enable(self, offload: bool = False) -> None:
+        """Turn on activation checkpointing (non-reentrant, so frozen inputs are fine).
+
+        Args:
+            offload: keep the checkpointed layers' inputs in pinned host memory until the
+                backward pass (transformers' ``offload``, torch's ``save_on_cpu``).
+        """
         # transformers 5.2x renamed the method; older 5.x releases only have the old name.
         kwargs = {"use_reentrant": False}
         if hasattr(self.llm, "activation_checkpointing_enable"):
-            self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs,
+                                                     offload=offload)
         else:
-            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs,
+                                                   offload=offload)
         plan = getattr(self, "checkpointing_plan", None)
         if plan is not None:  # back to the layers 'auto' chose, not all of them
             set_plain_layers(plan.layers, plan.plain)
