@@ -61,6 +61,8 @@ class StepMeter:
         self._data_start = None
         self.peak_allocated = 0
         self.peak_reserved = 0
+        # allocated when the optimizer step starts: weights, gradients, optimizer states
+        self.static_allocated = 0
         self.sample_lengths: list[list[int]] = []
         self.wall_start = None
         self.wall_seconds = 0.0
@@ -81,6 +83,10 @@ class StepMeter:
     def optimizer(self) -> None:
         if "start" in self._current and "optimizer" not in self._current:
             self._current["optimizer"] = self._clock.mark()
+            if self.measuring and torch.cuda.is_available():
+                # no sync: the allocator's counter is host-side
+                self.static_allocated = max(self.static_allocated,
+                                            torch.cuda.memory_allocated())
 
     def end(self) -> None:
         if "start" not in self._current:

@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from xtuner.engine.hooks.throughput_hook import estimate_flops_per_token
+from xtuner.parallel.sequence import get_sequence_parallel_world_size
 
 from .meter import StepMeter
+from .sequence_parallel import activation_bytes_per_token, longest_packed_row
 
 __all__ = ["RunResult", "summarize", "format_table", "write_json", "peak_tflops",
-           "FLOPS_FORMULA"]
+           "FLOPS_FORMULA", "estimate_longest_rows"]
 
 FLOPS_FORMULA = ("model FLOPs per token = (4 + 2*f)*N + 6*layers*heads*head_dim*L: N = weights "
                  "used by the matmuls (embeddings excluded, output head included), f = trainable "
@@ -58,6 +60,36 @@ class RunResult:
     optimizer_ms: float
     step_ms: float
     settings: dict = field(default_factory=dict)
+    # estimated longest packed row per GPU, by sequence_parallel_size (str keys, for JSON)
+    longest_row_tokens: dict = field(default_factory=dict)
+    activation_kib_per_token: float | None = None
+    memory_budget_gib: float | None = None
+
+
+def estimate_longest_rows(peak_bytes: float, static_bytes: float, row_tokens: float,
+                          budget_bytes: float, measured_sp_size: int = 1,
+                          sizes=(1, 2)) -> tuple[dict, float]:
+    """``({str(N): longest packed row}, activation bytes per token)`` for each
+    ``sequence_parallel_size`` in ``sizes`` (see :mod:`xtuner.benchmark.sequence_parallel`)."""
+    per_token = activation_bytes_per_token(peak_bytes, static_bytes, row_tokens,
+                                           measured_sp_size)
+    rows = {str(n): longest_packed_row(budget_bytes, static_bytes, per_token, n)
+            for n in sizes}
+    return rows, per_token
+
+
+def _row_estimate(meter: StepMeter, tokens_per_step: float, budget_bytes: float | None):
+    if not torch.cuda.is_available() or not meter.static_allocated:
+        return {}, None, None
+    if budget_bytes is None:  # the default budget of activation checkpointing 'auto'
+        budget_bytes = 0.9 * torch.cuda.get_device_properties(0).total_memory
+    try:
+        rows, per_token = estimate_longest_rows(
+            meter.peak_allocated, meter.static_allocated, tokens_per_step, budget_bytes,
+            get_sequence_parallel_world_size())
+    except ValueError:
+        return {}, None, None
+    return rows, per_token / 1024, budget_bytes / 2**30
 
 
 def _mean(values) -> float:
@@ -65,18 +97,24 @@ def _mean(values) -> float:
 
 
 def summarize(name: str, meter: StepMeter, config, trainable_fraction: float,
-              settings: dict | None = None, peak: float | None = None) -> RunResult:
-    """Turn a finished meter into per-GPU numbers."""
+              settings: dict | None = None, peak: float | None = None,
+              memory_budget_bytes: float | None = None) -> RunResult:
+    """Turn a finished meter into per-GPU numbers; on a GPU also the longest packed row that
+    fits in ``memory_budget_bytes`` (default 90% of the GPU) without and with sequence
+    parallelism."""
     times = meter.finish()
     steps = len(times.total)
     lengths = [n for row in meter.sample_lengths for n in row]
     tokens = sum(lengths)
     wall = meter.wall_seconds or sum(times.total)
-    tokens_per_sec = tokens / wall if wall else 0.0
+    # per GPU: with sequence parallelism the N ranks of a group share each row's tokens
+    tokens_per_sec = tokens / get_sequence_parallel_world_size() / wall if wall else 0.0
     flops = estimate_flops_per_token(config, lengths, trainable_fraction) if lengths else 0.0
     tflops = flops * tokens_per_sec / 1e12
     peak = peak_tflops() if peak is None else peak
     cuda = torch.cuda.is_available()
+    rows, kib_per_token, budget_gib = _row_estimate(meter, tokens / max(1, steps),
+                                                    memory_budget_bytes)
     return RunResult(
         name=name,
         device=torch.cuda.get_device_name() if cuda else "cpu",
@@ -92,6 +130,9 @@ def summarize(name: str, meter: StepMeter, config, trainable_fraction: float,
         optimizer_ms=1000 * _mean(times.optimizer),
         step_ms=1000 * wall / max(1, steps),
         settings=dict(settings or {}),
+        longest_row_tokens=rows,
+        activation_kib_per_token=kib_per_token,
+        memory_budget_gib=budget_gib,
     )
 
 
@@ -114,6 +155,9 @@ def format_table(results: list[RunResult]) -> str:
         ("tokens per step", lambda r: _cell(r.tokens_per_step, ",.0f")),
         ("measured steps", lambda r: str(r.steps)),
     ]
+    for size in sorted({n for r in results for n in r.longest_row_tokens}, key=int):
+        rows.append((f"longest packed row, sequence_parallel_size={size} (est.)",
+                     lambda r, n=size: _cell(r.longest_row_tokens.get(n), ",d")))
     header = [""] + [r.name for r in results]
     body = [[label] + [fmt(r) for r in results] for label, fmt in rows]
     widths = [max(len(row[i]) for row in [header] + body) for i in range(len(header))]
@@ -130,6 +174,12 @@ def format_table(results: list[RunResult]) -> str:
     for r in results:
         if r.settings:
             lines.append(f"{r.name}: " + ", ".join(f"{k}={v}" for k, v in r.settings.items()))
+    for r in results:
+        if r.longest_row_tokens:
+            lines.append(f"{r.name}: longest packed row = (budget {r.memory_budget_gib:.1f} GiB "
+                         f"- weights, gradients and optimizer states) / "
+                         f"{r.activation_kib_per_token:.1f} KiB of activations per token, "
+                         "times sequence_parallel_size (each GPU runs 1/N of the tokens)")
     lines.append(FLOPS_FORMULA)
     return "\n".join(lines)
 

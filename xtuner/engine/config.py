@@ -36,7 +36,7 @@ RUNNER_KEYS = frozenset({
     "optim_wrapper", "param_scheduler", "randomness", "resume", "test_cfg", "test_dataloader",
     "test_evaluator", "train_cfg", "train_dataloader", "val_cfg", "val_dataloader",
     "val_evaluator", "visualizer", "work_dir", "tokenizer", "runner_type", "strategy",
-    "find_unused_parameters",
+    "find_unused_parameters", "sequence_parallel_size",
 })
 
 

@@ -27,9 +27,9 @@ from contextlib import contextmanager
 
 import torch
 
+from xtuner.parallel.sequence import shard_for_sequence_parallel
 from xtuner.utils.errors import ConfigError
 
-from .attention import register_varlen_attention
 from .kernels import apply_liger_kernels
 from .preference import (
     check_dpo_loss_type,
@@ -38,6 +38,7 @@ from .preference import (
     parse_preference_losses,
     preference_metrics,
     sequence_logps,
+    sharded_sequence_logps,
 )
 from .sft import SupervisedFinetune, _build_llm, _zero3_dtype
 
@@ -77,6 +78,20 @@ class PreferenceModel(SupervisedFinetune):
         inputs.pop("loss_weights", None)
         labels = inputs.pop("labels")
         return inputs, labels, bounds
+
+    def _logps_of(self, inputs: dict, labels: torch.Tensor, bounds: torch.Tensor | None):
+        """``(LLM inputs, function from their logits to the sequences' SequenceLogps)``.
+
+        With sequence parallelism the inputs are this rank's shard (labels shifted before the
+        split) and the log-probabilities are those of the whole sequences (see
+        :func:`~xtuner.model.preference.sharded_sequence_logps`).
+        """
+        group = self._sequence_parallel_group()
+        if group is None:
+            return inputs, lambda logits: sequence_logps(logits, labels, bounds)
+        shard = shard_for_sequence_parallel(inputs, group, labels=labels,
+                                            with_sequence_ids=True)
+        return shard.inputs, lambda logits: sharded_sequence_logps(logits, shard, group)
 
     @contextmanager
     def _measured(self, data: dict):
@@ -127,8 +142,8 @@ class DPO(PreferenceModel):
             ref = self._reference_from_policy_config(llm, kwargs.get("max_position_embeddings"))
         if ref is not None:
             ref.config.use_cache = False
-            if use_varlen_attn:
-                ref.set_attn_implementation(register_varlen_attention())
+            if self.attn_implementation is not None:  # varlen, sequence parallel
+                ref.set_attn_implementation(self.attn_implementation)
             if self.use_liger_kernel:
                 # the same kernels as the policy: at step 0 both give the same log-probs
                 apply_liger_kernels(ref, True)
@@ -178,10 +193,11 @@ class DPO(PreferenceModel):
     def compute_loss(self, data: dict) -> dict:
         """The mean DPO loss over the batch's pairs, and the reward metrics."""
         inputs, labels, bounds = self._pair_inputs(data)
+        inputs, logps_of = self._logps_of(inputs, labels, bounds)
         average = self.loss_type == "ipo"  # IPO compares per-token averages
         with self._measured(data):
-            ref = sequence_logps(self.reference_logits(inputs), labels, bounds)
-            policy = sequence_logps(self.llm(**inputs).logits, labels, bounds)
+            ref = logps_of(self.reference_logits(inputs))
+            policy = logps_of(self.llm(**inputs).logits)
         policy_chosen, policy_rejected = policy.pairs(average)
         ref_chosen, ref_rejected = ref.pairs(average)
         losses = dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected,

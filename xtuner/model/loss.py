@@ -26,8 +26,8 @@ import torch
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["LOSS_REDUCTIONS", "check_loss_reduction", "target_mask", "target_weights",
-           "weighted_cross_entropy"]
+__all__ = ["LOSS_REDUCTIONS", "check_loss_reduction", "shifted_weighted_cross_entropy",
+           "target_mask", "target_weights", "weighted_cross_entropy"]
 
 LOSS_REDUCTIONS = ("token", "sample", "square", "v0")
 
@@ -94,3 +94,14 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
         shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
         ignore_index=IGNORE_INDEX, reduction="none")
     return (ce * weights[..., 1:].reshape(-1).to(ce.device)).sum()
+
+
+def shifted_weighted_cross_entropy(logits: torch.Tensor, shift_labels: torch.Tensor,
+                                   shift_weights: torch.Tensor) -> torch.Tensor:
+    """``sum_t shift_weights[t] * CE(logits[t], shift_labels[t])`` (float32): the labels and
+    weights are already shifted (position ``t`` predicts ``shift_labels[t]``), as in a
+    sequence-parallel shard."""
+    ce = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), shift_labels.reshape(-1).to(logits.device),
+        ignore_index=IGNORE_INDEX, reduction="none")
+    return (ce * shift_weights.reshape(-1).to(ce.device)).sum()

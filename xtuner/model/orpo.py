@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .dpo import PreferenceModel
-from .preference import preference_metrics, sequence_logps
+from .preference import preference_metrics
 
 __all__ = ["ORPO", "odds_ratio_loss"]
 
@@ -50,8 +50,9 @@ class ORPO(PreferenceModel):
 
     def compute_loss(self, data: dict) -> dict:
         inputs, labels, bounds = self._pair_inputs(data)
+        inputs, logps_of = self._logps_of(inputs, labels, bounds)
         with self._measured(data):
-            logps = sequence_logps(self.llm(**inputs).logits, labels, bounds)
+            logps = logps_of(self.llm(**inputs).logits)
         chosen, rejected = logps.pairs(average=True)
         chosen_tokens = logps.counts[0::2].sum()
         nll = -logps.sums[0::2].sum() / chosen_tokens.clamp(min=1)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "sequence_logps", "dpo_losses",
+__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "sequence_logps", "sharded_sequence_logps",
+           "dpo_losses",
            "preference_metrics", "parse_preference_losses", "packed_bounds"]
 
 DPO_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo", "kto_pair", "sppo_hard", "nca_pair")
@@ -101,6 +102,37 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor,
     counts = torch.zeros(num, dtype=torch.long, device=logits.device)
     counts = counts.index_add(0, seq_of, mask[0].long())
     return SequenceLogps(sums, counts)
+
+
+def sharded_sequence_logps(logits: torch.Tensor, shard, group) -> SequenceLogps:
+    """:func:`sequence_logps` of the whole sequences from one sequence-parallel shard.
+
+    Args:
+        logits: ``(rows, S/N, vocab)``, the shard's logits.
+        shard: the :class:`~xtuner.parallel.sequence.SequenceShard` the logits come from (made
+            with ``with_sequence_ids=True``): shifted labels and each position's sequence.
+        group: the sequence-parallel group.
+
+    The per-sequence sums are all-reduced over the group with autograd
+    (``torch.distributed.nn``): every rank then computes the same pair loss, and each shard's
+    gradient is summed over the ``N`` ranks' copies of it, which the average of the gradients
+    over all ranks (DDP, DeepSpeed) divides back out.
+    """
+    import torch.distributed as dist
+    import torch.distributed.nn.functional as dist_fn
+
+    targets = shard.shift_labels.to(logits.device)
+    mask = targets != IGNORE_INDEX
+    picked = logits.gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
+    token_logps = (picked.float() - torch.logsumexp(logits.float(), dim=-1)) * mask
+    ids = shard.sequence_ids.to(logits.device).reshape(-1)
+    num = shard.num_sequences
+    sums = torch.zeros(num, dtype=token_logps.dtype, device=logits.device)
+    sums = sums.index_add(0, ids, token_logps.reshape(-1))
+    counts = torch.zeros(num, dtype=torch.long, device=logits.device)
+    counts = counts.index_add(0, ids, mask.reshape(-1).long())
+    dist.all_reduce(counts, group=group)
+    return SequenceLogps(dist_fn.all_reduce(sums, group=group), counts)
 
 
 def check_dpo_loss_type(loss_type: str, label_smoothing: float) -> None:

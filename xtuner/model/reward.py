@@ -117,6 +117,12 @@ class RewardModel(SupervisedFinetune):
         if "loss_reduction" in kwargs:
             raise ConfigError("model.loss_reduction does not apply to reward models (the loss "
                               "is the mean over the micro-batch's pairs); remove it")
+        from xtuner.parallel.sequence import get_sequence_parallel_world_size
+
+        if get_sequence_parallel_world_size() > 1:
+            raise ConfigError(f"reward models do not support sequence_parallel_size="
+                              f"{get_sequence_parallel_world_size()} yet; set "
+                              "sequence_parallel_size = 1")
         # liger's kernels patch causal-LM forwards; a score head gains nothing from them.
         kwargs.setdefault("use_liger_kernel", False)
         llm = _as_sequence_classifier(llm)

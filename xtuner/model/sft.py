@@ -13,6 +13,14 @@ import torch
 from mmengine import print_log
 from mmengine.model import BaseModel
 
+from xtuner.parallel.sequence import (
+    check_heads_for_sequence_parallel,
+    get_data_parallel_world_size,
+    get_sequence_parallel_group,
+    get_sequence_parallel_world_size,
+    register_sequence_parallel_attention,
+    shard_for_sequence_parallel,
+)
 from xtuner.registry import BUILDER
 from xtuner.utils.errors import ConfigError
 
@@ -24,7 +32,12 @@ from .checkpointing import (
     set_plain_layers,
 )
 from .kernels import apply_liger_kernels, liger_loss_kwargs
-from .loss import check_loss_reduction, target_mask, weighted_cross_entropy
+from .loss import (
+    check_loss_reduction,
+    shifted_weighted_cross_entropy,
+    target_mask,
+    weighted_cross_entropy,
+)
 from .quantization import keep_4bit_layers_trainable, prepare_kbit_model
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
@@ -173,10 +186,17 @@ class SupervisedFinetune(BaseModel):
         keep_4bit_layers_trainable(self.llm)
         self.llm.config.use_cache = False
         self.use_varlen_attn = use_varlen_attn
+        # The attention backend this class selected (None: the model's own); DPO's reference
+        # model gets the same one.
+        self.attn_implementation = None
         if use_varlen_attn:
             # Samples packed in one row must not see each other: a dedicated attention
             # backend receives their boundaries from `forward` (see xtuner.model.attention).
-            self.llm.set_attn_implementation(register_varlen_attention())
+            self.attn_implementation = register_varlen_attention()
+            self.llm.set_attn_implementation(self.attn_implementation)
+        self.sequence_parallel_size = get_sequence_parallel_world_size()
+        if self.sequence_parallel_size > 1:
+            use_liger_kernel = self._prepare_sequence_parallel(use_liger_kernel)
         # Before PEFT wraps the model: the kernels replace modules of the base model.
         self.use_liger_kernel = apply_liger_kernels(self.llm, use_liger_kernel)
         if tokenizer is not None:
@@ -200,6 +220,37 @@ class SupervisedFinetune(BaseModel):
             self._compile_layers({} if use_torch_compile is True else dict(use_torch_compile))
         if peft_model is not None:
             self._load_adapter(peft_model)
+
+    def _prepare_sequence_parallel(self, use_liger_kernel):
+        """Select the sequence-parallel attention backend (it wraps the current one); returns
+        the liger setting to apply (liger's fused loss is not wired for the shard's
+        pre-shifted labels here, so it stays off)."""
+        size = self.sequence_parallel_size
+        check_heads_for_sequence_parallel(self.llm.config, size)
+        current = getattr(self.llm.config, "_attn_implementation", None)
+        self.attn_implementation = register_sequence_parallel_attention(current)
+        self.llm.set_attn_implementation(self.attn_implementation)
+        print_log(f"Sequence parallel: each sequence split over {size} ranks "
+                  f"(attention: {self.attn_implementation}); data-parallel size "
+                  f"{get_data_parallel_world_size()}", logger="current")
+        if use_liger_kernel not in (False, None, "auto"):
+            raise ConfigError(f"model.use_liger_kernel={use_liger_kernel!r} does not work with "
+                              f"sequence_parallel_size={size} yet; set it to 'auto' or False")
+        if use_liger_kernel == "auto":
+            print_log(f"sequence_parallel_size={size}: liger kernels stay off",
+                      logger="current")
+        return False
+
+    def _sequence_parallel_group(self):
+        """The group to split sequences over: only while training with
+        ``sequence_parallel_size > 1`` (evaluation and generation run whole sequences)."""
+        if self.sequence_parallel_size == 1 or not self.training:
+            return None
+        if get_sequence_parallel_world_size() != self.sequence_parallel_size:
+            raise RuntimeError(f"the model was built for sequence_parallel_size="
+                               f"{self.sequence_parallel_size} but the run now has "
+                               f"{get_sequence_parallel_world_size()}")
+        return get_sequence_parallel_group()
 
     def _compile_layers(self, kwargs: dict) -> None:
         layers = checkpointable_layers(self.llm)
@@ -340,9 +391,13 @@ class SupervisedFinetune(BaseModel):
         plan = self.checkpointing_plan
         measure = plan is not None and plan.measuring and self.training
         if measure:
-            plan.note_forward_start(data["input_ids"].numel())
+            # the tokens this rank runs (a 1/N shard with sequence parallelism)
+            plan.note_forward_start(data["input_ids"].numel() // self.sequence_parallel_size)
         scale = data.get("loss_scale") if self.loss_reduction != "v0" else None
-        if scale is None:
+        group = self._sequence_parallel_group()
+        if group is not None:
+            loss, log_loss = self._sequence_parallel_loss(data, group, scale)
+        elif scale is None:
             loss = self._forward_llm(data).loss
             log_loss = loss
         elif self.loss_reduction == "token":
@@ -362,6 +417,42 @@ class SupervisedFinetune(BaseModel):
         if measure:
             plan.note_forward_end()
         return {"loss": loss, "log_loss": log_loss}
+
+    def _sequence_parallel_loss(self, data: dict, group, scale):
+        """This rank's share of the loss with sequence parallelism: the sum over its shard's
+        targets times ``scale``, the same factor as without sequence parallelism.
+
+        The train loop's ``scale`` already divides by the step's global count of targets
+        (each sequence-parallel group's counted once) and undoes the average over all ranks
+        that DDP/DeepSpeed apply, so the summed shards give the gradient of ``N = 1``. Without
+        it (``loss_reduction='v0'``, direct calls) the scale is ``N / targets of the batch``:
+        averaging over the ``N`` ranks of a group gives the batch's mean (v0's loss).
+        """
+        inputs = self._model_inputs(data)
+        labels = inputs.pop("labels")
+        weights = inputs.pop("loss_weights", data.get("loss_weights"))
+        weighted = scale is not None and self.loss_reduction in ("sample", "square")
+        if weighted:
+            denominator = float(weights.sum())
+        else:
+            weights, denominator = None, float(_count_targets(data))
+        if scale is None:
+            scale = self.sequence_parallel_size / denominator if denominator else 0.0
+        shard = shard_for_sequence_parallel(inputs, group, labels=labels, loss_weights=weights)
+        if weighted:
+            logits = self.llm(**shard.inputs).logits
+            local = shifted_weighted_cross_entropy(logits, shard.shift_labels,
+                                                   shard.shift_weights)
+            loss = local * scale
+        else:
+            # transformers' loss takes the pre-shifted labels (`shift_labels`) as they are
+            loss = self.llm(**shard.inputs, labels=shard.shift_labels,
+                            shift_labels=shard.shift_labels,
+                            num_items_in_batch=1.0 / scale if scale else math.inf).loss
+            local = loss.detach() / scale if scale else loss.detach() * 0
+        total = local.detach().clone()
+        torch.distributed.all_reduce(total, group=group)
+        return loss, (total / denominator if denominator else total)
 
     def parse_losses(self, losses: dict):
         """The loss to back-propagate, and the per-token mean of the micro-batch for the log

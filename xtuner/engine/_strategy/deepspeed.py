@@ -15,8 +15,6 @@ from mmengine._strategy import DeepSpeedStrategy as MMEngineDeepSpeedStrategy
 from mmengine.device import get_device
 from mmengine.registry import OPTIMIZERS, STRATEGIES
 
-from xtuner.utils.errors import ConfigError
-
 __all__ = ["DeepSpeedStrategy", "register_available_deepspeed_optimizers"]
 
 _DEEPSPEED_OPTIMIZERS = {
@@ -46,7 +44,9 @@ def register_available_deepspeed_optimizers() -> list[str]:
 class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
     """mmengine's DeepSpeed strategy, working with DeepSpeed 0.19 (same arguments).
 
-    Extra argument ``sequence_parallel_size`` (v0 configs pass it): only 1 is supported.
+    Extra argument ``sequence_parallel_size`` (v0's): the sequence-parallel groups are created
+    with the distributed environment (see :mod:`xtuner.parallel.sequence`). DeepSpeed itself
+    averages gradients over all ranks, as DDP does; the loss scale accounts for it.
     """
 
     def __init__(self, *, config=None, zero_optimization=None, gradient_clipping=None,
@@ -54,9 +54,8 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
                  activation_checkpointing=None, aio=None, train_micro_batch_size_per_gpu=None,
                  gradient_accumulation_steps=None, steps_per_print=10000000000000,
                  exclude_frozen_parameters=None, sequence_parallel_size=1, **kwargs):
-        if sequence_parallel_size != 1:
-            raise ConfigError(f"sequence_parallel_size={sequence_parallel_size}: sequence "
-                              "parallelism is not supported yet; set it to 1")
+        # read by _setup_env, which BaseStrategy.__init__ calls
+        self.sequence_parallel_size = sequence_parallel_size
         # Deliberately not calling MMEngineDeepSpeedStrategy.__init__ (see module docstring);
         # the fields below are the ones it sets.
         BaseStrategy.__init__(self, **kwargs)
@@ -80,6 +79,12 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
         # Held for the strategy's lifetime: transformers consults it (weakly referenced)
         # while `from_pretrained` builds the model.
         self._hf_deepspeed_config = HfDeepSpeedConfig(self.config)
+
+    def _setup_env(self, *args, **kwargs):
+        super()._setup_env(*args, **kwargs)
+        from xtuner.parallel.sequence import init_sequence_parallel
+
+        init_sequence_parallel(self.sequence_parallel_size)
 
     def resume(self, filename, *, callback=None, **kwargs):
         """mmengine's resume, which ignores ``callback``: calling it lets hooks see the

@@ -94,8 +94,11 @@ class ThroughputHook(Hook):
         if self._config is None or not data_batch:
             return
         data = data_batch.get("data", data_batch)
+        from xtuner.parallel.sequence import get_sequence_parallel_world_size
+
         lengths = self.sample_lengths(data, self._tokens_per_image)
-        tokens = sum(lengths)
+        # with sequence parallelism the N ranks of a group share the batch's tokens
+        tokens = sum(lengths) / get_sequence_parallel_world_size()
         iter_time = runner.message_hub.get_scalar("train/time").current()
         if not iter_time:
             return

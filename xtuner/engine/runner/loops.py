@@ -16,7 +16,7 @@ from xtuner.utils.errors import ConfigError
 
 from .schedulers import drop_empty_schedulers
 
-__all__ = ["TrainLoop"]
+__all__ = ["TrainLoop", "step_loss_scale"]
 
 
 class _EpochCyclingIterator(_InfiniteDataloaderIterator):
@@ -37,6 +37,22 @@ class _EpochCyclingIterator(_InfiniteDataloaderIterator):
                     break
             self._iterator = iter(self._dataloader)
             return next(self._iterator)
+
+
+def _check_sequence_parallel_sampler(dataloader) -> None:
+    """With sequence parallelism every rank of a group must get the same samples."""
+    from xtuner.parallel.sequence import (
+        SequenceParallelSampler,
+        get_sequence_parallel_world_size,
+    )
+
+    size = get_sequence_parallel_world_size()
+    sampler = getattr(dataloader, "sampler", None)
+    if size > 1 and not isinstance(sampler, SequenceParallelSampler):
+        raise ConfigError(f"sequence_parallel_size={size} needs "
+                          f"train_dataloader.sampler=dict(type=SequenceParallelSampler) (from "
+                          f"xtuner.parallel.sequence), got {type(sampler).__name__}: the ranks "
+                          "of a sequence-parallel group must see the same samples")
 
 
 class TrainLoop(IterBasedTrainLoop):
@@ -68,6 +84,7 @@ class TrainLoop(IterBasedTrainLoop):
             iters = max(1, math.ceil(max_epochs * len(dataloader)))
         super().__init__(runner=runner, dataloader=dataloader, max_iters=iters, **kwargs)
         drop_empty_schedulers(runner, len(self.dataloader))
+        _check_sequence_parallel_sampler(self.dataloader)
         if getattr(self.dataloader, "num_workers", 0) == 0:
             self.dataloader_iterator = _EpochCyclingIterator(self.dataloader)
         # Set by CheckpointHook when resuming; restored once the trained batches are skipped.
@@ -143,21 +160,36 @@ class TrainLoop(IterBasedTrainLoop):
         weights = [_weights(p, reduction) for p in payloads]
         total = sum(float(w.sum()) for w in weights)
         total += sum(float(_weights(_payload(b), reduction).sum()) for b in done)
-        if get_world_size() > 1:
-            total_tensor = torch.tensor([total], dtype=torch.float64)
-            all_reduce(total_tensor, op="sum")
-            total = float(total_tensor)
         counts, divides_tail = self._accumulation()
         # The optimizer wrapper divides each micro-batch's loss by this, DDP/DeepSpeed
         # average over the ranks: the scale undoes both.
         divisor = (end - start) if divides_tail else counts
-        scale = divisor * get_world_size() / total if total else 0.0
+        scale = step_loss_scale(total, divisor)
         for payload, weight in zip(payloads, weights):
             payload["loss_scale"] = scale
             payload["num_targets"] = int((weight > 0).sum())
             if reduction != "token":
                 payload["loss_weights"] = weight
         return batches
+
+
+def step_loss_scale(local_total: float, divisor: int) -> float:
+    """The factor turning a micro-batch's summed loss into its share of the step's mean.
+
+    ``local_total`` is this rank's summed target weights over the step; the mean divides by
+    the sum over all ranks, where the ``N`` ranks of a sequence-parallel group hold the same
+    samples and count once. The factor also undoes the wrapper's division by ``divisor``
+    micro-batches and the average over all ranks (DDP, DeepSpeed). 0 for a step without
+    targets.
+    """
+    from xtuner.parallel.sequence import get_sequence_parallel_world_size
+
+    total = local_total
+    if get_world_size() > 1:
+        total_tensor = torch.tensor([total], dtype=torch.float64)
+        all_reduce(total_tensor, op="sum")
+        total = float(total_tensor) / get_sequence_parallel_world_size()
+    return divisor * get_world_size() / total if total else 0.0
 
 
 def _payload(batch):

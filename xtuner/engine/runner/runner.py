@@ -60,7 +60,8 @@ class Runner(_ExactResumeMixin, MMEngineRunner):
     def setup_env(self, env_cfg):
         """mmengine's distributed set-up calls ``torch.cuda.set_device``, which a CPU build
         of torch lacks: without a GPU, the processes join a gloo group first (mmengine then
-        keeps it)."""
+        keeps it). Then the sequence-parallel groups are created from the config's
+        top-level ``sequence_parallel_size``, before the model and sampler read them."""
         import torch
         import torch.distributed as dist
 
@@ -68,6 +69,9 @@ class Runner(_ExactResumeMixin, MMEngineRunner):
                 and not dist.is_initialized():
             dist.init_process_group(backend="gloo")
         super().setup_env(env_cfg)
+        from xtuner.parallel.sequence import init_sequence_parallel
+
+        init_sequence_parallel(self.cfg.get("sequence_parallel_size", 1))
 
     def wrap_model(self, model_wrapper_cfg, model):
         """mmengine always gives DDP a CUDA device id, which DDP refuses for a model on the
