@@ -28,7 +28,10 @@ def _assets(root: Path, arch: str) -> Path:
         write_image_text_data,
     )
 
-    (build_tiny_internvl if arch == "internvl" else build_tiny_qwen2_vl)(root / "model")
+    if arch == "internvl":
+        build_tiny_internvl(root / "model")
+    else:
+        build_tiny_qwen2_vl(root / "model", version="2.5" if arch == "qwen2_5_vl" else "2")
     write_image_text_data(root / "data")
     return root
 
@@ -45,10 +48,16 @@ def internvl_assets(tmp_path_factory) -> Path:
     return _assets(tmp_path_factory.mktemp("internvl_assets"), "internvl")
 
 
-@pytest.fixture(params=["qwen2_vl", "internvl"])
+@pytest.fixture(scope="module")
+def qwen2_5_vl_assets(tmp_path_factory) -> Path:
+    """A tiny Qwen2.5-VL (window attention in the vision tower), same data."""
+    return _assets(tmp_path_factory.mktemp("qwen2_5_vl_assets"), "qwen2_5_vl")
+
+
+@pytest.fixture(params=["qwen2_vl", "qwen2_5_vl", "internvl"])
 def arch_assets(request) -> Path:
-    return request.getfixturevalue("assets" if request.param == "qwen2_vl"
-                                   else "internvl_assets")
+    return request.getfixturevalue({"qwen2_vl": "assets", "qwen2_5_vl": "qwen2_5_vl_assets",
+                                    "internvl": "internvl_assets"}[request.param])
 
 
 def _records(path: Path) -> list[dict]:

@@ -34,6 +34,11 @@ from .sft import SupervisedFinetune
 __all__ = ["ImageTextFinetune", "build_image_text_model"]
 
 
+# Models whose image tokens attend bidirectionally (token_type_ids masks): refused, since
+# their loss here would silently differ from the model's own forward.
+_BIDIRECTIONAL_IMAGE_ATTENTION = ("gemma3", "gemma3n", "paligemma")
+
+
 def build_image_text_model(pretrained_model_name_or_path: str, load_weights: bool = True,
                            dtype: str = "auto"):
     """``AutoModelForImageTextToText`` of the folder: its weights, or (``load_weights``
@@ -102,6 +107,11 @@ class ImageTextFinetune(SupervisedFinetune):
                          use_liger_kernel=False, loss_reduction=loss_reduction)
         self.processor_path = processor
         hf = self.llm
+        model_type = getattr(hf.config, "model_type", "")
+        if model_type in _BIDIRECTIONAL_IMAGE_ATTENTION:
+            raise ConfigError(f"{type(hf).__name__}: its image tokens attend to each other "
+                              "both ways (a token_type_ids mask), which this causal, packed "
+                              "path does not build; not supported here")
         self.image_token_id = getattr(hf.config, "image_token_id", None)
         if self.image_token_id is None:
             raise ConfigError(f"{type(hf).__name__}: its config has no image_token_id; not an "

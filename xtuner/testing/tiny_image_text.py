@@ -63,10 +63,11 @@ def build_tiny_qwen2_vl(save_dir, hidden_size: int = 64, num_hidden_layers: int 
                         vision_mlp_ratio: int = 2, min_pixels: int = 56 * 56,
                         max_pixels: int = 112 * 112, tie_word_embeddings: bool = False,
                         texts=(), seed: int = 0, dtype: torch.dtype = torch.float32,
-                        save_weights: bool = True) -> str:
-    """Build a randomly initialised ``Qwen2VLForConditionalGeneration``, a tokenizer trained
-    in-process with Qwen2-VL's special tokens, and its ``Qwen2VLProcessor`` (PIL image
-    processor, Qwen2-VL's chat template), saved in ``save_dir``.
+                        save_weights: bool = True, version: str = "2") -> str:
+    """Build a randomly initialised ``Qwen2VLForConditionalGeneration`` (``version="2.5"``:
+    ``Qwen2_5_VLForConditionalGeneration``, window attention in the vision tower), a
+    tokenizer trained in-process with Qwen2-VL's special tokens, and its processor (PIL
+    image processor, Qwen2-VL's chat template), saved in ``save_dir``.
 
     ``mrope_section`` must sum to half the head dim. ``vocab_size`` None: the tokenizer's.
     ``save_weights`` False writes the config only (for random-init runs of large shapes).
@@ -74,9 +75,8 @@ def build_tiny_qwen2_vl(save_dir, hidden_size: int = 64, num_hidden_layers: int 
     Returns:
         ``str(save_dir)``.
     """
-    from transformers import AddedToken, Qwen2VLConfig, Qwen2VLForConditionalGeneration
-
-    from xtuner.dataset.image_text import save_processor
+    import transformers
+    from transformers import AddedToken
 
     from .tiny_models import DEFAULT_CORPUS, train_tiny_tokenizer
 
@@ -92,7 +92,24 @@ def build_tiny_qwen2_vl(save_dir, hidden_size: int = 64, num_hidden_layers: int 
     if sum(mrope_section) * 2 != head_dim:
         raise ValueError(f"mrope_section {mrope_section} must sum to head_dim/2 = "
                          f"{head_dim // 2}")
-    config = Qwen2VLConfig(
+    if version not in ("2", "2.5"):
+        raise ValueError(f"version must be '2' or '2.5', got {version!r}")
+    prefix = "Qwen2VL" if version == "2" else "Qwen2_5_VL"
+    config_cls = getattr(transformers, f"{prefix}Config")
+    model_cls = getattr(transformers, f"{prefix}ForConditionalGeneration")
+    if version == "2":
+        vision = dict(depth=vision_depth, embed_dim=vision_embed_dim,
+                      num_heads=vision_num_heads, hidden_size=hidden_size,
+                      mlp_ratio=vision_mlp_ratio, patch_size=14, spatial_merge_size=2,
+                      temporal_patch_size=2, in_channels=3)
+    else:
+        vision = dict(depth=vision_depth, hidden_size=vision_embed_dim,
+                      intermediate_size=vision_embed_dim * vision_mlp_ratio,
+                      num_heads=vision_num_heads, out_hidden_size=hidden_size,
+                      fullatt_block_indexes=[vision_depth - 1], window_size=112,
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                      in_channels=3)
+    config = config_cls(
         text_config=dict(
             hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
             num_attention_heads=num_attention_heads, num_key_value_heads=num_key_value_heads,
@@ -102,10 +119,7 @@ def build_tiny_qwen2_vl(save_dir, hidden_size: int = 64, num_hidden_layers: int 
             max_position_embeddings=32768, eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
             tie_word_embeddings=tie_word_embeddings),
-        vision_config=dict(depth=vision_depth, embed_dim=vision_embed_dim,
-                           num_heads=vision_num_heads, hidden_size=hidden_size,
-                           mlp_ratio=vision_mlp_ratio, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, in_channels=3),
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
@@ -113,7 +127,7 @@ def build_tiny_qwen2_vl(save_dir, hidden_size: int = 64, num_hidden_layers: int 
     if save_weights:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = Qwen2VLForConditionalGeneration(config).to(dtype)
+            model = model_cls(config).to(dtype)
         model.generation_config.eos_token_id = [tokenizer.eos_token_id,
                                                 tokenizer.convert_tokens_to_ids("<|im_end|>")]
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -121,21 +135,20 @@ def build_tiny_qwen2_vl(save_dir, hidden_size: int = 64, num_hidden_layers: int 
     else:
         config.save_pretrained(str(save_dir))
     tokenizer.save_pretrained(str(save_dir))
-    _save_qwen2_vl_processor(save_dir, tokenizer, min_pixels, max_pixels, save_processor)
+    _save_qwen2_vl_processor(save_dir, tokenizer, min_pixels, max_pixels,
+                             getattr(transformers, f"{prefix}Processor"))
     return str(save_dir)
 
 
 def _save_qwen2_vl_processor(save_dir: Path, tokenizer, min_pixels, max_pixels,
-                             save_processor) -> None:
+                             processor_cls) -> None:
     import importlib.util
-
-    from transformers import Qwen2VLProcessor
 
     size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     if importlib.util.find_spec("torchvision") is not None:
         from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-        processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(size=size),
+        processor = processor_cls(image_processor=Qwen2VLImageProcessor(size=size),
                                      tokenizer=tokenizer,
                                      video_processor=Qwen2VLVideoProcessor(),
                                      chat_template=QWEN2_VL_CHAT_TEMPLATE)
@@ -152,7 +165,7 @@ def _save_qwen2_vl_processor(save_dir: Path, tokenizer, min_pixels, max_pixels,
     image_processor.save_pretrained(str(save_dir))
     (save_dir / "chat_template.jinja").write_text(QWEN2_VL_CHAT_TEMPLATE, encoding="utf-8")
     (save_dir / "processor_config.json").write_text(
-        json.dumps({"processor_class": "Qwen2VLProcessor"}, indent=2) + "\n", encoding="utf-8")
+        json.dumps({"processor_class": processor_cls.__name__}, indent=2) + "\n", encoding="utf-8")
 
 
 def build_tiny_internvl(save_dir, hidden_size: int = 64, num_hidden_layers: int = 2,
