@@ -361,6 +361,61 @@ def case_image_text_qwen2_vl_packed_rows():
     _compare(ref, _sequence_parallel(build, batches, "token"))
 
 
+def case_encoder_llm_time_series():
+    """An encoder + LLM model (wav2vec2 features over context tokens), packed and padded."""
+    import tempfile
+
+    import numpy as np
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, Wav2Vec2Config
+
+    from xtuner.dataset.media import (
+        TS_TOKENS,
+        TimeSeriesTokenizeFunction,
+        add_special_tokens,
+        media_collate_fn,
+    )
+    from xtuner.model.encoder_llm import EncoderLLM
+
+    llm = os.environ["SP_ENCODER_LLM"]
+    tokenizer = add_special_tokens(AutoTokenizer.from_pretrained(llm), TS_TOKENS)
+    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                            intermediate_size=32, conv_dim=(8, 8), conv_stride=(5, 4),
+                            conv_kernel=(10, 8), num_conv_pos_embeddings=8,
+                            num_conv_pos_embedding_groups=2, apply_spec_augment=False,
+                            mask_time_prob=0.0, layerdrop=0.0, feat_extract_norm="layer",
+                            do_stable_layer_norm=True)
+    media_root = tempfile.mkdtemp()
+    fn = TimeSeriesTokenizeFunction(tokenizer, encoder_config=config, media_root=media_root)
+    samples = []
+    for i, length in enumerate((130, 0, 257)):
+        content = "Hello there"
+        if length:
+            np.save(f"{media_root}/{i}.npy", np.sin(np.arange(length) / (i + 2)))
+            content = [{"type": "time_series_url", "time_series_url": {"url": f"{i}.npy"}},
+                       {"type": "text", "text": "What frequency?<TS_CONTEXT>"}]
+        sample = fn({"messages": [{"role": "user", "content": content},
+                                  {"role": "assistant", "content": f"Answer {i}."}]})
+        samples.append({"input_ids": sample["input_ids"], "labels": sample["labels"],
+                        "media": [fn.load(r) for r in sample["media"]]})
+
+    for packed in (True, False):
+        batches = [media_collate_fn(samples, use_varlen_attn=packed)["data"]
+                   for _ in range(dist.get_world_size() // SP)]
+
+        def build(packed=packed):
+            torch.manual_seed(0)
+            encoder = AutoModel.from_config(config)
+            return EncoderLLM(llm=dict(type=AutoModelForCausalLM.from_pretrained,
+                                       pretrained_model_name_or_path=llm),
+                              encoder=encoder, tokenizer=tokenizer, use_varlen_attn=packed,
+                              freeze_encoder=False, use_activation_checkpointing=False)
+
+        sp.init_sequence_parallel(1)
+        ref = _reference(build, batches, "token")
+        sp.init_sequence_parallel(SP)
+        _compare(ref, _sequence_parallel(build, batches, "token"))
+
+
 def main(cases):
     import datetime
 

@@ -33,6 +33,7 @@ TWO_PROCESS_CASES = [
     "llava_packed_rows",
     "llava_padded_rows",
     "image_text_qwen2_vl_packed_rows",
+    "encoder_llm_time_series",
 ]
 # two data-parallel groups of two ranks each
 FOUR_PROCESS_CASES = ["packed_rows_token_loss", "padded_rows_v0_loss", "dpo_packed_pairs_ipo"]
@@ -67,13 +68,15 @@ def _run_worker(tmp_path: Path, nproc: int, cases: list[str], **env_vars: str) -
 
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
+    from xtuner.testing import tiny_llm_and_tokenizer
     from xtuner.testing.tiny_image_text import build_tiny_qwen2_vl, write_image_text_data
 
     root = tmp_path_factory.mktemp("sp2")
     build_tiny_qwen2_vl(root / "image_text" / "model")
     write_image_text_data(root / "image_text" / "data")
+    llm, _ = tiny_llm_and_tokenizer(root / "encoder_llm")
     return _run_worker(root, 2, TWO_PROCESS_CASES,
-                       SP_IMAGE_TEXT_ASSETS=str(root / "image_text"))
+                       SP_IMAGE_TEXT_ASSETS=str(root / "image_text"), SP_ENCODER_LLM=llm)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +88,8 @@ def four_processes(tmp_path_factory):
 def test_two_ranks_one_sequence_parallel_group(two_processes, case):
     """N = 2 on 2 processes: the all-to-all round trip is the identity; loss and gradients
     equal one process's on the same batch (packed and padded rows, every loss reduction,
-    GQA with key/value heads repeated, DPO, LLaVA with a trained vision tower, a Qwen2-VL
-    image-text model with 3-D positions)."""
+    GQA with key/value heads repeated, activation checkpointing, DPO, LLaVA with a trained
+    vision tower, a Qwen2-VL image-text model with 3-D positions, an encoder + LLM model)."""
     assert two_processes[case] == "ok", two_processes[case]
 
 
