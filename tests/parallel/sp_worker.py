@@ -250,9 +250,12 @@ def _run_dpo(packed, loss_type):
     batches = _pairs(packed, groups)
 
     def build():
-        model = DPO(_llm(), ref_llm=_llm(seed=1), loss_type=loss_type, use_varlen_attn=packed,
-                    use_activation_checkpointing=False)
-        return model
+        if loss_type == "orpo":
+            from xtuner.model.orpo import ORPO
+
+            return ORPO(_llm(), use_varlen_attn=packed, use_activation_checkpointing=False)
+        return DPO(_llm(), ref_llm=_llm(seed=1), loss_type=loss_type, use_varlen_attn=packed,
+                   use_activation_checkpointing=False)
 
     sp.init_sequence_parallel(1)
     model = build()
@@ -276,6 +279,10 @@ def case_dpo_padded_pairs():
 
 def case_dpo_packed_pairs_ipo():
     _run_dpo(True, "ipo")
+
+
+def case_orpo_packed_pairs():
+    _run_dpo(True, "orpo")
 
 
 def _llava_batches(packed: bool, groups: int):

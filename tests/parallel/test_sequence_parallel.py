@@ -30,6 +30,7 @@ TWO_PROCESS_CASES = [
     "heads_that_do_not_split_are_a_config_error",
     "dpo_padded_pairs",
     "dpo_packed_pairs_ipo",
+    "orpo_packed_pairs",
     "llava_packed_rows",
     "llava_padded_rows",
     "image_text_qwen2_vl_packed_rows",
@@ -88,7 +89,7 @@ def four_processes(tmp_path_factory):
 def test_two_ranks_one_sequence_parallel_group(two_processes, case):
     """N = 2 on 2 processes: the all-to-all round trip is the identity; loss and gradients
     equal one process's on the same batch (packed and padded rows, every loss reduction,
-    GQA with key/value heads repeated, activation checkpointing, DPO, LLaVA with a trained
+    GQA with key/value heads repeated, activation checkpointing, DPO, ORPO, LLaVA with a trained
     vision tower, a Qwen2-VL image-text model with 3-D positions, an encoder + LLM model)."""
     assert two_processes[case] == "ok", two_processes[case]
 
