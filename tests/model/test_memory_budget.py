@@ -182,3 +182,33 @@ def test_cli_refuses_a_budget_too_small_in_one_line(tmp_path):
     assert "the smallest budget that fits is " in errors[0]
     assert "Traceback" not in proc.stdout + proc.stderr
 
+
+
+def test_without_a_budget_a_gpu_run_plans_to_its_gpu(monkeypatch, llama_dir):
+    """No memory_budget: on a GPU the constructor plans to the device's memory; a run that
+    fits is left as configured, and one that cannot fit even with every lever is not
+    refused (nobody asked for a budget): it gets a warning and trains as configured."""
+    from xtuner.engine import memory_budget as engine
+
+    cfg = Config(dict(max_length=64, model=dict(type=SupervisedFinetune, llm=dict()),
+                      optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW"))))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    apply_memory_budget(cfg)
+    assert "constructor" not in cfg.optim_wrapper  # no GPU: nothing to plan for
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    apply_memory_budget(cfg)
+    assert cfg.optim_wrapper.memory_budget == dict(budget=engine.DEVICE_BUDGET, tokens=64)
+    monkeypatch.undo()
+
+    pytest.importorskip("bitsandbytes")
+    model = SupervisedFinetune(
+        llm=dict(type=AutoModelForCausalLM.from_pretrained,
+                 pretrained_model_name_or_path=llama_dir),
+        lora=dict(type=LoraConfig, r=4, lora_alpha=8), use_activation_checkpointing=False)
+    for device_bytes in (10 * GiB, 1024):
+        monkeypatch.setattr(engine, "device_budget", lambda b=device_bytes: b)
+        wrapper = build_optim_wrapper(model, dict(
+            type="OptimWrapper", constructor=MemoryBudgetOptimWrapperConstructor,
+            memory_budget=dict(budget=engine.DEVICE_BUDGET, tokens=64),
+            optimizer=dict(type="AdamW", lr=1e-3)))
+        assert type(wrapper.optimizer).__name__ == "AdamW"

@@ -9,15 +9,33 @@ micro-batch's tokens.
 """
 from __future__ import annotations
 
+import logging
 import os
 
+import torch
+from mmengine import print_log
 from mmengine.config import Config, ConfigDict
 from mmengine.optim import DefaultOptimWrapperConstructor
 
 from xtuner.engine.config import config_max_length, type_name
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["MemoryBudgetOptimWrapperConstructor", "apply_memory_budget"]
+__all__ = ["DEVICE_BUDGET", "MemoryBudgetOptimWrapperConstructor", "apply_memory_budget",
+           "device_budget"]
+
+# Without a memory_budget, a run on a GPU plans to the GPU it has.
+DEVICE_BUDGET = "device"
+
+
+def device_budget() -> int:
+    """90% of what this process may allocate on its GPU (the card, or the share
+    ``torch.cuda.set_per_process_memory_fraction`` allows), as the 'auto' checkpointing
+    assumes: the rest goes to the CUDA context and the allocator's slack."""
+    device = torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
+    share = fraction(device) if fraction is not None else 1.0
+    return int(total * share * 0.9)
 
 _PAGED_8BIT = "PagedAdamW8bit"
 _STATE_KEYS = ("lr", "betas", "eps", "weight_decay")
@@ -47,14 +65,27 @@ class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         from xtuner.model.utils import unwrap_model
 
         inner = unwrap_model(model)
+        budget = self.memory_budget["budget"]
+        by_default = budget == DEVICE_BUDGET
         if not hasattr(inner, "checkpointing_plan"):
+            if by_default:
+                return super().__call__(model)
             raise ConfigError(f"memory_budget: {type(inner).__name__} cannot plan its memory; "
                               "it works with SupervisedFinetune models (remove memory_budget)")
         optimizer = self.optimizer_cfg
-        plan = plan_memory(MemorySizes.of(inner), self.memory_budget["tokens"],
-                           self.memory_budget["budget"],
-                           available_levers(inner, type_name(optimizer.get("type"))))
-        apply_memory_plan(inner, plan)
+        try:
+            plan = plan_memory(MemorySizes.of(inner), self.memory_budget["tokens"],
+                               device_budget() if by_default else budget,
+                               available_levers(inner, type_name(optimizer.get("type"))))
+        except ConfigError as exc:
+            if not by_default:
+                raise
+            # Not asked for: say what would not fit, and let the run try as configured.
+            print_log(f"{exc}; training as configured", logger="current",
+                      level=logging.WARNING)
+            return super().__call__(model)
+        if plan.levers or not by_default:
+            apply_memory_plan(inner, plan)
         if "optimizer_8bit" in plan.levers:
             # Same hyper-parameters; the fused/foreach switches are torch's, not bitsandbytes'.
             self.optimizer_cfg = {"type": _PAGED_8BIT,
@@ -63,7 +94,9 @@ class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
 
 def apply_memory_budget(cfg: Config, budget=None) -> None:
-    """Plan the run of ``cfg`` to ``budget`` (or ``cfg.memory_budget``); no-op without one.
+    """Plan the run of ``cfg`` to ``budget`` (or ``cfg.memory_budget``). Without either, a
+    SupervisedFinetune run on one GPU plans to that GPU's memory (:func:`device_budget`) and
+    changes nothing when the run fits as configured.
 
     Raises:
         ConfigError: unreadable budget, a config the plan cannot drive, or DeepSpeed (which
@@ -73,6 +106,8 @@ def apply_memory_budget(cfg: Config, budget=None) -> None:
 
     budget = budget if budget is not None else cfg.get("memory_budget")
     if budget is None:
+        if _plans_by_default(cfg):
+            _wire(cfg, DEVICE_BUDGET)
         return
     try:
         parse_memory(budget)
@@ -90,11 +125,26 @@ def apply_memory_budget(cfg: Config, budget=None) -> None:
                                           MemoryBudgetOptimWrapperConstructor):
         raise ConfigError(f"memory_budget: optim_wrapper.constructor is already "
                           f"{wrapper.constructor!r}; remove one of the two")
-    max_length = config_max_length(cfg)
-    if not max_length:
+    if not config_max_length(cfg):
         raise ConfigError("memory_budget: the config sets no max_length to plan for")
-    batch = (cfg.get("train_dataloader") or {}).get("batch_size") or 1
-    wrapper.constructor = MemoryBudgetOptimWrapperConstructor
-    wrapper.memory_budget = ConfigDict(budget=budget, tokens=int(max_length) * int(batch))
+    _wire(cfg, budget)
     # Fragmentation costs hundreds of MiB near a budget; set before CUDA starts.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+
+
+def _plans_by_default(cfg: Config) -> bool:
+    """A SupervisedFinetune run on one GPU without DeepSpeed plans to the GPU's memory, so a
+    QLoRA config that would not fit an 8 GB card as written still trains on one."""
+    wrapper = cfg.get("optim_wrapper") or {}
+    return (torch.cuda.is_available() and cfg.get("strategy") is None
+            and type_name((cfg.get("model") or {}).get("type")) == "SupervisedFinetune"
+            and wrapper.get("constructor") in (None, "DefaultOptimWrapperConstructor")
+            and bool(config_max_length(cfg)))
+
+
+def _wire(cfg: Config, budget) -> None:
+    batch = (cfg.get("train_dataloader") or {}).get("batch_size") or 1
+    wrapper = cfg.optim_wrapper
+    wrapper.constructor = MemoryBudgetOptimWrapperConstructor
+    wrapper.memory_budget = ConfigDict(budget=budget,
+                                       tokens=int(config_max_length(cfg)) * int(batch))
