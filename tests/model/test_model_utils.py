@@ -1,6 +1,7 @@
 """Helpers that build a Hugging Face model from an xtuner config dict."""
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -75,3 +76,12 @@ def test_find_all_linear_names_skips_a_renamed_head():
             return self.classifier
 
     assert model_utils.find_all_linear_names(Wrapper()) == ["proj"]
+
+
+def test_as_torch_dtype_reads_every_spelling():
+    from xtuner.model.utils import as_torch_dtype
+
+    for value in (torch.bfloat16, "bfloat16", "torch.bfloat16"):
+        assert as_torch_dtype(value) is torch.bfloat16
+    with pytest.raises(ValueError, match="not a torch dtype: 'float17'"):
+        as_torch_dtype("float17")

@@ -28,14 +28,17 @@ DEVICE_BUDGET = "device"
 
 
 def device_budget() -> int:
-    """90% of what this process may allocate on its GPU (the card, or the share
-    ``torch.cuda.set_per_process_memory_fraction`` allows), as the 'auto' checkpointing
-    assumes: the rest goes to the CUDA context and the allocator's slack."""
+    """What this process may allocate on its GPU: the free memory plus what torch already
+    holds (so the CUDA context and other processes are left out), capped by the share
+    ``torch.cuda.set_per_process_memory_fraction`` allows."""
     device = torch.cuda.current_device()
-    total = torch.cuda.get_device_properties(device).total_memory
+    free, total = torch.cuda.mem_get_info(device)
+    usable = free + torch.cuda.memory_reserved(device)
     fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
-    share = fraction(device) if fraction is not None else 1.0
-    return int(total * share * 0.9)
+    if fraction is not None:
+        usable = min(usable, int(total * fraction(device)))
+    return usable
+
 
 _PAGED_8BIT = "PagedAdamW8bit"
 _STATE_KEYS = ("lr", "betas", "eps", "weight_decay")
@@ -95,8 +98,8 @@ class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
 def apply_memory_budget(cfg: Config, budget=None) -> None:
     """Plan the run of ``cfg`` to ``budget`` (or ``cfg.memory_budget``). Without either, a
-    SupervisedFinetune run on one GPU plans to that GPU's memory (:func:`device_budget`) and
-    changes nothing when the run fits as configured.
+    SupervisedFinetune run on one GPU plans to what it may allocate there
+    (:func:`device_budget`), which changes nothing when the run fits as configured.
 
     Raises:
         ConfigError: unreadable budget, a config the plan cannot drive, or DeepSpeed (which

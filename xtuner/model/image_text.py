@@ -30,6 +30,7 @@ from mmengine import print_log
 from xtuner.utils.errors import ConfigError, DataError
 
 from .sft import SupervisedFinetune
+from .utils import as_torch_dtype
 
 __all__ = ["ImageTextFinetune", "build_image_text_model"]
 
@@ -52,7 +53,7 @@ def build_image_text_model(pretrained_model_name_or_path: str, load_weights: boo
     if dtype == "auto":
         return AutoModelForImageTextToText.from_config(config)
     # Initialised in the training dtype: half the memory and time of fp32 for large shapes.
-    return AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, dtype))
+    return AutoModelForImageTextToText.from_config(config, dtype=as_torch_dtype(dtype))
 
 
 def _find(model, names: tuple[str, ...]) -> tuple[str, torch.nn.Module] | tuple[None, None]:

@@ -13,6 +13,7 @@ from xtuner.registry import BUILDER
 from .quantization import keep_4bit_layers_trainable
 
 __all__ = [
+    "as_torch_dtype",
     "build_from_cfg",
     "normalize_dtype",
     "find_all_linear_names",
@@ -35,6 +36,16 @@ def normalize_dtype(value):
     if isinstance(value, str) and value in _DTYPES:
         return _DTYPES[value]
     return value
+
+
+def as_torch_dtype(value) -> torch.dtype:
+    """A dtype from a dtype, ``'bfloat16'`` or ``'torch.bfloat16'``."""
+    if isinstance(value, torch.dtype):
+        return value
+    dtype = getattr(torch, str(value).removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"not a torch dtype: {value!r}")
+    return dtype
 
 
 def _convert(obj):

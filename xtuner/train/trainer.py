@@ -28,14 +28,15 @@ def build_llm(pretrained_model_name_or_path: str, load_weights: bool = True,
               dtype: str = "auto"):
     """The causal LM of ``pretrained_model_name_or_path``: its weights, or (``load_weights``
     False) its architecture with random weights, for training from scratch."""
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from xtuner.model.utils import as_torch_dtype
 
     if load_weights:
         return AutoModelForCausalLM.from_pretrained(pretrained_model_name_or_path, dtype=dtype)
     model = AutoModelForCausalLM.from_config(
         AutoConfig.from_pretrained(pretrained_model_name_or_path))
-    return model if dtype == "auto" else model.to(getattr(torch, dtype))
+    return model if dtype == "auto" else model.to(as_torch_dtype(dtype))
 
 
 def _jsonl_files(anno_path: str) -> list[str]:
