@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sequence parallel on GPUs (issue 18), from the repo root of a lent machine with 2 GPUs:
-#   bash tests/gpu/sequence_parallel_check.sh
+#   bash tests/gpu/sequence_parallel_check.sh [RUN ...]   (default: all five runs below)
 # The tiny demo with sequence_parallel_size = 2 and SequenceParallelSampler: one GPU (N = 1)
 # against two GPUs (N = 2; one data-parallel group, so the same batches), plain runner (DDP,
 # NCCL) and DeepSpeed ZeRO-2/ZeRO-3. Prints each run's per-iteration losses (bf16 training:
@@ -36,8 +36,13 @@ run() {  # name, nproc, then xtuner train arguments
 }
 opts=(--cfg-options train_cfg.max_epochs=0.6 default_hooks.logger.interval=1
       default_hooks.checkpoint.interval=1000)
-CUDA_VISIBLE_DEVICES=0 run one_gpu 1 "${opts[@]}" sequence_parallel_size=1
-run ddp_sp2 2 "${opts[@]}"
-CUDA_VISIBLE_DEVICES=0 run one_gpu_zero2 1 --deepspeed deepspeed_zero2 "${opts[@]}" sequence_parallel_size=1
-run zero2_sp2 2 --deepspeed deepspeed_zero2 "${opts[@]}"
-run zero3_sp2 2 --deepspeed deepspeed_zero3 "${opts[@]}"
+for name in ${*:-one_gpu ddp_sp2 one_gpu_zero2 zero2_sp2 zero3_sp2}; do
+  case $name in
+    one_gpu) CUDA_VISIBLE_DEVICES=0 run one_gpu 1 "${opts[@]}" sequence_parallel_size=1 ;;
+    ddp_sp2) run ddp_sp2 2 "${opts[@]}" ;;
+    one_gpu_zero2) CUDA_VISIBLE_DEVICES=0 run one_gpu_zero2 1 --deepspeed deepspeed_zero2 \
+                     "${opts[@]}" sequence_parallel_size=1 ;;
+    zero2_sp2) run zero2_sp2 2 --deepspeed deepspeed_zero2 "${opts[@]}" ;;
+    zero3_sp2) run zero3_sp2 2 --deepspeed deepspeed_zero3 "${opts[@]}" ;;
+  esac
+done
