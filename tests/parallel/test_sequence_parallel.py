@@ -184,6 +184,19 @@ def test_the_deepspeed_strategy_sets_up_the_groups(tmp_path):
     assert sp.get_sequence_parallel_world_size() == 1
 
 
+def test_a_deepspeed_strategy_without_the_configs_size_is_refused(tmp_path):
+    """A config's top-level size that its hand-written strategy lacks would otherwise train
+    without sequence parallelism."""
+    pytest.importorskip("deepspeed")
+    from xtuner.engine._strategy import DeepSpeedStrategy
+    from xtuner.engine.runner.runner import FlexibleRunner
+
+    with pytest.raises(ConfigError, match="give the strategy sequence_parallel_size=2"):
+        FlexibleRunner(model=torch.nn.Linear(2, 2), work_dir=str(tmp_path),
+                       strategy=dict(type=DeepSpeedStrategy),
+                       cfg=dict(sequence_parallel_size=2))
+
+
 # -- end to end ----------------------------------------------------------------------------
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"
 DEMO = "demo_tiny_full_colorist_e40"

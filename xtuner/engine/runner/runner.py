@@ -95,7 +95,21 @@ class Runner(_ExactResumeMixin, MMEngineRunner):
 
 
 class FlexibleRunner(_ExactResumeMixin, MMEngineFlexibleRunner):
-    """mmengine's ``FlexibleRunner`` (used with DeepSpeed) that resumes exactly."""
+    """mmengine's ``FlexibleRunner`` (used with DeepSpeed) that resumes exactly. Its strategy
+    creates the sequence-parallel groups; a config whose top-level ``sequence_parallel_size``
+    the strategy did not get is refused rather than run without sequence parallelism."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from xtuner.parallel.sequence import get_sequence_parallel_world_size
+        from xtuner.utils.errors import ConfigError
+
+        wanted = self.cfg.get("sequence_parallel_size", 1)
+        if wanted != get_sequence_parallel_world_size():
+            raise ConfigError(f"sequence_parallel_size={wanted} but the strategy set up "
+                              f"{get_sequence_parallel_world_size()}: give the strategy "
+                              f"sequence_parallel_size={wanted} too (xtuner train --deepspeed "
+                              "does), or drop one of them")
 
     def _restore_seed(self, seed: int) -> None:
         self.strategy._randomness.update(seed=seed)
