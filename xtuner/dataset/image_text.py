@@ -108,9 +108,12 @@ def save_processor(processor, save_dir: str) -> None:
     without torchvision is saved part by part (tokenizer, image processor, chat template,
     ``processor_config.json``), which ``AutoProcessor`` reads where torchvision is
     installed."""
-    from transformers.video_processing_utils import VideoProcessorMixin
-
-    if type(getattr(processor, "video_processor", None)) is not VideoProcessorMixin:
+    try:
+        from transformers.video_processing_utils import VideoProcessorMixin
+    except ImportError:  # older transformers: no such class, so load_processor never used it
+        VideoProcessorMixin = None  # noqa: N806
+    if (VideoProcessorMixin is None
+            or type(getattr(processor, "video_processor", None)) is not VideoProcessorMixin):
         processor.save_pretrained(save_dir)
         return
     import json
