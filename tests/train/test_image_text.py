@@ -9,6 +9,7 @@ export), each sample run alone (for packed rows) and one process (for torchrun).
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -211,8 +212,17 @@ def test_fit_trains_the_loss_falls_and_hf_exports_load(trained, assets):
     assert not torch.equal(exported["lm_head.weight"], start["lm_head.weight"])
 
     # `xtuner convert pth_to_hf` writes the same folder from the training checkpoint (its
-    # logits parity check is for text LLMs: --no-verify).
+    # logits parity check is for text LLMs: without --no-verify, one line says so).
     out = work / "converted"
+    refused = subprocess.run([sys.executable, "-m", "xtuner", "convert", "pth_to_hf",
+                              str(work / "example_image_text.py"), str(work / "iter_24.pth"),
+                              str(out)], env=_env(work), cwd=work, capture_output=True,
+                             text=True, timeout=300)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "has no parity check yet: add --no-verify (the folder written is a plain "
+        "AutoModelForImageTextToText model with its processor)")
+    assert "Traceback" not in refused.stderr and not out.exists()
     _run([sys.executable, "-m", "xtuner", "convert", "pth_to_hf",
           str(work / "example_image_text.py"), str(work / "iter_24.pth"), str(out),
           "--no-verify", "--dtype", "fp32"], _env(work), work)

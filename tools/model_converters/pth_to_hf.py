@@ -189,6 +189,14 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
 
     if isinstance(model, LLaVAModel):
         return _convert_llava(args, cfg, config_path, model, save_dir, dtype)
+    from xtuner.model.image_text import ImageTextFinetune
+
+    if isinstance(model, ImageTextFinetune) and args.verify:
+        from xtuner.utils.errors import UsageError
+
+        raise UsageError(f"{config_path.name} trains an image-text model, which has no parity "
+                         "check yet: add --no-verify (the folder written is a plain "
+                         "AutoModelForImageTextToText model with its processor)")
     if args.save_format is not None:
         from xtuner.utils.errors import UsageError
 
