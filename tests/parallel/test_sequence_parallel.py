@@ -148,6 +148,36 @@ def test_every_name_v0_exported_still_imports():
         sp.init_inner_sequence_parallel(2)
 
 
+@pytest.mark.parametrize("use_varlen_attn", [True, False])
+def test_size_one_runs_nothing_new(monkeypatch, use_varlen_attn):
+    """N = 1 keeps the model's own attention backend and calls no collective and no shard
+    code in the training step."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from xtuner.dataset.collate_fns import default_collate_fn
+    from xtuner.model import SupervisedFinetune, sft
+
+    sp.init_sequence_parallel(1)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48,
+                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                         attn_implementation="sdpa")
+    model = SupervisedFinetune(LlamaForCausalLM(config), use_varlen_attn=use_varlen_attn,
+                               use_activation_checkpointing=False).train()
+    assert model.llm.config._attn_implementation == ("xtuner_varlen" if use_varlen_attn
+                                                     else "sdpa")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("called with sequence_parallel_size = 1")
+
+    for name in ("all_reduce", "all_to_all_single", "all_gather"):
+        monkeypatch.setattr(torch.distributed, name, forbidden)
+    monkeypatch.setattr(sft, "shard_for_sequence_parallel", forbidden)
+    rows = [{"input_ids": list(range(3, 12)), "labels": list(range(3, 12))},
+            {"input_ids": list(range(5, 10)), "labels": list(range(5, 10))}]
+    batch = default_collate_fn(rows, use_varlen_attn=use_varlen_attn)["data"]
+    model.compute_loss(dict(batch, loss_scale=1 / 12, num_targets=12))["loss"].backward()
+
+
 def test_the_sampler_is_the_default_sampler_without_sequence_parallelism():
     from mmengine.dataset import DefaultSampler
 

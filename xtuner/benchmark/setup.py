@@ -151,7 +151,8 @@ def benchmark_config(cfg: Config, *, steps: int, warmup: int, seq_len: int | Non
         dataset=dict(type=SyntheticPackedDataset, vocab_size=llm_config.vocab_size,
                      max_length=max_length, num_rows=iters * batch_size * world,
                      sample_lengths=tuple(sample_lengths), **images),
-        sampler=dict(type="DefaultSampler", shuffle=False),
+        # DefaultSampler without sequence parallelism; with it, one sample per group of ranks
+        sampler=dict(type="xtuner.parallel.sequence.SequenceParallelSampler", shuffle=False),
         collate_fn=collate,
     )
     cfg.train_cfg = ConfigDict(type=TrainLoop, max_iters=iters)
