@@ -178,6 +178,15 @@ def test_size_one_runs_nothing_new(monkeypatch, use_varlen_attn):
     model.compute_loss(dict(batch, loss_scale=1 / 12, num_targets=12))["loss"].backward()
 
 
+def test_reward_models_refuse_sequence_parallelism(monkeypatch):
+    from xtuner.model import RewardModel
+
+    monkeypatch.setattr(sp, "get_sequence_parallel_world_size", lambda: 2)
+    with pytest.raises(ConfigError, match="reward models do not support "
+                                          "sequence_parallel_size=2"):
+        RewardModel(llm=dict(type="unused"))
+
+
 def test_the_sampler_is_the_default_sampler_without_sequence_parallelism():
     from mmengine.dataset import DefaultSampler
 
