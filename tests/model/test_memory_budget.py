@@ -158,6 +158,9 @@ def test_apply_memory_budget_wires_the_config():
     assert cfg.memory_budget == "8GB"
     assert cfg.optim_wrapper.constructor is MemoryBudgetOptimWrapperConstructor
     assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=4096)
+    cfg.sequence_parallel_size = 4  # each GPU runs a quarter of every row
+    apply_memory_budget(cfg)
+    assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=1024)
     cfg.strategy = dict(type="DeepSpeedStrategy")
     with pytest.raises(ConfigError, match="does not work with --deepspeed"):
         apply_memory_budget(cfg)

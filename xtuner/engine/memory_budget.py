@@ -147,7 +147,9 @@ def _plans_by_default(cfg: Config) -> bool:
 
 def _wire(cfg: Config, budget) -> None:
     batch = (cfg.get("train_dataloader") or {}).get("batch_size") or 1
+    # Under sequence parallelism each GPU runs 1/N of a row's tokens.
+    shards = int(cfg.get("sequence_parallel_size") or 1)
     wrapper = cfg.optim_wrapper
     wrapper.constructor = MemoryBudgetOptimWrapperConstructor
-    wrapper.memory_budget = ConfigDict(budget=budget,
-                                       tokens=int(config_max_length(cfg)) * int(batch))
+    wrapper.memory_budget = ConfigDict(
+        budget=budget, tokens=-(-int(config_max_length(cfg)) * int(batch) // shards))
