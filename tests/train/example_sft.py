@@ -6,7 +6,7 @@ LLM on the colorist data (offline, CPU-friendly).
     xtuner train tests/train/example_sft.py  # the file defines `trainer = TrainerConfig(...)`
 
 Settings the tests vary come from the environment (EXAMPLE_WORK_DIR, EXAMPLE_TOTAL_STEP,
-EXAMPLE_GLOBAL_BATCH).
+EXAMPLE_GLOBAL_BATCH, EXAMPLE_SP_SIZE).
 """
 import os
 
@@ -62,6 +62,9 @@ trainer = TrainerConfig(
     loss_cfg=CELossConfig(mode="eager"),
     work_dir=os.environ.get("EXAMPLE_WORK_DIR", "work_dirs/example_sft"),
     log_interval=1,
+    # processes per sequence (sequence parallel): 2 processes with sp_size=2 train each row
+    # together, half of its tokens each
+    sp_size=int(os.environ.get("EXAMPLE_SP_SIZE", "1")),
 )
 
 if __name__ == "__main__":

@@ -102,6 +102,23 @@ def test_torchrun_two_processes_match_one_process(one_process, tmp_path):
     assert any(two[j][1] for j in two)
 
 
+def test_sp_size_two_processes_on_one_row_match_one_process(one_process, tmp_path):
+    """``sp_size=2`` on 2 processes: one data-parallel group, each row split over both
+    processes; the losses and gradient norms are those of one process, step for step."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(_free_port()), str(EXAMPLE)]
+    _run(cmd, _env(tmp_path / "work", EXAMPLE_TOTAL_STEP="4", EXAMPLE_SP_SIZE="2"), tmp_path)
+    sp, one = _log(tmp_path / "work"), one_process["log"]
+    (run,) = [p for p in (tmp_path / "work").iterdir() if p.is_dir() and p.name[:8].isdigit()]
+    assert "Sequence parallel: each sequence split over 2 ranks (attention: xtuner_sp_varlen)" \
+        in (run / f"{run.name}.log").read_text()
+    assert sorted(sp) == list(range(1, 17))  # one group accumulates all 4 rows of a step
+    for j in sp:
+        assert sp[j][0] == pytest.approx(one[j][0], abs=2e-4), (j, sp, one)
+        if sp[j][1] is not None:
+            assert sp[j][1] == pytest.approx(one[j][1], rel=1e-3), (j, sp, one)
+
+
 def test_xtuner_train_runs_a_trainer_script(tmp_path):
     if not XTUNER_BIN.exists():
         pytest.skip(f"console script not installed at {XTUNER_BIN}")
@@ -181,6 +198,13 @@ def test_config_maps_onto_the_engine(monkeypatch):
 
     msg = _one_line_error(Trainer(**_fields(global_batch_size=3)).build_config)
     assert "global_batch_size=3 is not a multiple of the 2 processes" in msg
+    # sp_size: the 2 processes are one data-parallel group, which accumulates every row.
+    cfg = Trainer(**_fields(sp_size=2)).build_config()
+    assert cfg.sequence_parallel_size == 2
+    assert cfg.optim_wrapper.accumulative_counts == 8
+    assert cfg.train_dataloader.sampler.type.__name__ == "SequenceParallelSampler"
+    msg = _one_line_error(Trainer(**_fields(sp_size=3)).build_config)
+    assert msg.startswith("sp_size=3 does not divide the 2 processes")
 
     from xtuner.demo import COLORIST_DATA_PATH
 

@@ -311,6 +311,10 @@ class TrainerConfig(_Config):
     ``hf_interval``: every that many optimizer steps the model is also written as a Hugging
     Face folder ``WORK_DIR/hf-STEP`` (``hf_max_keep``: keep only the newest that many);
     ``WORK_DIR/hf_model`` is always written at the end.
+
+    ``sp_size``: GPUs per sequence (sequence parallel, see the README); the processes form
+    ``world_size / sp_size`` data-parallel groups, and ``global_batch_size`` counts the rows
+    of those groups.
     """
 
     model_cfg: LLMConfig | EncoderLLMConfig | ImageTextModelConfig
@@ -336,6 +340,7 @@ class TrainerConfig(_Config):
     exp_tracker: Literal["tensorboard", "jsonl"] = "jsonl"
     log_interval: int = 10
     deepspeed: str | None = None
+    sp_size: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _check(self):

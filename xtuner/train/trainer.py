@@ -199,6 +199,7 @@ class Trainer:
         from xtuner.engine.runner import TrainLoop
         from xtuner.model import SupervisedFinetune
         from xtuner.model.encoder_llm import EncoderLLM
+        from xtuner.parallel.sequence import SequenceParallelSampler
         from xtuner.train.hooks import NestedConfigThroughputHook, OptimStepSchedulerHook
         from xtuner.utils import PROMPT_TEMPLATE
 
@@ -272,16 +273,25 @@ class Trainer:
             collate = image_text_collate_fn
 
         world = world_size()
-        if c.global_batch_size % world:
+        if world % c.sp_size:
+            raise ConfigError(f"sp_size={c.sp_size} does not divide the {world} processes; "
+                              "use a divisor of the process count")
+        # Ranks of one sequence-parallel group share their rows: the groups are the batch.
+        groups = world // c.sp_size
+        if c.global_batch_size % groups:
+            what = (f"the {world} processes" if c.sp_size == 1 else
+                    f"the {groups} data-parallel groups ({world} processes / sp_size "
+                    f"{c.sp_size})")
             raise ConfigError(f"global_batch_size={c.global_batch_size} is not a multiple of "
-                              f"the {world} processes (each forwards one packed row per step)")
+                              f"{what} (each forwards one packed row per step)")
+        accumulation = c.global_batch_size // groups
         o = c.optim_cfg
         optimizer = dict(type=torch.optim.AdamW, lr=o.lr, betas=tuple(o.betas),
                          weight_decay=o.weight_decay, eps=o.eps)
         if o.foreach is not None:
             optimizer["foreach"] = o.foreach
         optim_wrapper = dict(type=AmpOptimWrapper, optimizer=optimizer,
-                             accumulative_counts=c.global_batch_size // world,
+                             accumulative_counts=accumulation,
                              loss_scale="dynamic", dtype="bfloat16")
         if o.max_grad_norm is not None:
             optim_wrapper["clip_grad"] = dict(max_norm=o.max_grad_norm,
@@ -289,7 +299,7 @@ class Trainer:
 
         by_epoch = c.total_step is None
         # total_step counts optimizer steps (v1); mmengine's loop counts micro-batches.
-        length = c.epochs if by_epoch else c.total_step * (c.global_batch_size // world)
+        length = c.epochs if by_epoch else c.total_step * accumulation
         train_cfg = (dict(type=TrainLoop, max_epochs=length) if by_epoch
                      else dict(type=TrainLoop, max_iters=length))
 
@@ -299,7 +309,7 @@ class Trainer:
             # The schedule counts optimizer steps, so N processes match one on the same
             # global batch (mmengine's hook counts micro-batches).
             param_scheduler=dict(type=OptimStepSchedulerHook, schedulers=self._schedulers(),
-                                 accumulative_counts=c.global_batch_size // world),
+                                 accumulative_counts=accumulation),
             checkpoint=dict(type=CheckpointHook, by_epoch=False,
                             interval=c.checkpoint_interval or -1,
                             max_keep_ckpts=c.checkpoint_maxkeep or -1),
@@ -308,7 +318,9 @@ class Trainer:
             tokenizer=tokenizer, model=model,
             train_dataloader=dict(
                 batch_size=1, num_workers=dl.num_workers, dataset=dataset,
-                sampler=dict(type=DefaultSampler, shuffle=True, seed=c.seed),
+                sampler=(dict(type=DefaultSampler, shuffle=True, seed=c.seed)
+                         if c.sp_size == 1 else dict(type=SequenceParallelSampler,
+                                                     shuffle=True, seed=c.seed)),
                 collate_fn=dict(type=collate, use_varlen_attn=varlen)),
             optim_wrapper=optim_wrapper,
             train_cfg=train_cfg,
@@ -327,6 +339,8 @@ class Trainer:
             # Each logged loss is the mean over the iterations since the previous line.
             log_processor=dict(by_epoch=False, window_size=c.log_interval),
             work_dir=c.work_dir)
+        if c.sp_size > 1:
+            cfg["sequence_parallel_size"] = c.sp_size
         if filename is None and sys.argv and str(sys.argv[0]).endswith(".py") and osp.isfile(
                 sys.argv[0]):
             filename = sys.argv[0]  # the user's script: mmengine keeps its text in the dump
