@@ -102,6 +102,34 @@ def test_torchrun_two_processes_match_one_process(one_process, tmp_path):
     assert any(two[j][1] for j in two)
 
 
+def test_fsdp_cfg_of_v1_scripts_shards_with_zero3(monkeypatch):
+    """Seed 000's ``fsdp_cfg=FSDPConfig(recompute_ratio=1.0, ep_size=1, torch_compile=False)``
+    runs: sharding by DeepSpeed ZeRO-3 over several processes (nothing on one), every layer
+    recomputed; what this engine cannot do is one line."""
+    from xtuner.train import FSDPConfig
+
+    seed_000 = FSDPConfig(recompute_ratio=1.0, ep_size=1, torch_compile=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    trainer = Trainer(**_fields(fsdp_cfg=seed_000))
+    assert trainer.prepare_defaults()["deepspeed"] is None  # one process: nothing to shard
+    assert trainer.build_config().model.use_activation_checkpointing is True
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert trainer.prepare_defaults()["deepspeed"] == "deepspeed_zero3"
+    offload = Trainer(**_fields(fsdp_cfg=FSDPConfig(cpu_offload=True, torch_compile=True)))
+    assert offload.prepare_defaults()["deepspeed"] == "deepspeed_zero3_offload"
+    cfg = offload.build_config()
+    assert cfg.model.use_torch_compile is True
+    assert cfg.model.use_activation_checkpointing == "auto"  # recompute_ratio not given
+    for bad, expected in ((dict(tp_size=2), "tp_size=2: tensor and expert parallelism"),
+                          (dict(recompute_ratio=0.5), "recompute_ratio=0.5: only 1.0"),
+                          (dict(param_dtype="float16"), "param_dtype='float16'")):
+        with pytest.raises(ConfigError, match=re.escape(expected)) as exc:
+            FSDPConfig(**bad)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(ConfigError, match="give fsdp_cfg or deepspeed, not both"):
+        TrainerConfig(**_fields(fsdp_cfg=seed_000, deepspeed="deepspeed_zero2"))
+
+
 def test_sp_size_two_processes_on_one_row_match_one_process(one_process, tmp_path):
     """``sp_size=2`` on 2 processes: one data-parallel group, each row split over both
     processes; the losses and gradient norms are those of one process, step for step."""

@@ -15,6 +15,7 @@ from .config import (
     DataloaderConfig,
     DatasetConfig,
     EncoderLLMConfig,
+    FSDPConfig,
     ImageTextModelConfig,
     ImageTextTokenizeFnConfig,
     LLMConfig,
@@ -27,6 +28,6 @@ from .config import (
 from .trainer import Trainer
 
 __all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig",
-           "EncoderLLMConfig", "ImageTextModelConfig", "ImageTextTokenizeFnConfig",
+           "EncoderLLMConfig", "FSDPConfig", "ImageTextModelConfig", "ImageTextTokenizeFnConfig",
            "LLMConfig", "LRConfig", "ResumeConfig", "TimeSeriesTokenizeFnConfig",
            "TokenizeFnConfig", "Trainer", "TrainerConfig"]

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from xtuner.utils.errors import ConfigError, did_you_mean
 
 __all__ = ["AdamWConfig", "CELossConfig", "DataloaderConfig", "DatasetConfig",
-           "EncoderLLMConfig", "ImageTextModelConfig", "ImageTextTokenizeFnConfig",
+           "EncoderLLMConfig", "FSDPConfig", "ImageTextModelConfig", "ImageTextTokenizeFnConfig",
            "LLMConfig", "LRConfig", "ResumeConfig", "TimeSeriesTokenizeFnConfig",
            "TokenizeFnConfig", "TrainerConfig"]
 
@@ -300,6 +300,51 @@ class ResumeConfig(_Config):
     auto_resume: bool = False
 
 
+class FSDPConfig(_Config):
+    """XTuner v1's sharding settings, run by this engine's full sharding.
+
+    Parameters, gradients and optimizer states are sharded over the processes by DeepSpeed
+    ZeRO-3 (the sharding the dict configs use, ``--deepspeed deepspeed_zero3``), not by
+    torch's FSDP; one process shards nothing. A run says so in its log.
+
+    Args:
+        recompute_ratio: the share of decoder layers whose activations are recomputed:
+            1.0 (all) or 0.0 (none); None keeps ``model_cfg.use_activation_checkpointing``.
+        cpu_offload: keep optimizer states and parameters in host memory (ZeRO-3 offload).
+        param_dtype: the compute dtype: ``'bfloat16'`` (autocast over float32 master
+            weights, as every Trainer run).
+        torch_compile: compile each decoder layer (text LLMs).
+        tp_size, ep_size: tensor and expert parallelism: only 1 (not available here).
+        reshard_after_forward: accepted for v1 scripts; ZeRO-3 always reshards.
+    """
+
+    recompute_ratio: float | None = None
+    cpu_offload: bool = False
+    param_dtype: str = "bfloat16"
+    torch_compile: bool = False
+    tp_size: int = 1
+    ep_size: int = 1
+    reshard_after_forward: bool = True
+
+    @model_validator(mode="after")
+    def _check(self):
+        problems = []
+        if self.recompute_ratio not in (None, 0.0, 1.0):
+            problems.append(f"recompute_ratio={self.recompute_ratio}: only 1.0 (every layer) or "
+                            "0.0 is available; for a memory-fitted share set "
+                            "model_cfg.use_activation_checkpointing='auto'")
+        for name in ("tp_size", "ep_size"):
+            if getattr(self, name) != 1:
+                problems.append(f"{name}={getattr(self, name)}: tensor and expert parallelism "
+                                "are not available here; set 1 (sp_size splits sequences)")
+        if str(self.param_dtype).removeprefix("torch.") != "bfloat16":
+            problems.append(f"param_dtype={self.param_dtype!r}: Trainer runs compute in "
+                            "bfloat16 over float32 master weights; set 'bfloat16'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class TrainerConfig(_Config):
     """Everything a run needs; ``Trainer.from_config(cfg).fit()`` (or ``cfg.fit()``) runs it.
 
@@ -341,6 +386,7 @@ class TrainerConfig(_Config):
     log_interval: int = 10
     deepspeed: str | None = None
     sp_size: int = Field(default=1, ge=1)
+    fsdp_cfg: FSDPConfig | None = None
 
     @model_validator(mode="after")
     def _check(self):
@@ -375,6 +421,12 @@ class TrainerConfig(_Config):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"{name} must be >= 1 or None, got {value}")
+        if self.fsdp_cfg is not None and self.deepspeed is not None:
+            problems.append("give fsdp_cfg or deepspeed, not both (fsdp_cfg shards with "
+                            "DeepSpeed ZeRO-3)")
+        if self.fsdp_cfg is not None and self.fsdp_cfg.torch_compile and not isinstance(
+                self.model_cfg, LLMConfig):
+            problems.append("fsdp_cfg.torch_compile is for text LLMs (LLMConfig)")
         if self.hf_max_keep is not None and self.hf_interval is None:
             problems.append("hf_max_keep needs hf_interval (the periodic exports it keeps)")
         if isinstance(self.model_cfg, ImageTextModelConfig):

@@ -151,6 +151,27 @@ def _note_settings_without_effect(config: TrainerConfig) -> list[str]:
     return lines
 
 
+def _fsdp_as_zero3(config: TrainerConfig) -> str | None:
+    """The DeepSpeed config that shards as ``fsdp_cfg`` asks (None: nothing to shard)."""
+    from mmengine import print_log
+
+    if config.fsdp_cfg is None:
+        return None
+    world = world_size()
+    if world == 1:
+        print_log("TrainerConfig.fsdp_cfg: one process, nothing to shard", logger="current")
+        return None
+    if isinstance(config.model_cfg, ImageTextModelConfig):
+        raise ConfigError("fsdp_cfg with an image-text model: its Hugging Face export is not "
+                          "gathered from ZeRO-3 shards yet; drop fsdp_cfg (each process then "
+                          "holds the whole model)")
+    name = "deepspeed_zero3_offload" if config.fsdp_cfg.cpu_offload else "deepspeed_zero3"
+    print_log(f"TrainerConfig.fsdp_cfg: parameters, gradients and optimizer states sharded "
+              f"over {world} processes by DeepSpeed ZeRO-3 ({name}), this engine's full "
+              "sharding", logger="current")
+    return name
+
+
 class Trainer:
     """Fine-tune with typed configs: ``Trainer(model_cfg=..., ...).fit()`` or
     ``Trainer.from_config(TrainerConfig(...)).fit()``.
@@ -217,8 +238,12 @@ class Trainer:
             tokenizer = dict(type=add_special_tokens, tokenizer=tokenizer, tokens=TS_TOKENS)
         llm = dict(type=build_llm, pretrained_model_name_or_path=c.load_from or m.path,
                    load_weights=c.load_from is not None, dtype=m.dtype)
+        checkpointing = m.use_activation_checkpointing
+        fsdp = c.fsdp_cfg
+        if fsdp is not None and fsdp.recompute_ratio is not None:
+            checkpointing = fsdp.recompute_ratio == 1.0
         model = dict(
-            use_varlen_attn=varlen, use_activation_checkpointing=m.use_activation_checkpointing,
+            use_varlen_attn=varlen, use_activation_checkpointing=checkpointing,
             use_liger_kernel={"eager": False, "liger": True, "chunk": "auto"}[c.loss_cfg.mode],
             loss_reduction=c.loss_cfg.loss_reduction, llm=llm)
         if image_text:
@@ -239,6 +264,8 @@ class Trainer:
         else:
             model.update(type=SupervisedFinetune, lora=_lora_cfg(m.lora),
                          max_position_embeddings=m.max_position_embeddings)
+            if fsdp is not None and fsdp.torch_compile:
+                model["use_torch_compile"] = True
         seed = c.seed if c.seed is not None else 0
 
         datasets = []
@@ -414,7 +441,7 @@ class Trainer:
         ``deepspeed`` and ``vis_backends`` (``xtuner train``'s flags win over them)."""
         c = self.config
         return dict(resume="auto" if c.resume_cfg.auto_resume else c.resume_cfg.resume_from,
-                    deepspeed=c.deepspeed,
+                    deepspeed=c.deepspeed or _fsdp_as_zero3(c),
                     vis_backends=["tensorboard"] if c.exp_tracker == "tensorboard" else [])
 
     def prepared_config(self):
