@@ -1,6 +1,8 @@
 """``ThroughputHook``: log tokens/s per GPU and model TFLOPs per GPU each iteration."""
 from __future__ import annotations
 
+from collections import deque
+
 import torch
 from mmengine.hooks import Hook
 
@@ -49,7 +51,9 @@ class ThroughputHook(Hook):
 
     Tokens are the non-padding tokens of the batch; FLOPs follow
     :func:`estimate_flops_per_token` over the real sample lengths (packed rows count each
-    sample separately, so varlen does not inflate the number as it did in v0).
+    sample separately, so varlen does not inflate the number as it did in v0). Both are
+    rates over the same window as the logged ``time`` (the log processor's ``window_size``
+    last iterations): the tokens of the window over its time, not the last iteration's rate.
     """
 
     priority = 55  # after IterTimerHook (60) measured the time, before LoggerHook (50)
@@ -60,6 +64,7 @@ class ThroughputHook(Hook):
         self._config = None
         self._trainable_fraction = 1.0
         self._tokens_per_image = 1
+        self._window: deque = deque()
 
     def before_train(self, runner) -> None:
         model = unwrap_model(runner.model)
@@ -67,6 +72,9 @@ class ThroughputHook(Hook):
         self._config = getattr(llm, "config", None)
         self._trainable_fraction = trainable_fraction(llm)
         self._tokens_per_image = getattr(model, "tokens_per_image", 1)
+        window = getattr(getattr(runner, "log_processor", None), "window_size", 10)
+        # 'epoch'/'global' windows: every iteration so far.
+        self._window = deque(maxlen=window if isinstance(window, int) else None)
 
     @staticmethod
     def sample_lengths(data: dict, tokens_per_image: int = 1) -> list[int]:
@@ -103,5 +111,9 @@ class ThroughputHook(Hook):
         if not iter_time:
             return
         flops = estimate_flops_per_token(self._config, lengths, self._trainable_fraction)
-        runner.message_hub.update_scalar("train/tokens_per_sec", tokens / iter_time)
-        runner.message_hub.update_scalar("train/tflops", flops * tokens / iter_time / 1e12)
+        self._window.append((tokens, flops * tokens, iter_time))
+        seconds = sum(t for _, _, t in self._window)
+        runner.message_hub.update_scalar("train/tokens_per_sec",
+                                         sum(n for n, _, _ in self._window) / seconds)
+        runner.message_hub.update_scalar("train/tflops",
+                                         sum(f for _, f, _ in self._window) / seconds / 1e12)
