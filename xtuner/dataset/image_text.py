@@ -29,6 +29,7 @@ import torch
 from mmengine import print_log
 from torch.utils.data import Dataset
 
+from xtuner.dataset.chat_turns import assistant_segments
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError, DataError
 
@@ -244,21 +245,7 @@ class ImageTextTokenizeFunction:
 
     def segments(self, messages: list[dict]) -> list[tuple[str, bool]]:
         """The rendered chat cut into ``(text, trained)`` pieces (assistant turns trained)."""
-        segments, done = [], ""
-        for i, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            prompt = self._render(messages[:i], add_generation_prompt=True)
-            full = self._render(messages[:i + 1])
-            if not (prompt.startswith(done) and full.startswith(prompt)):
-                raise ConfigError("the chat template does not render a conversation as the "
-                                  "concatenation of its turns (it rewrites earlier turns); "
-                                  "pass chat_template= with one that does")
-            segments += [(prompt[len(done):], False), (full[len(prompt):], True)]
-            done = full
-        rest = self._render(messages)
-        segments.append((rest[len(done):], False))
-        return [(text, trained) for text, trained in segments if text]
+        return assistant_segments(self._render, messages)
 
     def _process(self, text: str, images: list):
         return self.processor(text=[text], images=images or None, return_tensors="pt")

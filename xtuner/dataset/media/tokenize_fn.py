@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from xtuner.dataset.chat_turns import assistant_segments
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError, DataError
 
@@ -157,23 +158,8 @@ class MediaTokenizeFunction(ABC):
             chat_template=self.chat_template)
 
     def _segments(self, messages: list[dict]) -> list[tuple[str, bool]]:
-        """The rendered conversation cut into ``(text, trained)`` pieces: each assistant turn
-        is what the template adds after the generation prompt before it."""
-        segments, done = [], ""
-        for i, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            prompt = self._render(messages[:i], add_generation_prompt=True)
-            full = self._render(messages[:i + 1])
-            if not (prompt.startswith(done) and full.startswith(prompt)):
-                raise ConfigError("the chat template does not render a conversation as the "
-                                  "concatenation of its turns (it rewrites earlier turns); "
-                                  "pass chat_template= with one that does")
-            segments += [(prompt[len(done):], False), (full[len(prompt):], True)]
-            done = full
-        rest = self._render(messages)
-        segments.append((rest[len(done):], False))
-        return [(text, trained) for text, trained in segments if text]
+        """The rendered chat cut into ``(text, trained)`` pieces (assistant turns trained)."""
+        return assistant_segments(self._render, messages)
 
     def prompt(self, record: dict) -> dict:
         """Tokenize a conversation to generate its next assistant turn (chat, evaluation).
