@@ -211,24 +211,53 @@ def test_fit_trains_the_loss_falls_and_hf_exports_load(trained, assets):
     torch.testing.assert_close(exported[key], start[key])
     assert not torch.equal(exported["lm_head.weight"], start["lm_head.weight"])
 
-    # `xtuner convert pth_to_hf` writes the same folder from the training checkpoint (its
-    # logits parity check is for text LLMs: without --no-verify, one line says so).
+    # `xtuner convert pth_to_hf` writes the same folder from the training checkpoint, after
+    # comparing the written model's logits (plain transformers) with the trained model's.
     out = work / "converted"
-    refused = subprocess.run([sys.executable, "-m", "xtuner", "convert", "pth_to_hf",
-                              str(work / "example_image_text.py"), str(work / "iter_24.pth"),
-                              str(out)], env=_env(work), cwd=work, capture_output=True,
-                             text=True, timeout=300)
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    assert refused.stderr.strip().splitlines()[-1].endswith(
-        "has no parity check yet: add --no-verify (the folder written is a plain "
-        "AutoModelForImageTextToText model with its processor)")
-    assert "Traceback" not in refused.stderr and not out.exists()
-    _run([sys.executable, "-m", "xtuner", "convert", "pth_to_hf",
-          str(work / "example_image_text.py"), str(work / "iter_24.pth"), str(out),
-          "--no-verify", "--dtype", "fp32"], _env(work), work)
+    proc = subprocess.run([sys.executable, "-m", "xtuner", "convert", "pth_to_hf",
+                           str(work / "example_image_text.py"), str(work / "iter_24.pth"),
+                           str(out), "--dtype", "fp32"], env=_env(work), cwd=work,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "Parity check passed on a chat with an image and one without" in proc.stdout
     converted = _generate(out, assets).state_dict()
     for name in ("model.visual.merger.mlp.0.weight", up_proj, "lm_head.weight"):
         torch.testing.assert_close(converted[name], exported[name], msg=name)
+
+
+def test_pth_to_hf_parity_check_catches_a_wrong_export(trained, monkeypatch, capsys,
+                                                        tmp_path):
+    """A written folder whose output head differs from the trained one by one row fails the
+    converter's check: one line, exit 2, nothing left at the output path."""
+    from safetensors.torch import load_file, save_file
+
+    from xtuner.entry_point import main as xtuner
+    from xtuner.model.image_text import ImageTextFinetune
+
+    to_hf = ImageTextFinetune.to_hf
+
+    def tampering_to_hf(self, cfg, save_dir, *args, **kwargs):
+        to_hf(self, cfg, save_dir, *args, **kwargs)
+        for weights in Path(save_dir).glob("*.safetensors"):
+            state = load_file(str(weights))
+            if "lm_head.weight" in state:
+                state["lm_head.weight"][0] += 1.0
+                save_file(state, str(weights), metadata={"format": "pt"})
+
+    monkeypatch.setattr(ImageTextFinetune, "to_hf", tampering_to_hf)
+    work = trained["work"]
+    monkeypatch.chdir(work)
+    for key, value in _env(work).items():
+        if key.startswith("EXAMPLE_") or key == "HF_HUB_OFFLINE":
+            monkeypatch.setenv(key, value)
+    out = tmp_path / "converted"
+    assert xtuner(["convert", "pth_to_hf", str(work / "example_image_text.py"),
+                   str(work / "iter_24.pth"), str(out), "--dtype", "fp32"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("xtuner convert pth_to_hf")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert "parity check failed: the written image-text model gives logits" in lines[0]
+    assert not out.exists()
 
 
 def test_lora_with_a_trained_vision_tower_exports_merged(tmp_path, assets):

@@ -191,12 +191,8 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
         return _convert_llava(args, cfg, config_path, model, save_dir, dtype)
     from xtuner.model.image_text import ImageTextFinetune
 
-    if isinstance(model, ImageTextFinetune) and args.verify:
-        from xtuner.utils.errors import UsageError
-
-        raise UsageError(f"{config_path.name} trains an image-text model, which has no parity "
-                         "check yet: add --no-verify (the folder written is a plain "
-                         "AutoModelForImageTextToText model with its processor)")
+    if isinstance(model, ImageTextFinetune):
+        return _convert_image_text(args, cfg, config_path, model, save_dir, dtype)
     if args.save_format is not None:
         from xtuner.utils.errors import UsageError
 
@@ -268,23 +264,99 @@ def _ending_with_reward_token(inputs, model, cfg):
     return [torch.cat([ids, torch.tensor([token], dtype=ids.dtype)]) for ids in inputs]
 
 
-def _llava_parity_sample(cfg):
-    """A fixed prompt with one image (a colour gradient): ``(prompt text, PIL image, ids with
-    the image placeholder, the config's image processor)``."""
+def _gradient_image():
+    """The parity checks' image: a 64x64 colour gradient made in code."""
     import numpy as np
     from PIL import Image
 
+    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
+    return Image.fromarray(np.stack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64)),
+                                     np.full((64, 64), 128, np.uint8)], -1))
+
+
+def _llava_parity_sample(cfg):
+    """A fixed prompt with one image (a colour gradient): ``(prompt text, PIL image, ids with
+    the image placeholder, the config's image processor)``."""
     from xtuner.chat.multimodal import ImageTokenizer
     from xtuner.model.llava_hf import _image_processor_cfg
     from xtuner.model.utils import build_from_cfg
 
-    ramp = np.linspace(0, 255, 64, dtype=np.uint8)
-    image = Image.fromarray(np.stack([np.tile(ramp, (64, 1)), np.tile(ramp[:, None], (1, 64)),
-                                      np.full((64, 64), 128, np.uint8)], -1))
+    image = _gradient_image()
     prompt = "USER: <image>\nWhat is in the picture? ASSISTANT:"
     tokenizer = build_from_cfg(cfg.tokenizer)
     processor = build_from_cfg(_image_processor_cfg(cfg))
     return prompt, image, ImageTokenizer(tokenizer).encode(prompt), processor
+
+
+def _image_text_parity_inputs(processor) -> list[dict]:
+    """A chat with an image (a gradient made in code) and one without, as the processor
+    turns them into model inputs."""
+    image = _gradient_image()
+    chats = [([{"type": "image"}, {"type": "text", "text": "What is in the picture?"}], [image]),
+             ([{"type": "text", "text": "Name three colours."}], None)]
+    inputs = []
+    for content, images in chats:
+        text = processor.apply_chat_template([{"role": "user", "content": content}],
+                                             add_generation_prompt=True, tokenize=False)
+        inputs.append(dict(processor(text=[text], images=images, return_tensors="pt")))
+    return inputs
+
+
+def _image_text_logits(model, inputs: list[dict]) -> list:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return [model(**batch, use_cache=False).logits[0].float() for batch in inputs]
+
+
+def _convert_image_text(args, cfg, config_path: Path, model, save_dir: Path, dtype) -> int:
+    """Image-text models: write the model (adapters merged) with its processor, and compare
+    the written model's logits, loaded by plain ``AutoModelForImageTextToText``, with the
+    trained model's on a chat with an image and one without."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from xtuner.dataset.image_text import load_processor
+    from xtuner.model.export import (
+        atomic_output_dir,
+        compare_logits,
+        dtype_name,
+        free,
+        round_to_dtype_,
+    )
+
+    if args.save_format is not None:
+        from xtuner.utils.errors import UsageError
+
+        raise UsageError(f"--save-format is for LLaVA models; {config_path.name} trains an "
+                         "image-text model, written as one Hugging Face folder: drop "
+                         "--save-format")
+    if args.verify:
+        inputs = _image_text_parity_inputs(load_processor(model.processor_path))
+        # The source as written: adapters merged, rounded to the written dtype, run in fp32.
+        source = model.plain_model(torch.float32)
+        round_to_dtype_(list(source.parameters()), dtype)
+        reference = _image_text_logits(source, inputs)
+        del source
+    with atomic_output_dir(save_dir, args.overwrite) as tmp:
+        model.to_hf(cfg, tmp, dtype=dtype,
+                    save_pretrained_kwargs=dict(max_shard_size=args.max_shard_size))
+        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
+        if args.verify:
+            del model
+            free()
+            written = AutoModelForImageTextToText.from_pretrained(tmp, dtype=torch.float32)
+            got = _image_text_logits(written, inputs)
+            del written
+            diff = compare_logits(reference, got, torch.float32,
+                                  what="the written image-text model")
+            print(f"Parity check passed on a chat with an image and one without: max |logits "
+                  f"difference| {diff:.3g} ({dtype_name(dtype)} weights)")
+        files = sorted(p.name for p in tmp.iterdir())
+    print(f"Saved the image-text model ({dtype_name(dtype)}) and its processor to {save_dir}: "
+          f"{', '.join(files)}")
+    return 0
 
 
 def _convert_llava(args, cfg, config_path: Path, model, save_dir: Path, dtype) -> int:
