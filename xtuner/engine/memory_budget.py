@@ -30,13 +30,19 @@ DEVICE_BUDGET = "device"
 def device_budget() -> int:
     """What this process may allocate on its GPU: the free memory plus what torch already
     holds (so the CUDA context and other processes are left out), capped by the share
-    ``torch.cuda.set_per_process_memory_fraction`` allows."""
+    ``torch.cuda.set_per_process_memory_fraction`` allows; in a distributed run, the least
+    of all ranks."""
     device = torch.cuda.current_device()
     free, total = torch.cuda.mem_get_info(device)
     usable = free + torch.cuda.memory_reserved(device)
     fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)
     if fraction is not None:
         usable = min(usable, int(total * fraction(device)))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Every rank must take the same plan (the same optimizer): plan to the smallest GPU.
+        smallest = torch.tensor([usable], dtype=torch.int64, device=f"cuda:{device}")
+        torch.distributed.all_reduce(smallest, op=torch.distributed.ReduceOp.MIN)
+        usable = int(smallest.item())
     return usable
 
 
