@@ -161,6 +161,10 @@ def test_apply_memory_budget_wires_the_config():
     cfg.sequence_parallel_size = 4  # each GPU runs a quarter of every row
     apply_memory_budget(cfg)
     assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=1024)
+    dpo = Config(dict(cfg.to_dict(), model=dict(type="DPO", llm=dict())))
+    with pytest.raises(ConfigError, match="^memory_budget plans SupervisedFinetune runs; this "
+                                          "config trains DPO: remove memory_budget"):
+        apply_memory_budget(dpo)
     cfg.strategy = dict(type="DeepSpeedStrategy")
     with pytest.raises(ConfigError, match="does not work with --deepspeed"):
         apply_memory_budget(cfg)

@@ -127,8 +127,11 @@ def apply_memory_budget(cfg: Config, budget=None) -> None:
         raise ConfigError("memory_budget does not work with --deepspeed (DeepSpeed builds its "
                           "own optimizer); use ZeRO's offload settings, or drop --deepspeed")
     model = cfg.get("model") or {}
-    if "llm" not in model:
-        raise ConfigError("memory_budget: the config's model has no 'llm' to plan for")
+    kind = type_name(model.get("type"))
+    if kind != "SupervisedFinetune":
+        # A reference model (DPO), a vision tower or an encoder is not in the estimate yet.
+        raise ConfigError(f"memory_budget plans SupervisedFinetune runs; this config trains "
+                          f"{kind or 'no model'}: remove memory_budget / --memory-budget")
     wrapper = cfg.optim_wrapper
     if wrapper.get("constructor") not in (None, "DefaultOptimWrapperConstructor",
                                           MemoryBudgetOptimWrapperConstructor):
