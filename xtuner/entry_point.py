@@ -73,6 +73,7 @@ Examples:
   xtuner train CONFIG [--deepspeed deepspeed_zero2] [--work-dir DIR] [--resume auto]
   xtuner train CONFIG --tensorboard   (then: tensorboard --logdir work_dirs/CONFIG)
   NPROC_PER_NODE=8 xtuner train CONFIG --deepspeed deepspeed_zero3
+  xtuner train CONFIG --memory-budget 8GB   (QLoRA of a 7-8B model on one 8 GB GPU)
   xtuner convert pth_to_hf CONFIG work_dirs/CONFIG/iter_500.pth ./hf
   xtuner convert merge BASE ./hf ./merged --max-shard-size 2GB
   xtuner chat ./merged --prompt-template qwen_chat
