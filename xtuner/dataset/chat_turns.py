@@ -3,9 +3,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xtuner.utils.errors import ConfigError
+from xtuner.utils.errors import ConfigError, DataError
 
-__all__ = ["assistant_segments"]
+__all__ = ["assistant_segments", "record_messages"]
+
+
+def record_messages(record) -> list[dict]:
+    """The record's ``messages``, checked: a non-empty list of dicts that have a ``role``.
+
+    Raises:
+        DataError: a record of another shape.
+    """
+    messages = record.get("messages") if isinstance(record, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise DataError("expected a record with a non-empty 'messages' list")
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message:
+            raise DataError(f"a message must be a dict with 'role' and 'content', got "
+                            f"{str(message)[:60]}")
+    return messages
 
 
 def assistant_segments(render: Callable[..., str], messages: list[dict]

@@ -29,7 +29,7 @@ import torch
 from mmengine import print_log
 from torch.utils.data import Dataset
 
-from xtuner.dataset.chat_turns import assistant_segments
+from xtuner.dataset.chat_turns import assistant_segments, record_messages
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError, DataError
 
@@ -203,14 +203,9 @@ class ImageTextTokenizeFunction:
     def messages(self, record: dict) -> tuple[list[dict], list[str]]:
         """The record's messages in the form the processor's template takes (an image part
         becomes ``{"type": "image"}``), and the image paths in order."""
-        messages = record.get("messages") if isinstance(record, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise DataError("expected a record with a non-empty 'messages' list")
+        messages = record_messages(record)
         out, images = [], []
         for message in messages:
-            if not isinstance(message, dict) or "role" not in message:
-                raise DataError(f"a message must be a dict with 'role' and 'content', got "
-                                f"{str(message)[:60]}")
             content = message.get("content")
             if isinstance(content, list):
                 parts = []

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from xtuner.dataset.chat_turns import assistant_segments
+from xtuner.dataset.chat_turns import assistant_segments, record_messages
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError, DataError
 
@@ -108,14 +108,9 @@ class MediaTokenizeFunction(ABC):
         return self.start_token + self.context_token * num_features + self.end_token
 
     def _messages(self, record: dict) -> tuple[list[dict], list[dict]]:
-        messages = record.get("messages") if isinstance(record, dict) else None
-        if not isinstance(messages, list) or not messages:
-            raise DataError("expected a record with a non-empty 'messages' list")
+        messages = record_messages(record)
         plain, references = [], []
         for message in messages:
-            if not isinstance(message, dict) or "role" not in message:
-                raise DataError(f"a message must be a dict with 'role' and 'content', got "
-                                f"{str(message)[:60]}")
             content = message.get("content")
             if isinstance(content, list):
                 texts = []
