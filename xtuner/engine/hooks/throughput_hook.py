@@ -65,6 +65,7 @@ class ThroughputHook(Hook):
         self._trainable_fraction = 1.0
         self._tokens_per_image = 1
         self._window: deque = deque()
+        self._totals = torch.zeros(3, dtype=torch.float64)
 
     def before_train(self, runner) -> None:
         model = unwrap_model(runner.model)
@@ -75,6 +76,7 @@ class ThroughputHook(Hook):
         window = getattr(getattr(runner, "log_processor", None), "window_size", 10)
         # 'epoch'/'global' windows: every iteration so far.
         self._window = deque(maxlen=window if isinstance(window, int) else None)
+        self._totals = torch.zeros(3, dtype=torch.float64)
 
     @staticmethod
     def sample_lengths(data: dict, tokens_per_image: int = 1) -> list[int]:
@@ -111,9 +113,12 @@ class ThroughputHook(Hook):
         if not iter_time:
             return
         flops = estimate_flops_per_token(self._config, lengths, self._trainable_fraction)
-        self._window.append((tokens, flops * tokens, iter_time))
-        seconds = sum(t for _, _, t in self._window)
-        runner.message_hub.update_scalar("train/tokens_per_sec",
-                                         sum(n for n, _, _ in self._window) / seconds)
-        runner.message_hub.update_scalar("train/tflops",
-                                         sum(f for _, f, _ in self._window) / seconds / 1e12)
+        entry = torch.tensor([tokens, flops * tokens, iter_time], dtype=torch.float64)
+        if self._window.maxlen is not None and len(self._window) == self._window.maxlen:
+            self._totals -= self._window[0]
+        self._window.append(entry)
+        # Running totals: an 'epoch'/'global' window is not summed anew every iteration.
+        self._totals += entry
+        tokens_sum, flops_sum, seconds = self._totals.tolist()
+        runner.message_hub.update_scalar("train/tokens_per_sec", tokens_sum / seconds)
+        runner.message_hub.update_scalar("train/tflops", flops_sum / seconds / 1e12)
