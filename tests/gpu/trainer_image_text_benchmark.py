@@ -73,6 +73,7 @@ def main(argv=None) -> int:
     import torch
     from mmengine.hooks import Hook
 
+    from xtuner.engine.hooks import ThroughputHook
     from xtuner.engine.runner.build import build_runner
     from xtuner.testing.tiny_image_text import QWEN2_VL_2B_SHAPES, build_tiny_qwen2_vl
     from xtuner.train import (
@@ -126,13 +127,17 @@ def main(argv=None) -> int:
         checkpoint_interval=None, seed=0)
 
     class Measure(Hook):
-        """Tokens and time of the iterations after the warm-up ones."""
+        """Tokens, time and peak memory of the iterations after the warm-up ones.
 
-        priority = 90
+        Runs before mmengine's LoggerHook, which resets the CUDA peak statistics each time it
+        logs, and stops the clock at the last iteration (the HF export after the run is not
+        training time)."""
+
+        priority = "NORMAL"
         warmup = 1 if tiny else 4
 
         def __init__(self):
-            self.tokens, self.start, self.losses = 0, None, []
+            self.tokens, self.start, self.end, self.losses, self.peak = 0, None, None, [], 0
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             if runner.iter == self.warmup:
@@ -141,9 +146,13 @@ def main(argv=None) -> int:
                 self.start = time.perf_counter()
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-            self.losses.append(float(outputs["loss"]))
+            self.losses.append(float(outputs["loss"]))  # float() waits for the step
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+                self.peak = max(self.peak, torch.cuda.max_memory_allocated())
             if self.start is not None:
-                self.tokens += int(data_batch["data"]["input_ids"].numel())
+                self.tokens += sum(ThroughputHook.sample_lengths(data_batch["data"]))
+                self.end = time.perf_counter()
 
     cfg = trainer.prepared_config()
     cfg.default_hooks.checkpoint.save_last = False  # a 2B model's optimizer state: minutes
@@ -154,16 +163,14 @@ def main(argv=None) -> int:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     runner.train()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - (measure.start or time.perf_counter())
+    elapsed = (measure.end - measure.start) if measure.start is not None else 0.0
     print(f"setup (model, data, runner): {setup:.1f}s")
     if measure.tokens and elapsed > 0:
         timed = len(measure.losses) - Measure.warmup
         print(f"tokens/s: {measure.tokens / elapsed:.0f} over {timed} steps of up to {pack} "
               "tokens")
     if torch.cuda.is_available():
-        print(f"peak memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        print(f"peak memory: {measure.peak / 2**30:.1f} GiB allocated")
     print(f"losses: first {measure.losses[:3]}, last {measure.losses[-3:]}")
 
     # The export loads with plain transformers (AutoProcessor where torchvision is

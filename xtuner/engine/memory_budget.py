@@ -83,8 +83,9 @@ class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                               "it works with SupervisedFinetune models (remove memory_budget)")
         optimizer = self.optimizer_cfg
         try:
+            # device_budget() is bytes; a bare number in a config is GiB.
             plan = plan_memory(MemorySizes.of(inner), self.memory_budget["tokens"],
-                               device_budget() if by_default else budget,
+                               f"{device_budget()}B" if by_default else budget,
                                available_levers(inner, type_name(optimizer.get("type"))))
         except ConfigError as exc:
             if not by_default:

@@ -209,7 +209,7 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
     Args:
         sizes: the model's sizes.
         tokens: tokens of the largest micro-batch.
-        budget: bytes, or a size such as ``'8GB'``.
+        budget: a size such as ``'8GB'`` or ``'1024B'`` (a bare number is GiB).
         available: the levers this run can use (e.g. no ``fused_loss`` without liger).
 
     Raises:
