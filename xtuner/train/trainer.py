@@ -161,10 +161,6 @@ def _fsdp_as_zero3(config: TrainerConfig) -> str | None:
     if world == 1:
         print_log("TrainerConfig.fsdp_cfg: one process, nothing to shard", logger="current")
         return None
-    if isinstance(config.model_cfg, ImageTextModelConfig):
-        raise ConfigError("fsdp_cfg with an image-text model: its Hugging Face export is not "
-                          "gathered from ZeRO-3 shards yet; drop fsdp_cfg (each process then "
-                          "holds the whole model)")
     name = "deepspeed_zero3_offload" if config.fsdp_cfg.cpu_offload else "deepspeed_zero3"
     print_log(f"TrainerConfig.fsdp_cfg: parameters, gradients and optimizer states sharded "
               f"over {world} processes by DeepSpeed ZeRO-3 ({name}), this engine's full "

@@ -2,6 +2,7 @@
 (and, with ``interval``, every that many optimizer steps)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os.path as osp
 import re
@@ -26,6 +27,16 @@ def _deepspeed_engine(runner):
     return engine if hasattr(engine, "zero_optimization_stage") else None
 
 
+def _whole_parameters(engine, model):
+    """A context in which ``model``'s parameters are whole on every rank: under ZeRO-3 they
+    are gathered from all ranks (a collective call: every rank enters it), else nothing."""
+    if engine is None or engine.zero_optimization_stage() != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
 class HFCheckpointHook(Hook):
     """After training, write ``out_dir`` (default ``work_dir/hf_model``): the PEFT adapter for
     LoRA runs, else the full model plus the config's tokenizer. A model with its own
@@ -33,7 +44,9 @@ class HFCheckpointHook(Hook):
 
     Works with the plain runner and under DeepSpeed; with ZeRO-3 the weights are gathered
     from all ranks (the DeepSpeed config must set
-    ``stage3_gather_16bit_weights_on_model_save``, as the shipped zero3 configs do).
+    ``stage3_gather_16bit_weights_on_model_save``, as the shipped zero3 configs do). A
+    ``save_hf`` model under ZeRO-3 is gathered whole on every rank while rank 0 writes it, so
+    each GPU briefly holds the whole model (and rank 0 the copy it merges adapters into).
 
     Args:
         out_dir: where to write.
@@ -98,12 +111,14 @@ class HFCheckpointHook(Hook):
 
     def _save(self, runner, out_dir: str) -> None:
         model = unwrap_model(runner.model)
-        if _deepspeed_engine(runner) is not None:
-            model = _deepspeed_engine(runner).module
+        engine = _deepspeed_engine(runner)
+        if engine is not None:
+            model = engine.module
         if callable(getattr(type(model), "save_hf", None)):
-            if is_main_process():
-                model.save_hf(out_dir)
-                runner.logger.info(f"Saved the Hugging Face model to {out_dir}")
+            with _whole_parameters(engine, model):
+                if is_main_process():
+                    model.save_hf(out_dir)
+                    runner.logger.info(f"Saved the Hugging Face model to {out_dir}")
             return
         state = self._state_dict(runner, model)
         if not is_main_process():
