@@ -6,6 +6,10 @@
 #   bash tests/gpu/run_benchmarks.sh compile  # 1 GPU: W1 with torch.compile of the layers
 #   bash tests/gpu/run_benchmarks.sh multi  # 2 GPUs: W1 with ZeRO-2 on 1 and on 2 GPUs
 #   bash tests/gpu/run_benchmarks.sh llava  # 1 GPU: LLaVA QLoRA 7B + CLIP-L/336, packed rows
+#   bash tests/gpu/run_benchmarks.sh small  # 1 GPU, one sitting: W2 on an 8 GB GPU -- xtuner
+#                                           # --memory-budget 8GB capped at 8 GiB, TRL's SFTTrainer
+#                                           # (.whltrl: pip download trl==1.16.0 --no-deps), v0
+# MEM_LIMIT_GB=N caps xtuner's process as an N GiB card would (set_per_process_memory_fraction).
 # XTuner 0.2.0 runs the configs of tests/gpu/v0_reference (BENCH) with its wheels
 # in .whlref; xtuner's dependencies come from .whl (../shared/gpu/prepare-wheels.sh).
 set -uo pipefail
@@ -15,6 +19,16 @@ BENCH=${BENCH:-$PWD/tests/gpu/v0_reference}
 mkdir -p "$out" /tmp/wl
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
 ours_env() { PYTHONPATH=/tmp/site:$PWD "$@"; }
+xtuner_py() {  # python3 running xtuner's CLI, under MEM_LIMIT_GB when set
+  if [ -n "${MEM_LIMIT_GB:-}" ]; then
+    python3 -c "import runpy, sys, torch
+torch.cuda.set_per_process_memory_fraction(${MEM_LIMIT_GB} * 2**30 / torch.cuda.get_device_properties(0).total_memory)
+sys.argv = ['xtuner'] + sys.argv[1:]
+runpy.run_module('xtuner', run_name='__main__')" "$@"
+  else
+    python3 -m xtuner "$@"
+  fi
+}
 if [ ! -d /tmp/site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl > /dev/null
@@ -38,7 +52,7 @@ v0() {  # name, config, extra args: XTuner 0.2.0's own train tool, tokens/s and 
 bench() {  # name, then xtuner benchmark arguments
   local name=$1; shift
   local t0=$SECONDS
-  ours_env timeout ${BENCH_TIMEOUT:-300} python3 -m xtuner benchmark "$@" --json "$out/$name.json" \
+  ours_env timeout ${BENCH_TIMEOUT:-300} xtuner_py benchmark "$@" --json "$out/$name.json" \
     > "$out/$name.log" 2>&1
   echo "== $name rc=$? ($((SECONDS - t0)) s)"
   sed -n '/tokens\/s per GPU/,/^model FLOPs/p' "$out/$name.log" | grep -v "^model FLOPs"
@@ -99,6 +113,23 @@ case $mode in
     model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
     PROFILE=--profile bench w2 $W2 --profile --steps 15 "${model[@]}"
     bench w2_compile $W2 --steps 15 --warmup 8 "${model[@]}" model.use_torch_compile=True
+    ;;
+  small)  # #20 in one sitting: who trains W2 fastest on an 8 GB GPU
+    PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
+    model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
+    MEM_LIMIT_GB=8 bench w2_8gb_capped $W2 --memory-budget 8GB --steps 15 "${model[@]}"
+    MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
+    if [ -d .whltrl ]; then
+      [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
+      for gc in --gc ""; do
+        PYTHONPATH=/tmp/trl:/tmp/site timeout 300 python3 tests/gpu/peer_trl/peer_trl.py \
+          /tmp/wl/llama3_8b /tmp/wl/alpaca.json w2 $gc --steps 15 > "$out/trl_w2$gc.log" 2>&1
+        echo "== trl_w2$gc rc=$?"; grep "^TRL" "$out/trl_w2$gc.log"
+      done
+    fi
+    [ -z "${SKIP_V0:-}" ] && v0 v0_w2 "$BENCH/w2_llama3_8b_qlora_2k.py"
+    bench w2 $W2 --steps 15 "${model[@]}"
     ;;
   multi)
     # Only the architecture is needed: --random-init builds the weights.
