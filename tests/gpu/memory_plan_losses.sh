@@ -8,11 +8,7 @@
 set -uo pipefail
 out=${BENCH_OUT:-/tmp/xtuner-plan-losses}
 mkdir -p "$out" /tmp/wl
-export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
-if [ ! -d /tmp/site ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl > /dev/null
-fi
+source tests/gpu/common.sh
 export PYTHONPATH=/tmp/site:$PWD
 train() {  # name, config, extra args
   local name=$1 cfg=$2; shift 2

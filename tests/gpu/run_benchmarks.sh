@@ -17,22 +17,8 @@ mode=${1:-w1}
 out=${BENCH_OUT:-/tmp/xtuner-bench}
 BENCH=${BENCH:-$PWD/tests/gpu/v0_reference}
 mkdir -p "$out" /tmp/wl
-export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
+source tests/gpu/common.sh
 ours_env() { PYTHONPATH=/tmp/site:$PWD "$@"; }
-xtuner_py() {  # python3 running xtuner's CLI, under MEM_LIMIT_GB when set
-  if [ -n "${MEM_LIMIT_GB:-}" ]; then
-    python3 -c "import runpy, sys, torch
-torch.cuda.set_per_process_memory_fraction(${MEM_LIMIT_GB} * 2**30 / torch.cuda.get_device_properties(0).total_memory)
-sys.argv = ['xtuner'] + sys.argv[1:]
-runpy.run_module('xtuner', run_name='__main__')" "$@"
-  else
-    python3 -m xtuner "$@"
-  fi
-}
-if [ ! -d /tmp/site ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl > /dev/null
-fi
 if [ "$mode" != multi ] && [ "$mode" != llava ] && [ ! -d /tmp/ref ]; then
   # .whlref/shared.txt names the wheels both sets use, carried once in .whl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
@@ -52,7 +38,7 @@ v0() {  # name, config, extra args: XTuner 0.2.0's own train tool, tokens/s and 
 bench() {  # name, then xtuner benchmark arguments
   local name=$1; shift
   local t0=$SECONDS
-  ours_env timeout ${BENCH_TIMEOUT:-300} xtuner_py benchmark "$@" --json "$out/$name.json" \
+  ours_env timeout ${BENCH_TIMEOUT:-300} python3 tests/gpu/xtuner_cli.py benchmark "$@" --json "$out/$name.json" \
     > "$out/$name.log" 2>&1
   echo "== $name rc=$? ($((SECONDS - t0)) s)"
   sed -n '/tokens\/s per GPU/,/^model FLOPs/p' "$out/$name.log" | grep -v "^model FLOPs"

@@ -9,28 +9,15 @@
 set -uo pipefail
 out=${BENCH_OUT:-/tmp/xtuner-bench}
 mkdir -p "$out" /tmp/wl
-export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0
-if [ ! -d /tmp/site ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl > /dev/null
-fi
+source tests/gpu/common.sh
 export PYTHONPATH=/tmp/site:$PWD
 [ -d /tmp/wl/llama3_8b ] || python3 tests/gpu/v0_reference/make_model_and_data.py /tmp/wl llama3_8b \
   > /dev/null 2>&1
-limit=()
-if [ -n "${MEM_LIMIT_GB:-}" ]; then
-  limit=(-c "import runpy, sys, torch
-torch.cuda.set_per_process_memory_fraction(${MEM_LIMIT_GB} * 2**30 / torch.cuda.get_device_properties(0).total_memory)
-sys.argv = ['xtuner'] + sys.argv[1:]
-runpy.run_module('xtuner', run_name='__main__')")
-else
-  limit=(-m xtuner)
-fi
 for spec in "$@"; do
   name=${spec%%=*}; opts=${spec#*=}
   t0=$SECONDS
   # shellcheck disable=SC2086
-  timeout ${BENCH_TIMEOUT:-240} python3 "${limit[@]}" benchmark benchmark_w2_llama3_8b_qlora_2k \
+  timeout ${BENCH_TIMEOUT:-240} python3 tests/gpu/xtuner_cli.py benchmark benchmark_w2_llama3_8b_qlora_2k \
     --steps ${STEPS:-10} --warmup ${WARMUP:-4} ${EXTRA:-} \
     --cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b $opts \
     > "$out/$name.log" 2>&1
