@@ -104,6 +104,10 @@ case $mode in
     PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
     model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
     MEM_LIMIT_GB=8 bench w2_8gb_capped $W2 --memory-budget 8GB --steps 15 "${model[@]}"
+    MEM_LIMIT_GB=8 bench w2_8gb_capped_reentrant $W2 --memory-budget 8GB --steps 15 "${model[@]}" \
+      model.reentrant_checkpointing=True
+    bench w2_14gb_reentrant $W2 --memory-budget 14.5GB --steps 15 "${model[@]}" \
+      model.reentrant_checkpointing=True
     MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
     if [ -d .whltrl ]; then
       [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \

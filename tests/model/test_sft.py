@@ -212,26 +212,44 @@ def _packed_batch(model):
     return default_collate_fn(instances, use_varlen_attn=True)["data"]
 
 
-@pytest.mark.parametrize("setup", ["full", "lora", "varlen"])
-def test_activation_checkpointing_gives_the_same_loss_and_grads(llama_dir, setup):
-    kw = {"lora": LORA} if setup == "lora" else {}
-    kw["use_varlen_attn"] = setup == "varlen"
+@pytest.mark.parametrize("setup", ["full", "lora", "lora_dropout", "varlen", "varlen_lora"])
+def test_activation_checkpointing_gives_the_same_loss_and_grads(llama_dir, setup,
+                                                              monkeypatch):
+    """Either kind of checkpointing (non-reentrant, the default; reentrant, v0's) gives the
+    loss and gradients of no checkpointing -- LoRA with frozen embeddings and with dropout
+    (recomputed with the same random mask) included."""
+    from torch.utils import checkpoint
+
+    reentrant_segments = []
+    apply = checkpoint.CheckpointFunction.apply
+    monkeypatch.setattr(checkpoint.CheckpointFunction, "apply",
+                        lambda *a: reentrant_segments.append(1) or apply(*a))
+    kw = {}
+    if "lora" in setup:
+        kw["lora"] = {**LORA, "lora_dropout": 0.2 if setup == "lora_dropout" else 0.0}
+    kw["use_varlen_attn"] = setup.startswith("varlen")
     results = []
-    for checkpointing in (False, True):
-        model = build_sft(llama_dir, use_activation_checkpointing=checkpointing, **kw)
+    for checkpointing, reentrant in ((False, False), (True, False), (True, True)):
+        model = build_sft(llama_dir, use_activation_checkpointing=checkpointing,
+                          reentrant_checkpointing=reentrant, **kw)
         assert model.llm.is_gradient_checkpointing is checkpointing
         model.train()
-        data = _packed_batch(model) if setup == "varlen" else padded_batch(model)
+        data = _packed_batch(model) if kw["use_varlen_attn"] else padded_batch(model)
+        torch.manual_seed(1)  # the dropout masks
+        reentrant_segments.clear()
         loss = model(data, mode="loss")["loss"]
         loss.backward()
+        # the kind asked for ran: one reentrant segment per layer, or none
+        assert len(reentrant_segments) == reentrant * model.llm.config.num_hidden_layers
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
         assert grads and all(g is not None for g in grads.values())
         results.append((loss.item(), grads))
-    (loss_off, grads_off), (loss_on, grads_on) = results
-    assert loss_on == pytest.approx(loss_off, rel=1e-6)
-    assert grads_on.keys() == grads_off.keys()
-    for name in grads_off:
-        torch.testing.assert_close(grads_on[name], grads_off[name], atol=1e-6, rtol=1e-5)
+    loss_off, grads_off = results[0]
+    for loss_on, grads_on in results[1:]:
+        assert loss_on == pytest.approx(loss_off, rel=1e-6)
+        assert grads_on.keys() == grads_off.keys()
+        for name in grads_off:
+            torch.testing.assert_close(grads_on[name], grads_off[name], atol=1e-6, rtol=1e-5)
 
 
 # -- (f) QLoRA on the CPU ------------------------------------------------------------------
@@ -284,3 +302,31 @@ def test_forward_modes_and_errors(llama_dir):
     with pytest.raises(ValueError, match="one row"):
         model(data, mode="loss")
     assert callable(model.generate)  # v0: attributes fall through to the LLM
+
+
+def test_reentrant_checkpointing_under_qlora_gives_the_same_loss_and_grads(llama_dir):
+    """QLoRA (4-bit frozen base, bf16): both kinds of checkpointing give the loss and adapter
+    gradients of no checkpointing."""
+    pytest.importorskip("bitsandbytes")
+    results = []
+    for checkpointing, reentrant in ((False, False), (True, False), (True, True)):
+        quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                bnb_4bit_compute_dtype=torch.bfloat16)
+        llm = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16,
+                                                   quantization_config=quant)
+        torch.manual_seed(0)
+        # B drawn too (not zero): every adapter matrix then has a gradient to compare
+        model = SupervisedFinetune(llm=llm, lora={**LORA, "init_lora_weights": False},
+                                   use_varlen_attn=True,
+                                   use_activation_checkpointing=checkpointing,
+                                   reentrant_checkpointing=reentrant).train()
+        loss = model(_packed_batch(model), mode="loss")["loss"]
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+        results.append((loss.item(), grads))
+    loss_off, grads_off = results[0]
+    for loss_on, grads_on in results[1:]:
+        assert loss_on == pytest.approx(loss_off, rel=1e-6)
+        for name in grads_off:
+            torch.testing.assert_close(grads_on[name], grads_off[name], atol=1e-6, rtol=1e-5)

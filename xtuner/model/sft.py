@@ -158,6 +158,11 @@ class SupervisedFinetune(BaseModel):
             default); ``False``: none.
         activation_memory_budget: the peak memory ``'auto'`` aims at (GiB as a number, or a
             string such as ``'34GB'``); default 90% of the GPU's memory.
+        reentrant_checkpointing: recompute with torch's reentrant checkpoint (v0's kind): a
+            checkpointed layer's forward then builds no autograd graph, which takes the host
+            about half the time per layer of the non-reentrant kind (default) -- what counts
+            when the step is bound by launching kernels, as QLoRA's is. Same losses and
+            gradients; the embeddings' output is made to require grad so frozen inputs work.
         use_torch_compile: compile each decoder layer with ``torch.compile`` (regional
             compilation: the element-wise work around the matmuls is fused, so far fewer
             kernels are launched; the first steps are slower while it compiles). ``True``, or a
@@ -178,8 +183,10 @@ class SupervisedFinetune(BaseModel):
     def __init__(self, llm, lora=None, peft_model=None, use_activation_checkpointing="auto",
                  use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
                  use_liger_kernel="auto", activation_memory_budget=None,
-                 use_torch_compile=False, loss_reduction="token"):
+                 use_torch_compile=False, loss_reduction="token",
+                 reentrant_checkpointing=False):
         super().__init__()
+        self.reentrant_checkpointing = bool(reentrant_checkpointing)
         self.loss_reduction = check_loss_reduction(loss_reduction)
         self.llm = _build_llm(llm, max_position_embeddings)
         # bitsandbytes' CPU inference layout would break training after an eval pass.
@@ -297,14 +304,21 @@ class SupervisedFinetune(BaseModel):
                                   autocast_adapter_dtype=_zero3_dtype() is None)
 
     def gradient_checkpointing_enable(self, offload: bool = False) -> None:
-        """Turn on activation checkpointing (non-reentrant, so frozen inputs are fine).
+        """Turn on activation checkpointing (non-reentrant unless
+        ``reentrant_checkpointing``).
 
         Args:
             offload: keep the checkpointed layers' inputs in pinned host memory until the
                 backward pass (transformers' ``offload``, torch's ``save_on_cpu``).
         """
+        reentrant = getattr(self, "reentrant_checkpointing", False)
+        if reentrant:
+            # A reentrant segment passes gradients only when an input requires them: make the
+            # embeddings' output do so even when they are frozen (LoRA). transformers does this
+            # for models fed input_ids; not for every model.
+            self.llm.enable_input_require_grads()
         # transformers 5.2x renamed the method; older 5.x releases only have the old name.
-        kwargs = {"use_reentrant": False}
+        kwargs = {"use_reentrant": reentrant}
         if hasattr(self.llm, "activation_checkpointing_enable"):
             self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs,
                                                      offload=offload)
