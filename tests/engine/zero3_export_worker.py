@@ -5,12 +5,17 @@ image-text model partitioned by DeepSpeed ZeRO-3 is exported by ``HFCheckpointHo
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from types import SimpleNamespace
 
 import deepspeed
 import torch
 import torch.distributed as dist
+
+# DeepSpeed's CPU backend would JIT-compile a shared-memory all-reduce kernel (minutes on a
+# fresh machine); gloo does the collectives instead.
+importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
 def build(model_dir: str, lora: bool):
