@@ -4,6 +4,10 @@
 #   bash tests/gpu/run_checks.sh multi      # two GPUs: NPROC_PER_NODE=2 with ZeRO-2/ZeRO-3/QLoRA+ZeRO-3
 #   bash tests/gpu/run_checks.sh export     # two GPUs: offload, HF export hook, convert a ZeRO-3
 #                                           # checkpoint, merge, chat --bits 4
+#   bash tests/gpu/run_checks.sh families   # two GPUs: the LLaVA, DPO and encoder + LLM demos under
+#                                           # ZeRO-3 (train; resume from iteration K and compare
+#                                           # the losses after it; pth_to_hf with its parity
+#                                           # check), and the Python API examples under torchrun
 # Prints the last logged losses of each run. Expects the dependencies installed (see
 # ../shared/gpu/prepare-wheels.sh for machines without them).
 set -uo pipefail
@@ -23,7 +27,41 @@ run() {  # name, then xtuner train arguments
 }
 short=(--cfg-options train_cfg.max_epochs=6)
 latest() { ls -d "$1"/iter_*.pth | sort -V | tail -1; }
-if [ "$mode" = export ]; then
+losses_after() {  # log, iteration: "iter:loss" of every logged iteration after it
+  grep -oE "Iter\(train\) \[ *[0-9]+/[0-9]+\].*loss: [0-9.]+" "$1" \
+    | sed -E 's/Iter\(train\) \[ *([0-9]+)\/.*loss: ([0-9.]+)$/\1:\2/' | awk -F: -v k="$2" '$1 > k'
+}
+if [ "$mode" = families ]; then
+  export NPROC_PER_NODE=2
+  K=${K:-8}  # the checkpoint to resume from
+  every=(--cfg-options default_hooks.logger.interval=1 default_hooks.checkpoint.interval=$K)
+  for cfg in demo_tiny_llava_shapes_e12 demo_tiny_dpo_colorist_e6 demo_tiny_ts_signals_e16; do
+    name=${cfg#demo_tiny_}
+    run "${name}_z3" "$cfg" --deepspeed deepspeed_zero3 "${every[@]}"
+    run "${name}_z3_resumed" "$cfg" --deepspeed deepspeed_zero3 \
+      --resume "$out/${name}_z3/iter_$K.pth" "${every[@]}"
+    paste -d' ' <(losses_after "$out/${name}_z3.log" "$K") \
+      <(losses_after "$out/${name}_z3_resumed.log" "$K") | awk -v n="$name" '
+      { split($1, a, ":"); split($2, b, ":"); d = a[2] - b[2]; d = d < 0 ? -d : d;
+        if (a[1] != b[1]) bad = 1; if (d > m) m = d; c++ }
+      END { printf "%s resume from iteration '"$K"': %d later losses, max |diff| %g%s\n",
+            n, c, m, bad ? " (iterations differ)" : "" }'
+    unset NPROC_PER_NODE
+    python -m xtuner convert pth_to_hf "$cfg" "$(latest "$out/${name}_z3")" "$out/${name}_hf" \
+      --overwrite > "$out/convert_$name.log" 2>&1
+    echo "convert $name rc=$?: $(grep -E "Parity|Saved|rror" "$out/convert_$name.log" | tail -3)"
+    export NPROC_PER_NODE=2
+  done
+  unset NPROC_PER_NODE
+  for example in example_sft example_image_text; do  # one GPU, then two, same global batch
+    for n in 1 2; do
+      EXAMPLE_WORK_DIR="$out/${example}_x$n" EXAMPLE_ASSETS="$out/image_text_assets" \
+        torchrun --nproc-per-node $n "tests/train/$example.py" > "$out/${example}_x$n.log" 2>&1
+      echo "== ${example} on $n GPU(s) rc=$?: losses $(losses_after "$out/${example}_x$n.log" 0 \
+        | cut -d: -f2 | head -6 | tr '\n' ' ')"
+    done
+  done
+elif [ "$mode" = export ]; then
   [ -z "${SKIP_OFFLOAD:-}" ] && CUDA_VISIBLE_DEVICES=0 run full_zero2_offload demo_tiny_full_colorist_e40 \
     --deepspeed deepspeed_zero2_offload "${short[@]}"
   [ -z "${SKIP_OFFLOAD:-}" ] && CUDA_VISIBLE_DEVICES=0 run full_zero3_offload demo_tiny_full_colorist_e40 \
