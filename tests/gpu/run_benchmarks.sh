@@ -8,7 +8,8 @@
 #   bash tests/gpu/run_benchmarks.sh llava  # 1 GPU: LLaVA QLoRA 7B + CLIP-L/336, packed rows
 #   bash tests/gpu/run_benchmarks.sh small  # 1 GPU, one sitting: W2 on an 8 GB GPU -- xtuner
 #                                           # --memory-budget 8GB capped at 8 GiB, TRL's SFTTrainer
-#                                           # (.whltrl: pip download trl==1.16.0 --no-deps), v0
+#                                           # (.whltrl: pip download trl==1.16.0 --no-deps), v0;
+#                                           # ~9 min: SKIP_TRL=1 / SKIP_V0=1 split it over 2 calls
 # MEM_LIMIT_GB=N caps xtuner's process as an N GiB card would (set_per_process_memory_fraction).
 # XTuner 0.2.0 runs the configs of tests/gpu/v0_reference (BENCH) with its wheels
 # in .whlref; xtuner's dependencies come from .whl (../shared/gpu/prepare-wheels.sh).
@@ -109,7 +110,7 @@ case $mode in
     bench w2_14gb_reentrant $W2 --memory-budget 14.5GB --steps 15 "${model[@]}" \
       model.reentrant_checkpointing=True
     MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
-    if [ -d .whltrl ]; then
+    if [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ]; then
       [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
         --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
       for gc in --gc ""; do
