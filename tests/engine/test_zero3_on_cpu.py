@@ -50,31 +50,42 @@ def _worker_module():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
+def exports(tmp_path_factory) -> tuple[Path, Path]:
+    """(the tiny image-text model's folder, the ZeRO-3 exports: lora/ and full/)."""
     from xtuner.testing.tiny_image_text import build_tiny_qwen2_vl
 
-    folder = tmp_path_factory.mktemp("zero3_export") / "model"
-    build_tiny_qwen2_vl(folder)
-    return folder
+    root = tmp_path_factory.mktemp("zero3_export")
+    build_tiny_qwen2_vl(root / "model")
+    _torchrun("export", str(root / "model"), str(root / "zero3"))
+    return root / "model", root / "zero3"
 
 
 @pytest.mark.parametrize("kind", ["lora", "full"])
-def test_zero3_export_equals_the_unpartitioned_export(model_dir, tmp_path, kind):
+def test_zero3_export_equals_the_unpartitioned_export(exports, tmp_path, kind):
     from safetensors.torch import load_file
 
+    model_dir, zero3_dir = exports
     _worker_module().build_image_text(str(model_dir), kind == "lora").save_hf(
         tmp_path / "plain")
-    _torchrun("export", str(model_dir), str(tmp_path / "zero3"), kind)
-
     plain = load_file(tmp_path / "plain" / "model.safetensors")
-    zero3 = load_file(tmp_path / "zero3" / "model.safetensors")
+    zero3 = load_file(zero3_dir / kind / "model.safetensors")
     assert plain.keys() == zero3.keys()
     assert all(torch.equal(plain[k], zero3[k]) for k in plain)
-    assert (tmp_path / "zero3" / "preprocessor_config.json").exists()  # the processor too
+    assert (zero3_dir / kind / "preprocessor_config.json").exists()  # the processor too
 
 
-@pytest.mark.parametrize("config", ["demo_tiny_llava_shapes_e12", "demo_tiny_ts_signals_e16"])
-def test_zero3_training_gives_the_losses_of_one_process(config, tmp_path):
+DEMOS = ["demo_tiny_llava_shapes_e12", "demo_tiny_ts_signals_e16"]
+
+
+@pytest.fixture(scope="module")
+def zero3_losses(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("zero3_train") / "losses.json"
+    _torchrun("train", str(out), *DEMOS)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("config", DEMOS)
+def test_zero3_training_gives_the_losses_of_one_process(config, zero3_losses):
     from xtuner.engine.config import load_config
     from xtuner.utils.paths import resolve_config
 
@@ -92,8 +103,7 @@ def test_zero3_training_gives_the_losses_of_one_process(config, tmp_path):
         optimizer.step()
         optimizer.zero_grad()
 
-    _torchrun("train", config, str(tmp_path / "losses.json"))
-    got = json.loads((tmp_path / "losses.json").read_text())
+    got = zero3_losses[config]
     assert got[0] == pytest.approx(expected[0], rel=1e-6)  # the same weights
     assert got[1] == pytest.approx(expected[1], rel=1e-5)  # after one optimizer step
     assert got[1] < got[0]

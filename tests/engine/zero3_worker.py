@@ -1,12 +1,13 @@
 """Worker of ``test_zero3_on_cpu.py``, run by ``torchrun`` on DeepSpeed's CPU accelerator
 (gloo), every parameter partitioned by ZeRO-3:
 
-    zero3_worker.py export MODEL_DIR OUT_DIR {lora,full}
-        an image-text model exported by ``HFCheckpointHook``;
-    zero3_worker.py train DEMO_CONFIG OUT_FILE
-        two optimizer steps of a demo config's model on its first two batches (every rank
+    zero3_worker.py export MODEL_DIR OUT_DIR
+        an image-text model, with LoRA and fully trained, exported by ``HFCheckpointHook``
+        into OUT_DIR/lora and OUT_DIR/full;
+    zero3_worker.py train OUT_FILE DEMO_CONFIG...
+        two optimizer steps of each demo config's model on its first two batches (every rank
         the same batch, so the averaged gradients are one process's); rank 0 writes the
-        losses to OUT_FILE.
+        losses to OUT_FILE (JSON: config -> losses).
 """
 from __future__ import annotations
 
@@ -77,37 +78,44 @@ def demo_batches(cfg, count: int) -> list:
     return batches
 
 
-def export(model_dir: str, out_dir: str, kind: str) -> None:
+def export(model_dir: str, out_dir: str) -> None:
     from mmengine.logging import MMLogger
 
     from xtuner.engine.hooks import HFCheckpointHook
 
-    engine = zero3(build_image_text(model_dir, kind == "lora"))
-    runner = SimpleNamespace(model=engine, strategy=SimpleNamespace(model=SimpleNamespace(
-        model=engine)), logger=MMLogger.get_instance("zero3_export"), cfg={})
-    HFCheckpointHook()._save(runner, out_dir)
-    # the shards are back after the export
-    assert all(p.numel() == 0 for p in engine.module.parameters()), "left gathered"
+    for kind in ("lora", "full"):
+        engine = zero3(build_image_text(model_dir, kind == "lora"))
+        runner = SimpleNamespace(model=engine, strategy=SimpleNamespace(model=SimpleNamespace(
+            model=engine)), logger=MMLogger.get_instance("zero3_export"), cfg={})
+        HFCheckpointHook()._save(runner, f"{out_dir}/{kind}")
+        # the shards are back after the export
+        assert all(p.numel() == 0 for p in engine.module.parameters()), "left gathered"
 
 
-def train(config: str, out_file: str) -> None:
+def train(out_file: str, *configs: str) -> None:
     from xtuner.engine.config import load_config
     from xtuner.utils.paths import resolve_config
 
-    cfg = load_config(resolve_config(config))
-    # Before the process group exists: the sampler then gives every rank one process's batches.
-    batches = demo_batches(cfg, 2)
-    model = build_demo(cfg)
-    engine = zero3(model)
-    losses = []
-    for batch in batches:
-        loss = engine(**model.data_preprocessor(batch, True), mode="loss")["loss"]
-        losses.append(loss.item())
-        engine.backward(loss)
-        engine.step()
+    # Every config's batches before the process group exists: the sampler then gives every
+    # rank one process's batches, not its share of them.
+    runs = []
+    for config in configs:
+        cfg = load_config(resolve_config(config))
+        runs.append((config, cfg, demo_batches(cfg, 2)))
+    results = {}
+    for config, cfg, batches in runs:
+        model = build_demo(cfg)
+        engine = zero3(model)
+        losses = []
+        for batch in batches:
+            loss = engine(**model.data_preprocessor(batch, True), mode="loss")["loss"]
+            losses.append(loss.item())
+            engine.backward(loss)
+            engine.step()
+        results[config] = losses
     if dist.get_rank() == 0:
         with open(out_file, "w") as f:
-            json.dump(losses, f)
+            json.dump(results, f)
 
 
 if __name__ == "__main__":
