@@ -34,7 +34,8 @@ losses_after() {  # log, iteration: "iter:loss" of every logged iteration after 
 if [ "$mode" = families ]; then
   export NPROC_PER_NODE=2
   K=${K:-8}  # the checkpoint to resume from
-  every=(--cfg-options default_hooks.logger.interval=1 default_hooks.checkpoint.interval=$K)
+  every=(--cfg-options default_hooks.logger.interval=1 default_hooks.checkpoint.interval=$K
+         default_hooks.checkpoint.max_keep_ckpts=-1)  # iter_K must survive the run
   for cfg in demo_tiny_llava_shapes_e12 demo_tiny_dpo_colorist_e6 demo_tiny_ts_signals_e16; do
     name=${cfg#demo_tiny_}
     run "${name}_z3" "$cfg" --deepspeed deepspeed_zero3 "${every[@]}"
