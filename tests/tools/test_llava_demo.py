@@ -8,30 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 DEMO = "demo_tiny_llava_shapes_e12"
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    if not XTUNER_BIN.exists():
-        pytest.skip(f"console script not installed at {XTUNER_BIN}")
-    cwd = tmp_path_factory.mktemp("llava_demo")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("XTUNER_DEBUG", None)
-    proc = subprocess.run(
-        [str(XTUNER_BIN), "train", DEMO, "--work-dir", "wd",
-         "--cfg-options", "train_cfg.max_epochs=6", "default_hooks.checkpoint.interval=10000"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    (checkpoint,) = sorted((cwd / "wd").glob("iter_*.pth"))
-    return checkpoint
-
-
-def test_the_demo_names_unseen_pictures(trained):
+def test_the_demo_names_unseen_pictures(trained_llava_demo):
     from mmengine.config import Config
 
     from xtuner.demo.build_llava_demo import COLOURS, SHAPES, answer, draw
@@ -41,7 +24,7 @@ def test_the_demo_names_unseen_pictures(trained):
 
     cfg = Config.fromfile(resolve_config(DEMO))
     model = BUILDER.build(cfg.model)
-    model.load_state_dict(torch.load(trained, weights_only=True)["state_dict"])
+    model.load_state_dict(torch.load(trained_llava_demo, weights_only=True)["state_dict"])
     model.eval()
     tokenizer = BUILDER.build(cfg.tokenizer)
     processor = BUILDER.build(cfg.image_processor)
@@ -82,7 +65,7 @@ def _xtuner(*args, cwd):
                           text=True, timeout=600)
 
 
-def test_convert_both_formats_and_chat_with_an_image(trained, tmp_path):
+def test_convert_both_formats_and_chat_with_an_image(trained_llava_demo, tmp_path):
     """`pth_to_hf --save-format xtuner|huggingface` pass their parity checks on an image;
     `xtuner chat --llava DIR --image IMG` and plain transformers on the huggingface folder
     answer what the trained model answers."""
@@ -95,7 +78,7 @@ def test_convert_both_formats_and_chat_with_an_image(trained, tmp_path):
 
     cfg = Config.fromfile(resolve_config(DEMO))
     model = BUILDER.build(cfg.model)
-    model.load_state_dict(torch.load(trained, weights_only=True)["state_dict"])
+    model.load_state_dict(torch.load(trained_llava_demo, weights_only=True)["state_dict"])
     model.eval()
     tokenizer = BUILDER.build(cfg.tokenizer)
     processor = BUILDER.build(cfg.image_processor)
@@ -104,7 +87,7 @@ def test_convert_both_formats_and_chat_with_an_image(trained, tmp_path):
     expected = _generate(model, tokenizer, processor, cfg.prompt_template, image)
 
     for fmt in ("xtuner", "huggingface"):
-        proc = _xtuner("convert", "pth_to_hf", DEMO, str(trained), f"out_{fmt}",
+        proc = _xtuner("convert", "pth_to_hf", DEMO, str(trained_llava_demo), f"out_{fmt}",
                        "--save-format", fmt, "--dtype", "fp32", cwd=tmp_path)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         assert "Parity check passed on an image" in proc.stdout
