@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,21 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.tools.demo_runs import train_demo
+
 DEMO = "demo_tiny_dpo_colorist_e6"
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    if not XTUNER_BIN.exists():
-        pytest.skip(f"console script not installed at {XTUNER_BIN}")
     cwd = tmp_path_factory.mktemp("dpo_demo")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    env.pop("XTUNER_DEBUG", None)
-    proc = subprocess.run(
-        [str(XTUNER_BIN), "train", DEMO, "--work-dir", "wd", "--cfg-options", "max_epochs=3"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    env = train_demo(cwd, DEMO, "max_epochs=3")
     (scalars,) = (cwd / "wd").glob("*/vis_data/scalars.json")
     logs = [json.loads(line) for line in scalars.read_text().splitlines()]
     return cwd, env, logs
