@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.ports import free_port
+
 DEMO = "demo_tiny_lora_colorist_e40"
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"
 MAX_ITERS = 12
@@ -39,7 +41,7 @@ def _train(cwd: Path, work_dir: str, *extra: str, nproc: int = 1) -> subprocess.
            if k not in ("XTUNER_DEBUG", "NPROC_PER_NODE", "NNODES")}
     options = list(CFG_OPTIONS)
     if nproc > 1:  # several CPU processes (gloo), each with its share of the rows
-        env.update(NPROC_PER_NODE=str(nproc), PORT=str(_free_port()))
+        env.update(NPROC_PER_NODE=str(nproc), PORT=str(free_port()))
         options[0] = f"train_cfg.max_epochs={1.2 * nproc}"
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
@@ -56,14 +58,6 @@ def _losses(work_dir: Path) -> dict[int, str]:
     return {int(m.group(1)): m.group(3)
             for m in map(LOG_LINE.search, (run / f"{run.name}.log").read_text().splitlines())
             if m}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _full_and_resumed(cwd: Path, nproc: int = 1) -> tuple[Path, Path]:

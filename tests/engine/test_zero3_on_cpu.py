@@ -16,17 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.ports import free_port
+
 pytest.importorskip("deepspeed")
 
 WORKER = Path(__file__).with_name("zero3_worker.py")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun(*args: str) -> None:
@@ -35,7 +29,7 @@ def _torchrun(*args: str) -> None:
                PYTHONPATH=os.pathsep.join([str(Path.cwd()), env.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", str(_free_port()), str(WORKER), *args],
+         "--master-port", str(free_port()), str(WORKER), *args],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
 

@@ -3,7 +3,6 @@ run alone, and one batch holding the whole optimizer step."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from loss_runs import IGNORE, build_model, samples, sgd_step_delta
+
+from tests.ports import free_port
 
 HERE = Path(__file__).parent
 
@@ -68,12 +69,6 @@ def test_v0_keeps_the_per_micro_batch_mean(tiny_dirs, data, tmp_path):
     assert not torch.allclose(got[key], token[key], rtol=1e-3, atol=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_cpu_ranks_give_the_gradient_of_one_rank_with_the_whole_batch(
         tiny_dirs, data, tmp_path):
     script = tmp_path / "two_ranks.py"
@@ -89,7 +84,7 @@ def test_two_cpu_ranks_give_the_gradient_of_one_rank_with_the_whole_batch(
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", str(_free_port()), str(script)],
+         "--master-port", str(free_port()), str(script)],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     got = torch.load(out)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.ports import free_port
 from xtuner.parallel import sequence as sp
 from xtuner.utils.errors import ConfigError
 
@@ -40,14 +41,6 @@ TWO_PROCESS_CASES = [
 FOUR_PROCESS_CASES = ["packed_rows_token_loss", "padded_rows_v0_loss", "dpo_packed_pairs_ipo"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env() -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("XTUNER_DEBUG", "NPROC_PER_NODE", "NNODES", "WORLD_SIZE", "RANK")}
@@ -61,7 +54,7 @@ def _run_worker(tmp_path: Path, nproc: int, cases: list[str], **env_vars: str) -
     env = dict(_env(), SP_RESULTS=str(results), **env_vars)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-         f"--master_port={_free_port()}", str(WORKER), *cases],
+         f"--master_port={free_port()}", str(WORKER), *cases],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and results.exists(), (proc.stdout + proc.stderr)[-4000:]
     return json.loads(results.read_text())
@@ -124,7 +117,6 @@ def test_padding_to_a_multiple_of_n_is_a_sample_of_its_own():
     assert sp.pad_for_sequence_parallel(ids, 0, dim=1, sp_size=4).tolist() == \
         [[0, 1, 2, 3, 4, 5, 6, 0]]
     assert sp.pad_for_sequence_parallel(ids, 0, dim=1, sp_size=7) is ids
-
 
 
 def test_every_name_v0_exported_still_imports():
@@ -259,7 +251,7 @@ def _sequence_parallel_config(tmp_path: Path) -> Path:
 def _train(cfg: Path, work_dir: Path, nproc: int, *options: str) -> dict[int, float]:
     env = _env()
     if nproc > 1:
-        env.update(NPROC_PER_NODE=str(nproc), PORT=str(_free_port()))
+        env.update(NPROC_PER_NODE=str(nproc), PORT=str(free_port()))
     proc = subprocess.run(
         [str(XTUNER_BIN), "train", str(cfg), "--work-dir", str(work_dir), "--cfg-options",
          "train_cfg.max_epochs=0.4", "default_hooks.logger.interval=1",

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.test_trainer_api import _env, _free_port, _log, _one_line_error, _run
+from tests.ports import free_port
+from tests.train.test_trainer_api import _env, _log, _one_line_error, _run
 from xtuner.utils.constants import IGNORE_INDEX
 
 EXAMPLE = Path(__file__).with_name("example_image_text.py")
@@ -313,7 +314,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path, assets):
                EXAMPLE_FREEZE_VISION="0")
     _run([sys.executable, str(EXAMPLE)], _env(tmp_path / "one", **env), tmp_path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(_free_port()), str(EXAMPLE)]
+           "--master-port", str(free_port()), str(EXAMPLE)]
     _run(cmd, _env(tmp_path / "two", **env), tmp_path)
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert sorted(one) == list(range(1, 9)) and sorted(two) == list(range(1, 5))

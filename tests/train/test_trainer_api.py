@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from xtuner.train import (
     CELossConfig,
     DataloaderConfig,
@@ -56,14 +57,6 @@ def _log(work_dir: Path) -> dict[int, tuple[float, float | None]]:
     return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def one_process(tmp_path_factory) -> dict:
     """``python example_sft.py``: 4 optimizer steps of 4 accumulated rows."""
@@ -88,7 +81,7 @@ def test_fit_trains_and_the_loss_falls(one_process):
 
 def test_torchrun_two_processes_match_one_process(one_process, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(_free_port()), str(EXAMPLE)]
+           "--master-port", str(free_port()), str(EXAMPLE)]
     _run(cmd, _env(tmp_path / "work", EXAMPLE_TOTAL_STEP="4"), tmp_path)
     two, one = _log(tmp_path / "work"), one_process["log"]
     assert sorted(two) == list(range(1, 9))  # each rank accumulates 4 / 2 = 2 rows
@@ -134,7 +127,7 @@ def test_sp_size_two_processes_on_one_row_match_one_process(one_process, tmp_pat
     """``sp_size=2`` on 2 processes: one data-parallel group, each row split over both
     processes; the losses and gradient norms are those of one process, step for step."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(_free_port()), str(EXAMPLE)]
+           "--master-port", str(free_port()), str(EXAMPLE)]
     _run(cmd, _env(tmp_path / "work", EXAMPLE_TOTAL_STEP="4", EXAMPLE_SP_SIZE="2"), tmp_path)
     sp, one = _log(tmp_path / "work"), one_process["log"]
     (run,) = [p for p in (tmp_path / "work").iterdir() if p.is_dir() and p.name[:8].isdigit()]
