@@ -194,7 +194,6 @@ class Trainer:
         _note_settings_without_effect(self.config)
         import torch
         from mmengine.config import Config
-        from mmengine.dataset import DefaultSampler
         from mmengine.hooks import (
             CheckpointHook,
             DistSamplerSeedHook,
@@ -341,9 +340,9 @@ class Trainer:
             tokenizer=tokenizer, model=model,
             train_dataloader=dict(
                 batch_size=1, num_workers=dl.num_workers, dataset=dataset,
-                sampler=(dict(type=DefaultSampler, shuffle=True, seed=c.seed)
-                         if c.sp_size == 1 else dict(type=SequenceParallelSampler,
-                                                     shuffle=True, seed=c.seed)),
+                # DefaultSampler without sequence parallelism; with it, the same rows for
+                # the ranks of one sequence-parallel group
+                sampler=dict(type=SequenceParallelSampler, shuffle=True, seed=c.seed),
                 collate_fn=dict(type=collate, use_varlen_attn=varlen)),
             optim_wrapper=optim_wrapper,
             train_cfg=train_cfg,

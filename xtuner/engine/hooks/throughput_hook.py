@@ -114,10 +114,12 @@ class ThroughputHook(Hook):
             return
         flops = estimate_flops_per_token(self._config, lengths, self._trainable_fraction)
         entry = torch.tensor([tokens, flops * tokens, iter_time], dtype=torch.float64)
-        if self._window.maxlen is not None and len(self._window) == self._window.maxlen:
-            self._totals -= self._window[0]
-        self._window.append(entry)
-        # Running totals: an 'epoch'/'global' window is not summed anew every iteration.
+        # Running totals: an 'epoch'/'global' window is not summed anew every iteration, and
+        # only a bounded window keeps its entries (to take the oldest out).
+        if self._window.maxlen is not None:
+            if len(self._window) == self._window.maxlen:
+                self._totals -= self._window[0]
+            self._window.append(entry)
         self._totals += entry
         tokens_sum, flops_sum, seconds = self._totals.tolist()
         runner.message_hub.update_scalar("train/tokens_per_sec", tokens_sum / seconds)
