@@ -4,8 +4,9 @@
 
 From the repo root of a GPU machine with the carried wheels (``.whl`` for xtuner, ``.whlref``
 for XTuner 0.2.0: ``../shared/gpu/prepare-wheels.sh [--reference]``; installed into
-/tmp/site and /tmp/ref when missing). For each workload (``tests/gpu/v0_reference``, random
-weights) it runs, each through its project's own ``xtuner train``:
+/tmp/site and /tmp/ref by ``tests/gpu/common.sh`` when missing). For each workload
+(``tests/gpu/v0_reference``, random weights) it runs, each through its project's own
+``xtuner train``:
 
 1. XTuner 0.2.0 on the v0 config file;
 2. xtuner on the same file, unchanged (``use_varlen_attn = False``);
@@ -35,14 +36,6 @@ WORKLOADS = {  # name: (model shape, v0 config, max_length)
 VARLEN = ["model.use_varlen_attn=True", "train_dataloader.dataset.use_varlen_attn=True",
           "train_dataloader.collate_fn.use_varlen_attn=True"]
 ITER = re.compile(r"Iter\(train\) \[ *(\d+)/\d+\](.*)")
-
-
-def _install(wheels: str, target: str, extra: list[str] = ()) -> None:
-    if not Path(target).is_dir():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                        "--no-compile", "--no-cache-dir", "--target", target,
-                        *map(str, Path(REPO, wheels).glob("*.whl")), *extra], check=True,
-                       stdout=subprocess.DEVNULL)
 
 
 def _run(cmd: list[str], log: Path, pythonpath: str, cwd: Path) -> int:
@@ -88,11 +81,9 @@ def main() -> int:
     out, wl = Path(args.out), Path("/tmp/wl")
     out.mkdir(parents=True, exist_ok=True)
     wl.mkdir(parents=True, exist_ok=True)
-    _install(".whl", "/tmp/site")
-    shared = [str(REPO / ".whl" / name) for name in
-              (REPO / ".whlref" / "shared.txt").read_text().split()] \
-        if (REPO / ".whlref" / "shared.txt").is_file() else []
-    _install(".whlref", "/tmp/ref", shared)
+    # the wheels, installed as the other GPU scripts install them
+    subprocess.run(["bash", "-c", "source tests/gpu/common.sh && install_reference"],
+                   cwd=REPO, check=True)
     ours_path = f"/tmp/site:{REPO}"
     steps = [f"train_cfg.max_iters={args.steps}"]
     print("| workload | XTuner 0.2.0 | xtuner, v0 config unchanged | xtuner, varlen "

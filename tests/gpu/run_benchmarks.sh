@@ -21,11 +21,7 @@ BENCH=${BENCH:-$PWD/tests/gpu/v0_reference}
 mkdir -p "$out" /tmp/wl
 source tests/gpu/common.sh
 ours_env() { PYTHONPATH=/tmp/site:$PWD "$@"; }
-if [ "$mode" != multi ] && [ "$mode" != llava ] && [ ! -d /tmp/ref ]; then
-  # .whlref/shared.txt names the wheels both sets use, carried once in .whl
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target /tmp/ref .whlref/*.whl $(sed 's|^|.whl/|' .whlref/shared.txt 2>/dev/null) > /dev/null
-fi
+[ "$mode" != multi ] && [ "$mode" != llava ] && install_reference
 v0() {  # name, config, extra args: XTuner 0.2.0's own train tool, tokens/s and memory
   local name=$1 cfg=$2; shift 2
   local t0=$SECONDS
