@@ -32,14 +32,13 @@ losses_after() {  # log, iteration: "iter:loss" of every logged iteration after 
     | sed -E 's/Iter\(train\) \[ *([0-9]+)\/.*loss: ([0-9.]+)$/\1:\2/' | awk -F: -v k="$2" '$1 > k'
 }
 if [ "$mode" = families ]; then
-  export NPROC_PER_NODE=2
   K=${K:-8}  # the checkpoint to resume from
   every=(--cfg-options default_hooks.logger.interval=1 default_hooks.checkpoint.interval=$K
          default_hooks.checkpoint.max_keep_ckpts=-1)  # iter_K must survive the run
   for cfg in demo_tiny_llava_shapes_e12 demo_tiny_dpo_colorist_e6 demo_tiny_ts_signals_e16; do
     name=${cfg#demo_tiny_}
-    run "${name}_z3" "$cfg" --deepspeed deepspeed_zero3 "${every[@]}"
-    run "${name}_z3_resumed" "$cfg" --deepspeed deepspeed_zero3 \
+    NPROC_PER_NODE=2 run "${name}_z3" "$cfg" --deepspeed deepspeed_zero3 "${every[@]}"
+    NPROC_PER_NODE=2 run "${name}_z3_resumed" "$cfg" --deepspeed deepspeed_zero3 \
       --resume "$out/${name}_z3/iter_$K.pth" "${every[@]}"
     paste -d' ' <(losses_after "$out/${name}_z3.log" "$K") \
       <(losses_after "$out/${name}_z3_resumed.log" "$K") | awk -v n="$name" '
@@ -47,13 +46,10 @@ if [ "$mode" = families ]; then
         if (a[1] != b[1]) bad = 1; if (d > m) m = d; c++ }
       END { printf "%s resume from iteration '"$K"': %d later losses, max |diff| %g%s\n",
             n, c, m, bad ? " (iterations differ)" : "" }'
-    unset NPROC_PER_NODE
     python -m xtuner convert pth_to_hf "$cfg" "$(latest "$out/${name}_z3")" "$out/${name}_hf" \
       --overwrite > "$out/convert_$name.log" 2>&1
     echo "convert $name rc=$?: $(grep -E "Parity|Saved|rror" "$out/convert_$name.log" | tail -3)"
-    export NPROC_PER_NODE=2
   done
-  unset NPROC_PER_NODE
   for example in example_sft example_image_text; do  # one GPU, then two, same global batch
     for n in 1 2; do
       EXAMPLE_WORK_DIR="$out/${example}_x$n" EXAMPLE_ASSETS="$out/image_text_assets" \
