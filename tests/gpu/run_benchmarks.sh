@@ -10,7 +10,8 @@
 #   bash tests/gpu/run_benchmarks.sh small  # 1 GPU, one sitting: W2 on an 8 GB GPU -- xtuner
 #                                           # --memory-budget 8GB capped at 8 GiB, TRL's SFTTrainer
 #                                           # (.whltrl: pip download trl==1.16.0 --no-deps), v0;
-#                                           # ~9 min: SKIP_TRL=1 / SKIP_V0=1 split it over 2 calls
+#                                           # ~9 min: SKIP_TRL=1 / SKIP_V0=1 / SKIP_OURS=1
+#                                           # split it over calls
 # MEM_LIMIT_GB=N caps xtuner's process as an N GiB card would (set_per_process_memory_fraction).
 # XTuner 0.2.0 runs the configs of tests/gpu/v0_reference (BENCH) with its wheels
 # in .whlref; xtuner's dependencies come from .whl (../shared/gpu/prepare-wheels.sh).
@@ -104,12 +105,15 @@ case $mode in
   small)  # #20 in one sitting: who trains W2 fastest on an 8 GB GPU
     PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
     model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
-    MEM_LIMIT_GB=8 bench w2_8gb_capped $W2 --memory-budget 8GB --steps 15 "${model[@]}"
-    MEM_LIMIT_GB=8 bench w2_8gb_capped_reentrant $W2 --memory-budget 8GB --steps 15 "${model[@]}" \
-      model.reentrant_checkpointing=True
-    bench w2_14gb_reentrant $W2 --memory-budget 14.5GB --steps 15 "${model[@]}" \
-      model.reentrant_checkpointing=True
-    MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
+    if [ -z "${SKIP_OURS:-}" ]; then
+      MEM_LIMIT_GB=8 bench w2_8gb_capped $W2 --memory-budget 8GB --steps 15 "${model[@]}"
+      MEM_LIMIT_GB=8 bench w2_8gb_capped_reentrant $W2 --memory-budget 8GB --steps 15 "${model[@]}" \
+        model.reentrant_checkpointing=True
+      bench w2_14gb $W2 --memory-budget 14.5GB --steps 15 "${model[@]}"
+      bench w2_14gb_reentrant $W2 --memory-budget 14.5GB --steps 15 "${model[@]}" \
+        model.reentrant_checkpointing=True
+      MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
+    fi
     if [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ]; then
       [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
         --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
@@ -120,7 +124,7 @@ case $mode in
       done
     fi
     [ -z "${SKIP_V0:-}" ] && v0 v0_w2 "$BENCH/w2_llama3_8b_qlora_2k.py"
-    bench w2 $W2 --steps 15 "${model[@]}"
+    [ -z "${SKIP_OURS:-}" ] && bench w2 $W2 --steps 15 "${model[@]}"
     ;;
   multi)
     # Only the architecture is needed: --random-init builds the weights.
