@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, Wav2Vec2Config
 
+from tests.model.gradients import assert_same_loss_and_grads, step_loss_and_grads
 from xtuner.dataset.media import (
     TS_TOKENS,
     TimeSeriesTokenizeFunction,
@@ -214,3 +215,21 @@ def test_qlora_save_hf_is_a_16_bit_llm_with_the_adapters_merged(parts, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(again.llm(inputs_embeds=embeds).logits, expected,
                                    atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("freeze_encoder", [True, False], ids=["frozen", "trained"])
+def test_activation_checkpointing_keeps_the_loss_and_every_gradient(parts, freeze_encoder):
+    """Checkpointing on (the LLM's layers reentrant, the default; a trained encoder's
+    non-reentrant) gives the loss and gradients of no checkpointing, with the LLM frozen
+    (only the projector, and the encoder when it trains, get gradients)."""
+    batch = media_collate_fn(parts["samples"], use_varlen_attn=True)["data"]
+    results = []
+    for checkpointing in (False, True):
+        model = build(parts, freeze_encoder=freeze_encoder, freeze_llm=True,
+                      use_activation_checkpointing=checkpointing).train()
+        assert model.is_checkpointing_activations is checkpointing
+        loss, grads = step_loss_and_grads(model, batch)
+        assert any(n.startswith("projector") for n in grads)
+        assert any(n.startswith("encoder") for n in grads) is not freeze_encoder
+        results.append((loss, grads))
+    assert_same_loss_and_grads(*results)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.model.gradients import assert_same_loss_and_grads, step_loss_and_grads
 from xtuner.utils.constants import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 IMAGE = 32
@@ -284,3 +285,31 @@ def test_qlora_llava_exports_merged_into_its_16_bit_base(llama_dir, towers, tmp_
         got = hf(input_ids=torch.tensor([_expand(ids, image_id)]),
                  pixel_values=pixels).logits[0, :, :want.shape[-1]]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("train_tower", [False, True], ids=["frozen_tower", "trained_tower"])
+def test_activation_checkpointing_keeps_the_loss_and_every_gradient(llama_dir, towers,
+                                                                     train_tower):
+    """Checkpointing on (the LLM's layers with the default reentrant kind, a trained tower's
+    with the non-reentrant one) gives the loss and gradients of no checkpointing: LoRA on
+    the LLM with frozen embeddings, the projector, and the tower when it trains."""
+    from peft import LoraConfig
+
+    ids = torch.tensor([[1, 7, IMAGE_TOKEN_INDEX, 8, 9, 10, 11]])
+    labels = torch.tensor([[IGNORE_INDEX] * 4 + [9, 10, 11]])
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)  # the projector and the adapters (B drawn too: all get grads)
+        model = _build(llama_dir, towers["clip"], use_activation_checkpointing=checkpointing,
+                       freeze_visual_encoder=not train_tower,
+                       llm_lora=dict(type=LoraConfig, r=8, lora_alpha=16, target_modules=None,
+                                     init_lora_weights=False, task_type="CAUSAL_LM")).train()
+        assert model.is_checkpointing_activations is checkpointing
+        # (the tower's layers after visual_select_layer=-2 and its last norm get no gradient)
+        loss, grads = step_loss_and_grads(
+            model, {"input_ids": ids, "labels": labels, "pixel_values": _images(1)})
+        assert all(g.abs().sum() > 0 for g in grads.values())
+        assert any(n.startswith("visual_encoder") for n in grads) is train_tower
+        assert any("lora_A" in n for n in grads) and any(n.startswith("projector") for n in grads)
+        results.append((loss, grads))
+    assert_same_loss_and_grads(*results)

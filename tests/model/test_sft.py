@@ -252,6 +252,45 @@ def test_activation_checkpointing_gives_the_same_loss_and_grads(llama_dir, setup
             torch.testing.assert_close(grads_on[name], grads_off[name], atol=1e-6, rtol=1e-5)
 
 
+def test_checkpointing_turned_back_on_keeps_offloading_and_the_kind(llama_dir, monkeypatch):
+    """A hook that pauses checkpointing to generate (``gradient_checkpointing_enable()``)
+    gets the memory plan's offloading back; ``use_non_reentrant_checkpointing`` switches the
+    kind of a model already checkpointing (what DDP finding unused parameters needs)."""
+    import contextlib
+
+    from torch.utils import checkpoint
+
+    offloaded, reentrant = [], []
+
+    @contextlib.contextmanager
+    def save_on_cpu(**kwargs):
+        offloaded.append(1)
+        yield
+
+    monkeypatch.setattr(transformers.modeling_utils, "save_on_cpu", save_on_cpu)
+    apply = checkpoint.CheckpointFunction.apply
+    monkeypatch.setattr(checkpoint.CheckpointFunction, "apply",
+                        lambda *a: reentrant.append(1) or apply(*a))
+    model = build_sft(llama_dir, lora=LORA, use_activation_checkpointing=True).train()
+    layers = model.llm.config.num_hidden_layers
+
+    def step():
+        offloaded.clear()
+        reentrant.clear()
+        model(padded_batch(model), mode="loss")["loss"].backward()
+        return len(offloaded), len(reentrant)
+
+    assert step() == (0, layers)  # reentrant by default, nothing offloaded
+    model.gradient_checkpointing_enable(offload=True)
+    assert step() == (layers, layers)
+    model.gradient_checkpointing_disable()
+    assert step() == (0, 0)
+    model.gradient_checkpointing_enable()
+    assert step() == (layers, layers)
+    model.use_non_reentrant_checkpointing()
+    assert step() == (layers, 0)
+
+
 # -- (f) QLoRA on the CPU ------------------------------------------------------------------
 def test_qlora_4bit_on_cpu(llama_dir):
     bnb = pytest.importorskip("bitsandbytes")

@@ -75,8 +75,17 @@ class Runner(_ExactResumeMixin, MMEngineRunner):
 
     def wrap_model(self, model_wrapper_cfg, model):
         """mmengine always gives DDP a CUDA device id, which DDP refuses for a model on the
-        CPU: several CPU processes (gloo) get DDP without one."""
+        CPU: several CPU processes (gloo) get DDP without one. DDP asked to find unused
+        parameters gets a model that recomputes with the non-reentrant checkpoint."""
         from mmengine.device import get_device
+
+        find_unused = (model_wrapper_cfg or {}).get(
+            "find_unused_parameters", self.cfg.get("find_unused_parameters", False))
+        if self.distributed and find_unused and getattr(model, "reentrant_checkpointing", False):
+            model.use_non_reentrant_checkpointing()
+            print_log("find_unused_parameters=True: activation checkpointing recomputes with "
+                      "torch's non-reentrant checkpoint (DDP cannot follow the reentrant one)",
+                      logger="current")
 
         if not (self.distributed and model_wrapper_cfg is None and get_device() == "cpu"):
             return super().wrap_model(model_wrapper_cfg, model)
