@@ -229,7 +229,7 @@ def test_launch_command_multi_node_exact():
     env = {"NPROC_PER_NODE": "8", "NNODES": "2", "NODE_RANK": "1", "PORT": "29511",
            "ADDR": "10.1.2.3"}
     assert build_launch_command(SCRIPT, ["cfg.py", "--deepspeed", "deepspeed_zero2"], env) == [
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-m", "xtuner.utils.launch",
         "--nnodes=2", "--node_rank=1", "--nproc_per_node=8",
         "--master_addr=10.1.2.3", "--master_port=29511",
         "/opt/tools/train.py", "cfg.py", "--deepspeed", "deepspeed_zero2",
@@ -240,7 +240,7 @@ def test_launch_command_multi_node_exact():
 def test_launch_command_single_node_defaults():
     command = build_launch_command(SCRIPT, ["cfg"], {"NPROC_PER_NODE": "8", "PORT": "23456"})
     assert command == [
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-m", "xtuner.utils.launch",
         "--nnodes=1", "--node_rank=0", "--nproc_per_node=8",
         "--master_addr=127.0.0.1", "--master_port=23456",
         "/opt/tools/train.py", "cfg", "--launcher", "pytorch",
@@ -292,7 +292,7 @@ def test_train_with_nproc_runs_torchrun_and_returns_its_code(monkeypatch):
     monkeypatch.delenv("ADDR", raising=False)
     assert main(["train", "some_cfg", "--seed", "3"]) == 7
     assert calls == [[
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-m", "xtuner.utils.launch",
         "--nnodes=1", "--node_rank=0", "--nproc_per_node=2",
         "--master_addr=127.0.0.1", "--master_port=24680",
         str(tools_dir() / "train.py"), "some_cfg", "--seed", "3", "--launcher", "pytorch",
@@ -338,3 +338,26 @@ def test_python_dash_m_xtuner_is_the_same_command(tmp_path):
     assert proc.stderr.splitlines() == [
         "xtuner: error: unknown mode 'trian' (did you mean 'train'?); run `xtuner help`"
     ]
+
+
+@pytest.mark.parametrize("exit_status", [0, 2])
+def test_a_failed_worker_is_one_line_and_its_exit_status(tmp_path, exit_status):
+    """The torchrun the launch command runs: a worker's own one-line error stays the only
+    message (no torchrun traceback or failure table), and its exit status is the run's."""
+    from tests.ports import free_port
+
+    worker = tmp_path / "worker.py"
+    worker.write_text("import os, sys\n"
+                      "if os.environ['RANK'] == '1' and int(sys.argv[1]):\n"
+                      "    print('xtuner train: error: the config is wrong', file=sys.stderr)\n"
+                      "    sys.exit(int(sys.argv[1]))\n")
+    env = {**os.environ, "NPROC_PER_NODE": "2", "PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+    env.pop("NNODES", None)
+    command = build_launch_command(worker, [str(exit_status)], env)[:-2]  # no --launcher
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == exit_status, proc.stderr[-2000:]
+    if exit_status:
+        assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
+        assert "xtuner train: error: the config is wrong" in proc.stderr
+        assert "xtuner: worker rank 1 failed with exit status 2; see its messages above" \
+            in proc.stderr.splitlines()

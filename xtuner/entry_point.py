@@ -1,8 +1,9 @@
 """The ``xtuner`` command: dispatches ``xtuner MODE ARGS`` to one tool script per mode.
 
 A single process runs the tool in-process (``main(argv)``). With ``NPROC_PER_NODE`` or
-``NNODES`` above 1, modes that train re-run their script under
-``python -m torch.distributed.run ... --launcher pytorch`` and return the child's exit code.
+``NNODES`` above 1, modes that train re-run their script under torchrun
+(``python -m xtuner.utils.launch ... --launcher pytorch``, which reports a failed worker in one
+line) and return the failed worker's exit code.
 ``--launcher slurm`` runs the tool directly, as srun has already started one process per GPU.
 """
 from __future__ import annotations
@@ -145,7 +146,7 @@ def build_launch_command(script: Path, args: Sequence[str],
             raise UsageError("a multi-node run needs the same PORT set on every node")
         port = str(random.randint(20000, 29999))
     return [
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-m", "xtuner.utils.launch",
         f"--nnodes={nnodes}",
         f"--node_rank={node_rank}",
         f"--nproc_per_node={nproc}",
