@@ -2,7 +2,9 @@
 checkpointed) of a Llama-3-8B-shaped
 model, random weights, the reference = the model with its adapter off, chosen/rejected pairs
 packed three to a varlen row (4,752 tokens); prints tokens/s, peak memory and the first losses.
-    python tests/gpu/dpo_benchmark.py [WORK_DIR]
+    python tests/gpu/dpo_benchmark.py [WORK_DIR] [--chunked]
+``--chunked``: ``chunked_logps=True`` (log-probabilities through the output head a chunk of
+target tokens at a time, without the batch's logits).
 """
 import sys
 import time
@@ -15,7 +17,9 @@ from xtuner.benchmark.setup import make_random_init_model
 from xtuner.dataset.collate_fns import preference_collate_fn
 from xtuner.model import DPO
 
-work = sys.argv[1] if len(sys.argv) > 1 else "/tmp/dpo_bench"
+args = [a for a in sys.argv[1:] if a != "--chunked"]
+chunked = "--chunked" in sys.argv[1:]
+work = args[0] if args else "/tmp/dpo_bench"
 config_dir = f"{work}/llama3_8b_config"
 LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
             intermediate_size=14336, vocab_size=128256, max_position_embeddings=8192,
@@ -30,7 +34,7 @@ model = DPO(
     lora=LoraConfig(r=64, lora_alpha=16, lora_dropout=0.0, target_modules=None,
                     task_type="CAUSAL_LM"),
     use_varlen_attn=True, use_activation_checkpointing=True, beta=0.1,
-    loss_type="sigmoid").cuda()
+    loss_type="sigmoid", chunked_logps=chunked).cuda()
 g = torch.Generator().manual_seed(0)
 
 
@@ -71,6 +75,7 @@ for _ in range(steps):
     step()
 torch.cuda.synchronize()
 dt = time.time() - t
-print(f"RESULT dpo qlora 8B: {tokens} tokens per row (3 pairs), tokens/s={tokens * steps / dt:.0f} "
+print(f"RESULT dpo qlora 8B chunked_logps={chunked}: {tokens} tokens per row (3 pairs), "
+      f"tokens/s={tokens * steps / dt:.0f} "
       f"step={dt / steps * 1000:.0f}ms peak_mem={torch.cuda.max_memory_allocated() / 2**30:.1f}GiB "
       f"losses={[round(x, 4) for x in losses[:4]]}")

@@ -34,6 +34,8 @@ from .kernels import apply_liger_kernels
 from .preference import (
     check_dpo_loss_type,
     dpo_losses,
+    head_sequence_logps,
+    head_softcap,
     packed_bounds,
     parse_preference_losses,
     preference_metrics,
@@ -56,10 +58,19 @@ def _freeze(model: torch.nn.Module) -> torch.nn.Module:
 class PreferenceModel(SupervisedFinetune):
     """A causal LM trained on chosen/rejected pairs (the common part of DPO and ORPO).
 
-    Takes :class:`SupervisedFinetune`'s arguments except ``loss_reduction``.
+    Takes :class:`SupervisedFinetune`'s arguments except ``loss_reduction``, and:
+
+    Args:
+        chunked_logps: compute the sequences' log-probabilities from the decoder's hidden
+            states through the output head, only at the target tokens and a chunk of them at
+            a time (:func:`~xtuner.model.preference.head_sequence_logps`), instead of from
+            the logits of the whole batch: those (tokens x vocabulary floats, several GiB for
+            4k tokens of a 128k vocabulary, kept for the backward pass in float32) never
+            exist. Same values and gradients. Off by default; not with sequence parallelism.
     """
 
-    def __init__(self, llm, use_varlen_attn: bool = False, **kwargs):
+    def __init__(self, llm, use_varlen_attn: bool = False, chunked_logps: bool = False,
+                 **kwargs):
         if "loss_reduction" in kwargs:
             raise ConfigError("model.loss_reduction does not apply to preference training "
                               "(the loss is the mean over the micro-batch's pairs); remove it")
@@ -67,6 +78,8 @@ class PreferenceModel(SupervisedFinetune):
         # The train loop normalises token losses over the optimizer step for models with a
         # loss_reduction; a pair loss is not a token loss.
         self.loss_reduction = None
+        self.chunked_logps = bool(chunked_logps)
+        self.logit_softcap = head_softcap(self.llm) if self.chunked_logps else None
 
     def _pair_inputs(self, data: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
         """The LLM's inputs (without labels), the labels and the packed boundaries."""
@@ -80,18 +93,26 @@ class PreferenceModel(SupervisedFinetune):
         return inputs, labels, bounds
 
     def _logps_of(self, inputs: dict, labels: torch.Tensor, bounds: torch.Tensor | None):
-        """``(LLM inputs, function from their logits to the sequences' SequenceLogps)``.
+        """A function from an LLM (the policy, or the reference) to the sequences'
+        :class:`~xtuner.model.preference.SequenceLogps` on ``inputs``.
 
-        With sequence parallelism the inputs are this rank's shard (labels shifted before the
+        With sequence parallelism the LLM runs on this rank's shard (labels shifted before the
         split) and the log-probabilities are those of the whole sequences (see
         :func:`~xtuner.model.preference.sharded_sequence_logps`).
         """
         group = self._sequence_parallel_group()
-        if group is None:
-            return inputs, lambda logits: sequence_logps(logits, labels, bounds)
-        shard = shard_for_sequence_parallel(inputs, group, labels=labels,
-                                            with_sequence_ids=True)
-        return shard.inputs, lambda logits: sharded_sequence_logps(logits, shard, group)
+        if group is not None:
+            if self.chunked_logps:
+                raise ConfigError("model.chunked_logps does not work with "
+                                  "sequence_parallel_size > 1; set chunked_logps=False")
+            shard = shard_for_sequence_parallel(inputs, group, labels=labels,
+                                                with_sequence_ids=True)
+            return lambda llm: sharded_sequence_logps(llm(**shard.inputs).logits, shard, group)
+        if self.chunked_logps:
+            return lambda llm: head_sequence_logps(
+                llm.get_decoder()(**inputs).last_hidden_state, llm.get_output_embeddings(),
+                labels, bounds, softcap=self.logit_softcap)
+        return lambda llm: sequence_logps(llm(**inputs).logits, labels, bounds)
 
     @contextmanager
     def _measured(self, data: dict):
@@ -185,19 +206,24 @@ class DPO(PreferenceModel):
     @torch.no_grad()
     def reference_logits(self, inputs: dict) -> torch.Tensor:
         """The reference model's logits for the LLM inputs ``inputs``."""
+        return self._with_reference(lambda llm: llm(**inputs).logits)
+
+    @torch.no_grad()
+    def _with_reference(self, run):
+        """``run(reference LLM)``: ``ref_llm``, or the policy with its adapters disabled."""
         if self.ref_llm is not None:
-            return self.ref_llm(**inputs).logits
+            return run(self.ref_llm)
         with self.llm.disable_adapter():
-            return self.llm(**inputs).logits
+            return run(self.llm)
 
     def compute_loss(self, data: dict) -> dict:
         """The mean DPO loss over the batch's pairs, and the reward metrics."""
         inputs, labels, bounds = self._pair_inputs(data)
-        inputs, logps_of = self._logps_of(inputs, labels, bounds)
+        logps_of = self._logps_of(inputs, labels, bounds)
         average = self.loss_type == "ipo"  # IPO compares per-token averages
         with self._measured(data):
-            ref = logps_of(self.reference_logits(inputs))
-            policy = logps_of(self.llm(**inputs).logits)
+            ref = self._with_reference(logps_of)
+            policy = logps_of(self.llm)
         policy_chosen, policy_rejected = policy.pairs(average)
         ref_chosen, ref_rejected = ref.pairs(average)
         losses = dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected,

@@ -50,9 +50,9 @@ class ORPO(PreferenceModel):
 
     def compute_loss(self, data: dict) -> dict:
         inputs, labels, bounds = self._pair_inputs(data)
-        inputs, logps_of = self._logps_of(inputs, labels, bounds)
+        logps_of = self._logps_of(inputs, labels, bounds)
         with self._measured(data):
-            logps = logps_of(self.llm(**inputs).logits)
+            logps = logps_of(self.llm)
         chosen, rejected = logps.pairs(average=True)
         chosen_tokens = logps.counts[0::2].sum()
         nll = -logps.sums[0::2].sum() / chosen_tokens.clamp(min=1)

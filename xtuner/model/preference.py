@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "sequence_logps", "sharded_sequence_logps",
+__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "head_sequence_logps", "head_softcap",
+           "sequence_logps",
+           "sharded_sequence_logps",
            "dpo_losses",
            "preference_metrics", "parse_preference_losses", "packed_bounds"]
 
@@ -77,29 +79,115 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor,
         cu_seqlens: boundaries of the sequences of a packed row, ``[0, ..., length]``; None
             when every row is one sequence.
     """
-    labels = labels.to(logits.device)
+    targets, mask = _shifted_targets(labels.to(logits.device), cu_seqlens)
+    picked = logits[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    # log_softmax at the target only: logit - logsumexp (no full log-softmax tensor kept).
+    token_logps = (picked.float() - torch.logsumexp(logits[:, :-1].float(), dim=-1)) * mask
+    return _per_sequence(token_logps, mask, cu_seqlens)
+
+
+# Logits of one chunk of head_sequence_logps: 32M floats (128 MiB in float32), 256 tokens of
+# a 128k vocabulary.
+CHUNK_LOGITS = 2**25
+
+
+def head_sequence_logps(hidden: torch.Tensor, head: torch.nn.Module, labels: torch.Tensor,
+                        cu_seqlens: torch.Tensor | None = None,
+                        chunk_tokens: int | None = None,
+                        softcap: float | None = None) -> SequenceLogps:
+    """:func:`sequence_logps` from the last hidden states and the output head, without the
+    logits of the whole batch: only the target positions go through the head, ``chunk_tokens``
+    at a time, and each chunk's logits are recomputed in the backward pass
+    (``torch.utils.checkpoint``) instead of being kept. Same values and gradients.
+
+    Args:
+        hidden: ``(rows, length, hidden)``, the decoder's output.
+        head: the output head (``model.get_output_embeddings()``).
+        labels, cu_seqlens: as for :func:`sequence_logps`.
+        chunk_tokens: target positions whose logits exist at once; default
+            ``CHUNK_LOGITS // vocabulary`` (at least 64).
+        softcap: the model's final logit soft-capping (``tanh(logits / c) * c``; Gemma 2).
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    targets, mask = _shifted_targets(labels.to(hidden.device), cu_seqlens)
+    selected = hidden[:, :-1][mask]  # (targets, hidden): prompts never reach the head
+    picked_ids = targets[mask]
+    if chunk_tokens is None:
+        vocab = getattr(head, "out_features", None) or head.weight.shape[0]
+        chunk_tokens = max(64, CHUNK_LOGITS // vocab)
+    pieces = [checkpoint(_chunk_logps, head, selected[i:i + chunk_tokens],
+                         picked_ids[i:i + chunk_tokens], softcap, use_reentrant=False)
+              for i in range(0, len(selected), chunk_tokens)]
+    token_logps = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
+    if pieces:
+        token_logps = token_logps.index_put((mask,), torch.cat(pieces))
+    return _per_sequence(token_logps, mask, cu_seqlens)
+
+
+# Config keys of models whose logits are not just the output head's (transformers'
+# Cohere multiplies them, Granite divides them); the chunked path refuses those.
+_LOGIT_SCALES = ("logit_scale", "logits_scaling")
+
+
+def head_softcap(llm) -> float | None:
+    """The final logit soft-capping :func:`head_sequence_logps` must apply for ``llm``
+    (Gemma 2's ``final_logit_softcapping``), or None.
+
+    Raises:
+        ConfigError: the model has no output head, or scales its logits in a way the
+            chunked path does not reproduce.
+    """
+    config = llm.config.get_text_config()
+    name = type(getattr(llm, "get_base_model", lambda: llm)()).__name__
+    if llm.get_output_embeddings() is None:
+        raise ConfigError(f"model.chunked_logps: {name} has no output head; set "
+                          "chunked_logps=False")
+    for key in _LOGIT_SCALES:
+        if getattr(config, key, None) not in (None, 1, 1.0):
+            raise ConfigError(f"model.chunked_logps: {name} scales its logits ({key}="
+                              f"{getattr(config, key)}), which the chunked log-probabilities "
+                              "do not; set chunked_logps=False")
+    return getattr(config, "final_logit_softcapping", None) or None
+
+
+def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
+                 softcap: float | None) -> torch.Tensor:
+    logits = head(hidden).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def _shifted_targets(labels: torch.Tensor, cu_seqlens: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(targets, mask)``: the label each position predicts (``labels[:, 1:]``, a packed
+    row's sequence starts ignored; 0 where ignored) and which of them count."""
     targets = labels[:, 1:].clone()
-    rows, width = labels.shape
     if cu_seqlens is not None:
-        if rows != 1:
+        if labels.shape[0] != 1:
             raise ValueError("a packed batch must be one row")
-        starts = cu_seqlens[1:-1].to(logits.device)
+        starts = cu_seqlens[1:-1].to(labels.device)
         # label index `start` sits at shifted index `start - 1`
         targets[0, (starts - 1)[starts > 0]] = IGNORE_INDEX
     mask = targets != IGNORE_INDEX
-    picked = logits[:, :-1].gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
-    # log_softmax at the target only: logit - logsumexp (no full log-softmax tensor kept).
-    token_logps = (picked.float() - torch.logsumexp(logits[:, :-1].float(), dim=-1)) * mask
+    return targets.masked_fill(~mask, 0), mask
+
+
+def _per_sequence(token_logps: torch.Tensor, mask: torch.Tensor,
+                  cu_seqlens: torch.Tensor | None) -> SequenceLogps:
+    """Sum the per-position log-probabilities of each sequence."""
     if cu_seqlens is None:
         return SequenceLogps(token_logps.sum(-1), mask.sum(-1))
-    bounds = cu_seqlens.to(logits.device)
+    device = token_logps.device
+    bounds = cu_seqlens.to(device)
     # shifted index i holds label i + 1, which belongs to the sequence containing it
-    label_pos = torch.arange(1, width, device=logits.device)
+    label_pos = torch.arange(1, token_logps.shape[1] + 1, device=device)
     seq_of = torch.searchsorted(bounds, label_pos, right=True) - 1
     num = len(bounds) - 1
-    sums = torch.zeros(num, dtype=token_logps.dtype, device=logits.device)
+    sums = torch.zeros(num, dtype=token_logps.dtype, device=device)
     sums = sums.index_add(0, seq_of, token_logps[0])
-    counts = torch.zeros(num, dtype=torch.long, device=logits.device)
+    counts = torch.zeros(num, dtype=torch.long, device=device)
     counts = counts.index_add(0, seq_of, mask[0].long())
     return SequenceLogps(sums, counts)
 
