@@ -1,81 +1,114 @@
-"""DPO at real shapes on one GPU: QLoRA (NF4, r=64 on every linear layer, every layer
-checkpointed) of a Llama-3-8B-shaped
-model, random weights, the reference = the model with its adapter off, chosen/rejected pairs
-packed three to a varlen row (4,752 tokens); prints tokens/s, peak memory and the first losses.
-    python tests/gpu/dpo_benchmark.py [WORK_DIR] [--chunked]
-``--chunked``: ``chunked_logps=True`` (log-probabilities through the output head a chunk of
-target tokens at a time, without the batch's logits).
+"""DPO and ORPO at the catalog's shapes on one GPU: QLoRA (NF4, r=64 on every linear layer,
+every layer checkpointed), random weights, the DPO reference = the model with its adapter off,
+chosen/rejected pairs packed into one varlen row. Prints tokens/s, the peak memory and the
+first losses of each run, with the logits path and with ``chunked_logps=True``.
+
+    python tests/gpu/dpo_benchmark.py [--shape llama3_1_8b] [--tokens 4096] [--work-dir DIR]
+                                      [--method dpo orpo] [--logps plain chunked]
+
+``--tokens``: the packed row (the catalog's ``max_packed_length``, 4096; 4752 was the first
+measurement's row of three pairs).
 """
-import sys
+import argparse
+import gc
 import time
 
 import torch
+import transformers
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from xtuner.benchmark.setup import make_random_init_model
 from xtuner.dataset.collate_fns import preference_collate_fn
 from xtuner.model import DPO
+from xtuner.model.orpo import ORPO
 
-args = [a for a in sys.argv[1:] if a != "--chunked"]
-chunked = "--chunked" in sys.argv[1:]
-work = args[0] if args else "/tmp/dpo_bench"
-config_dir = f"{work}/llama3_8b_config"
-LlamaConfig(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-            intermediate_size=14336, vocab_size=128256, max_position_embeddings=8192,
-            rope_theta=500000.0).save_pretrained(config_dir)
-path = make_random_init_model(config_dir, work)
-model = DPO(
-    llm=dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=path,
-             dtype=torch.bfloat16,
-             quantization_config=BitsAndBytesConfig(
-                 load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16,
-                 bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4")),
-    lora=LoraConfig(r=64, lora_alpha=16, lora_dropout=0.0, target_modules=None,
-                    task_type="CAUSAL_LM"),
-    use_varlen_attn=True, use_activation_checkpointing=True, beta=0.1,
-    loss_type="sigmoid", chunked_logps=chunked).cuda()
+SHAPES = {  # the catalog's preference models (InternLM2.5-7B as a Llama of its sizes)
+    "llama3_1_8b": ("LlamaConfig", dict(
+        hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+        intermediate_size=14336, vocab_size=128256, rope_theta=500000.0)),
+    "qwen2_5_7b": ("Qwen2Config", dict(
+        hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+        intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False)),
+    "internlm2_5_7b": ("LlamaConfig", dict(
+        hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+        intermediate_size=14336, vocab_size=92544)),
+}
+parser = argparse.ArgumentParser()
+parser.add_argument("--shape", default="llama3_1_8b", choices=list(SHAPES))
+parser.add_argument("--tokens", type=int, default=4096)
+parser.add_argument("--work-dir", default="/tmp/dpo_bench")
+parser.add_argument("--method", nargs="+", default=["dpo"], choices=["dpo", "orpo"])
+parser.add_argument("--logps", nargs="+", default=["plain", "chunked"],
+                    choices=["plain", "chunked"])
+parser.add_argument("--steps", type=int, default=10)
+args = parser.parse_args()
+
+config_class, sizes = SHAPES[args.shape]
+config_dir = f"{args.work_dir}/{args.shape}_config"
+getattr(transformers, config_class)(**sizes).save_pretrained(config_dir)
+path = make_random_init_model(config_dir, args.work_dir)
+vocab = sizes["vocab_size"]
 g = torch.Generator().manual_seed(0)
 
 
 def pair(prompt: int, chosen: int, rejected: int) -> dict:
-    p = torch.randint(10, 128000, (prompt,), generator=g).tolist()
-    c = torch.randint(10, 128000, (chosen,), generator=g).tolist()
-    r = torch.randint(10, 128000, (rejected,), generator=g).tolist()
+    p, c, r = (torch.randint(10, vocab - 1, (n,), generator=g).tolist()
+               for n in (prompt, chosen, rejected))
     return {"chosen_ids": p + c, "chosen_labels": [-100] * prompt + c,
             "rejected_ids": p + r, "rejected_labels": [-100] * prompt + r}
 
 
-pairs = [pair(256, 700, 600), pair(300, 500, 700), pair(200, 400, 340)]  # 4,752 tokens
+pairs, total = [], 0
+while total < args.tokens:  # pairs of a 1:2 prompt:response split until the row is full
+    room = args.tokens - total
+    prompt, response = min(256, room // 4), min(600, room // 4)
+    if prompt < 8 or response < 8:
+        break
+    pairs.append(pair(prompt, response, response))
+    total += 2 * (prompt + response)
 batch = preference_collate_fn(pairs, use_varlen_attn=True)["data"]
 tokens = batch["input_ids"].numel()
 batch = {k: (v.cuda() if torch.is_tensor(v) else [x.cuda() for x in v]
              if isinstance(v, list) else v) for k, v in batch.items()}
-trainable = [p for p in model.parameters() if p.requires_grad]
-opt = torch.optim.AdamW(trainable, lr=5e-5)
-model.train()
-losses = []
 
 
-def step():
-    out = model(batch, mode="loss")
-    out["loss"].backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    losses.append(float(out["loss"]))
+def run(method: str, chunked: bool) -> None:
+    kw = dict(beta=0.1, loss_type="sigmoid") if method == "dpo" else dict(beta=0.1)
+    model = (DPO if method == "dpo" else ORPO)(
+        llm=dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=path,
+                 dtype=torch.bfloat16,
+                 quantization_config=BitsAndBytesConfig(
+                     load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16,
+                     bnb_4bit_use_double_quant=True, bnb_4bit_quant_type="nf4")),
+        lora=LoraConfig(r=64, lora_alpha=16, lora_dropout=0.0, target_modules=None,
+                        task_type="CAUSAL_LM"),
+        use_varlen_attn=True, use_activation_checkpointing=True, chunked_logps=chunked,
+        **kw).cuda().train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
+    losses = []
+    for i in range(3 + args.steps):
+        if i == 3:  # after the warm-up
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            t = time.time()
+        out = model(batch, mode="loss")
+        out["loss"].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(out["loss"]))
+    torch.cuda.synchronize()
+    dt = time.time() - t
+    print(f"RESULT {method} qlora {args.shape} chunked_logps={chunked}: {tokens} tokens a row "
+          f"({len(pairs)} pairs), tokens/s={tokens * args.steps / dt:.0f} "
+          f"step={dt / args.steps * 1000:.0f}ms "
+          f"peak_mem={torch.cuda.max_memory_allocated() / 2**30:.2f}GiB "
+          f"losses={[round(x, 4) for x in losses[:4]]}", flush=True)
+    del model, opt
+    gc.collect()
+    torch.cuda.empty_cache()
 
 
-for _ in range(3):
-    step()
-torch.cuda.synchronize()
-torch.cuda.reset_peak_memory_stats()
-t = time.time()
-steps = 10
-for _ in range(steps):
-    step()
-torch.cuda.synchronize()
-dt = time.time() - t
-print(f"RESULT dpo qlora 8B chunked_logps={chunked}: {tokens} tokens per row (3 pairs), "
-      f"tokens/s={tokens * steps / dt:.0f} "
-      f"step={dt / steps * 1000:.0f}ms peak_mem={torch.cuda.max_memory_allocated() / 2**30:.1f}GiB "
-      f"losses={[round(x, 4) for x in losses[:4]]}")
+for method in args.method:
+    for logps in args.logps:
+        run(method, logps == "chunked")
