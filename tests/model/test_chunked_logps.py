@@ -105,15 +105,58 @@ def test_gemma2_logit_softcapping(tmp_path):
     assert_same_loss_and_grads(*results)
 
 
-def test_models_that_scale_their_logits_are_refused(tmp_path):
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_a_model_that_scales_its_logits_is_refused_on_the_first_batch(tmp_path, packed):
+    """Cohere multiplies its logits (logit_scale): the first batch's check sees that the
+    head's output is not the logits, whatever the config key is called."""
     from transformers import CohereConfig, CohereForCausalLM
 
     CohereForCausalLM(CohereConfig(
         vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
         num_attention_heads=4, num_key_value_heads=2, logit_scale=0.5)).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match=r"^model.chunked_logps: CohereForCausalLM scales its "
-                                          r"logits \(logit_scale=0.5\)"):
-        _build(DPO, tmp_path, True, False, False)
+    model = _build(DPO, tmp_path, True, True, packed)
+    batch = preference_collate_fn(_pairs(), return_hf_format=True, use_varlen_attn=packed)
+    with pytest.raises(ConfigError, match=r"^model.chunked_logps: CohereForCausalLM does more "
+                                          r"to its logits than its output head"):
+        model(batch, mode="loss")
+    # the logits path trains it
+    _build(DPO, tmp_path, False, True, packed)(batch, mode="loss")["loss"].backward()
+
+
+@pytest.mark.parametrize("cls", [DPO, ORPO])
+def test_a_batch_without_targets_still_has_a_gradient(llama_dir, cls):
+    """Every label ignored: the loss is the logits path's and backward works (zero grads)."""
+    pairs = [{**p, "chosen_labels": [-100] * len(p["chosen_ids"]),
+              "rejected_labels": [-100] * len(p["rejected_ids"])} for p in _pairs()]
+    batch = preference_collate_fn(pairs, return_hf_format=True, use_varlen_attn=True)
+    results = [step_loss_and_grads(_build(cls, llama_dir, chunked, True, True), batch)
+               for chunked in (False, True)]
+    assert_same_loss_and_grads(*results)
+
+
+def test_sequence_parallelism_is_refused_when_the_model_is_built(llama_dir, monkeypatch):
+    import xtuner.model.sft as sft
+
+    monkeypatch.setattr(sft, "get_sequence_parallel_world_size", lambda: 2)
+    with pytest.raises(ConfigError, match=r"^model.chunked_logps does not work with "
+                                          r"sequence_parallel_size > 1"):
+        _build(DPO, llama_dir, True, True, True)
+
+
+def test_checkpointed_training_step_over_several_chunks_is_the_logits_paths(llama_dir,
+                                                                             monkeypatch):
+    """Every layer checkpointed (reentrant, the default) and chunks of 4 targets."""
+    import xtuner.model.dpo as dpo
+
+    monkeypatch.setattr(dpo, "logps_chunk_tokens", lambda vocab: 4)
+    batch = preference_collate_fn(_pairs(), return_hf_format=True, use_varlen_attn=True)
+    results = []
+    for chunked in (False, True):
+        model = _build(DPO, llama_dir, chunked, True, True)
+        model.gradient_checkpointing_enable()
+        _perturb_lora(model)
+        results.append(step_loss_and_grads(model, batch))
+    assert_same_loss_and_grads(*results)
 
 
 @pytest.mark.parametrize("cls", [DPO, ORPO])

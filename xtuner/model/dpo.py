@@ -33,9 +33,11 @@ from xtuner.utils.errors import ConfigError
 from .kernels import apply_liger_kernels
 from .preference import (
     check_dpo_loss_type,
+    check_head_gives_the_logits,
     dpo_losses,
     head_sequence_logps,
     head_softcap,
+    logps_chunk_tokens,
     packed_bounds,
     parse_preference_losses,
     preference_metrics,
@@ -67,6 +69,8 @@ class PreferenceModel(SupervisedFinetune):
             the logits of the whole batch: those (tokens x vocabulary floats, several GiB for
             4k tokens of a 128k vocabulary, kept for the backward pass in float32) never
             exist. Same values and gradients. Off by default; not with sequence parallelism.
+            The first batch checks that the model's logits are its head's output (a model
+            that scales them is refused).
     """
 
     def __init__(self, llm, use_varlen_attn: bool = False, chunked_logps: bool = False,
@@ -79,7 +83,14 @@ class PreferenceModel(SupervisedFinetune):
         # loss_reduction; a pair loss is not a token loss.
         self.loss_reduction = None
         self.chunked_logps = bool(chunked_logps)
-        self.logit_softcap = head_softcap(self.llm) if self.chunked_logps else None
+        if self.chunked_logps:
+            if self.sequence_parallel_size > 1:
+                raise ConfigError("model.chunked_logps does not work with "
+                                  "sequence_parallel_size > 1; set chunked_logps=False")
+            self.logit_softcap = head_softcap(self.llm)
+            self.logps_chunk_tokens = logps_chunk_tokens(
+                self.llm.config.get_text_config().vocab_size)
+            self._head_checked = False  # on the first batch (see _check_head)
 
     def _pair_inputs(self, data: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
         """The LLM's inputs (without labels), the labels and the packed boundaries."""
@@ -102,17 +113,34 @@ class PreferenceModel(SupervisedFinetune):
         """
         group = self._sequence_parallel_group()
         if group is not None:
-            if self.chunked_logps:
-                raise ConfigError("model.chunked_logps does not work with "
-                                  "sequence_parallel_size > 1; set chunked_logps=False")
             shard = shard_for_sequence_parallel(inputs, group, labels=labels,
                                                 with_sequence_ids=True)
             return lambda llm: sharded_sequence_logps(llm(**shard.inputs).logits, shard, group)
         if self.chunked_logps:
+            self._check_head(inputs, bounds)
             return lambda llm: head_sequence_logps(
                 llm.get_decoder()(**inputs).last_hidden_state, llm.get_output_embeddings(),
-                labels, bounds, softcap=self.logit_softcap)
+                labels, bounds, chunk_tokens=self.logps_chunk_tokens,
+                softcap=self.logit_softcap)
         return lambda llm: sequence_logps(llm(**inputs).logits, labels, bounds)
+
+    def _check_head(self, inputs: dict, bounds: torch.Tensor | None) -> None:
+        """Once, on the first tokens of the first batch: the chunked path's logits (output
+        head over the decoder's hidden states) are the model's
+        (:func:`~xtuner.model.preference.check_head_gives_the_logits`)."""
+        if self._head_checked:
+            return
+        if bounds is not None:  # packed: the row's first sequence
+            first = int(bounds[1])
+        elif "attention_mask" in inputs:  # padded: the first row, without its padding
+            first = int(inputs["attention_mask"][0].sum())
+        else:
+            first = inputs["input_ids"].shape[1]
+        length = max(1, min(16, first))  # one sequence: plain causal attention
+        prefix = {key: inputs[key][:1, :length]
+                  for key in ("input_ids", "attention_mask", "position_ids") if key in inputs}
+        check_head_gives_the_logits(self.llm, prefix, self.logit_softcap)
+        self._head_checked = True
 
     @contextmanager
     def _measured(self, data: dict):
@@ -203,7 +231,6 @@ class DPO(PreferenceModel):
         return self
 
     # -- loss ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def reference_logits(self, inputs: dict) -> torch.Tensor:
         """The reference model's logits for the LLM inputs ``inputs``."""
         return self._with_reference(lambda llm: llm(**inputs).logits)

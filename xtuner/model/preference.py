@@ -16,11 +16,10 @@ import torch.nn.functional as F
 from xtuner.utils.constants import IGNORE_INDEX
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "head_sequence_logps", "head_softcap",
-           "sequence_logps",
-           "sharded_sequence_logps",
-           "dpo_losses",
-           "preference_metrics", "parse_preference_losses", "packed_bounds"]
+__all__ = ["DPO_LOSS_TYPES", "SequenceLogps", "check_head_gives_the_logits", "dpo_losses",
+           "head_sequence_logps", "head_softcap", "logps_chunk_tokens", "packed_bounds",
+           "parse_preference_losses", "preference_metrics", "sequence_logps",
+           "sharded_sequence_logps"]
 
 DPO_LOSS_TYPES = ("sigmoid", "robust", "hinge", "ipo", "kto_pair", "sppo_hard", "nca_pair")
 
@@ -91,6 +90,11 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor,
 CHUNK_LOGITS = 2**25
 
 
+def logps_chunk_tokens(vocab_size: int) -> int:
+    """Target tokens per chunk of :func:`head_sequence_logps`: ``CHUNK_LOGITS`` logits."""
+    return max(64, CHUNK_LOGITS // vocab_size)
+
+
 def head_sequence_logps(hidden: torch.Tensor, head: torch.nn.Module, labels: torch.Tensor,
                         cu_seqlens: torch.Tensor | None = None,
                         chunk_tokens: int | None = None,
@@ -105,7 +109,7 @@ def head_sequence_logps(hidden: torch.Tensor, head: torch.nn.Module, labels: tor
         head: the output head (``model.get_output_embeddings()``).
         labels, cu_seqlens: as for :func:`sequence_logps`.
         chunk_tokens: target positions whose logits exist at once; default
-            ``CHUNK_LOGITS // vocabulary`` (at least 64).
+            :func:`logps_chunk_tokens` of the head's ``out_features``.
         softcap: the model's final logit soft-capping (``tanh(logits / c) * c``; Gemma 2).
     """
     from torch.utils.checkpoint import checkpoint
@@ -114,20 +118,15 @@ def head_sequence_logps(hidden: torch.Tensor, head: torch.nn.Module, labels: tor
     selected = hidden[:, :-1][mask]  # (targets, hidden): prompts never reach the head
     picked_ids = targets[mask]
     if chunk_tokens is None:
-        vocab = getattr(head, "out_features", None) or head.weight.shape[0]
-        chunk_tokens = max(64, CHUNK_LOGITS // vocab)
+        chunk_tokens = logps_chunk_tokens(head.out_features)
+    # At least one (possibly empty) chunk: a batch without targets still gets a loss with a
+    # gradient (zero), as on the logits path, and DDP sees the head used.
     pieces = [checkpoint(_chunk_logps, head, selected[i:i + chunk_tokens],
                          picked_ids[i:i + chunk_tokens], softcap, use_reentrant=False)
-              for i in range(0, len(selected), chunk_tokens)]
+              for i in range(0, max(len(selected), 1), chunk_tokens)]
     token_logps = torch.zeros(targets.shape, dtype=torch.float32, device=hidden.device)
-    if pieces:
-        token_logps = token_logps.index_put((mask,), torch.cat(pieces))
+    token_logps = token_logps.index_put((mask,), torch.cat(pieces))
     return _per_sequence(token_logps, mask, cu_seqlens)
-
-
-# Config keys of models whose logits are not just the output head's (transformers'
-# Cohere multiplies them, Granite divides them); the chunked path refuses those.
-_LOGIT_SCALES = ("logit_scale", "logits_scaling")
 
 
 def head_softcap(llm) -> float | None:
@@ -135,20 +134,46 @@ def head_softcap(llm) -> float | None:
     (Gemma 2's ``final_logit_softcapping``), or None.
 
     Raises:
-        ConfigError: the model has no output head, or scales its logits in a way the
-            chunked path does not reproduce.
+        ConfigError: the model has no output head.
     """
-    config = llm.config.get_text_config()
-    name = type(getattr(llm, "get_base_model", lambda: llm)()).__name__
     if llm.get_output_embeddings() is None:
-        raise ConfigError(f"model.chunked_logps: {name} has no output head; set "
+        raise ConfigError(f"model.chunked_logps: {_model_name(llm)} has no output head; set "
                           "chunked_logps=False")
-    for key in _LOGIT_SCALES:
-        if getattr(config, key, None) not in (None, 1, 1.0):
-            raise ConfigError(f"model.chunked_logps: {name} scales its logits ({key}="
-                              f"{getattr(config, key)}), which the chunked log-probabilities "
-                              "do not; set chunked_logps=False")
-    return getattr(config, "final_logit_softcapping", None) or None
+    return getattr(llm.config.get_text_config(), "final_logit_softcapping", None) or None
+
+
+@torch.no_grad()
+def check_head_gives_the_logits(llm, inputs: dict, softcap: float | None) -> None:
+    """Refuse a model whose logits are not its output head applied to the decoder's hidden
+    states (soft-capped as ``softcap`` says): some scale them (Cohere's ``logit_scale``,
+    Granite's ``logits_scaling``, Falcon-H1's ``lm_head_multiplier``, ...), which
+    :func:`head_sequence_logps` would silently leave out. Compares both on ``inputs`` (a few
+    tokens) in eval mode, so dropout draws nothing.
+
+    Raises:
+        ConfigError: they differ.
+    """
+    training = llm.training
+    llm.eval()
+    try:
+        expected = llm(**inputs).logits.float()
+        got = llm.get_output_embeddings()(llm.get_decoder()(**inputs).last_hidden_state)
+        got = got.float()
+        if softcap:
+            got = torch.tanh(got / softcap) * softcap
+    finally:
+        llm.train(training)
+    scale = expected.abs().max().clamp(min=1e-6)
+    diff = (got - expected).abs().max()
+    if diff > 1e-2 * scale:
+        raise ConfigError(f"model.chunked_logps: {_model_name(llm)} does more to its logits "
+                          f"than its output head (max difference {float(diff):.3g} of "
+                          f"{float(scale):.3g}), which the chunked log-probabilities leave "
+                          "out; set chunked_logps=False")
+
+
+def _model_name(llm) -> str:
+    return type(getattr(llm, "get_base_model", lambda: llm)()).__name__
 
 
 def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
