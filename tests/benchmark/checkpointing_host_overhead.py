@@ -2,8 +2,9 @@
 
 A tiny LoRA model on 32 tokens does so little arithmetic that a step's time is the host's
 work per operation -- the regime of a launch-bound GPU step (QLoRA). Prints milliseconds per
-forward + backward without checkpointing, with torch's non-reentrant checkpoint (default)
-and with the reentrant one (``reentrant_checkpointing=True``), each layer checkpointed.
+forward + backward without checkpointing, with torch's non-reentrant checkpoint
+(``reentrant_checkpointing=False``) and with the reentrant one (the default), each layer
+checkpointed.
 
     python tests/benchmark/checkpointing_host_overhead.py [--layers 8] [--steps 20]
 """

@@ -107,11 +107,11 @@ case $mode in
     model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
     if [ -z "${SKIP_OURS:-}" ]; then
       MEM_LIMIT_GB=8 bench w2_8gb_capped $W2 --memory-budget 8GB --steps 15 "${model[@]}"
-      MEM_LIMIT_GB=8 bench w2_8gb_capped_reentrant $W2 --memory-budget 8GB --steps 15 "${model[@]}" \
-        model.reentrant_checkpointing=True
+      MEM_LIMIT_GB=8 bench w2_8gb_capped_nonreentrant $W2 --memory-budget 8GB --steps 15 \
+        "${model[@]}" model.reentrant_checkpointing=False
       bench w2_14gb $W2 --memory-budget 14.5GB --steps 15 "${model[@]}"
-      bench w2_14gb_reentrant $W2 --memory-budget 14.5GB --steps 15 "${model[@]}" \
-        model.reentrant_checkpointing=True
+      bench w2_14gb_nonreentrant $W2 --memory-budget 14.5GB --steps 15 "${model[@]}" \
+        model.reentrant_checkpointing=False
       MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
     fi
     if [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ]; then

@@ -215,7 +215,7 @@ def _packed_batch(model):
 @pytest.mark.parametrize("setup", ["full", "lora", "lora_dropout", "varlen", "varlen_lora"])
 def test_activation_checkpointing_gives_the_same_loss_and_grads(llama_dir, setup,
                                                               monkeypatch):
-    """Either kind of checkpointing (non-reentrant, the default; reentrant, v0's) gives the
+    """Either kind of checkpointing (reentrant, the default and v0's; non-reentrant) gives the
     loss and gradients of no checkpointing -- LoRA with frozen embeddings and with dropout
     (recomputed with the same random mask) included."""
     from torch.utils import checkpoint

@@ -419,6 +419,7 @@ def test_activation_checkpointing_keeps_loss_and_gradients(assets):
             runs.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()
                                          if p.grad is not None}))
         assert model.is_checkpointing_activations
+        assert model.reentrant_checkpointing is False  # the image-text default
         torch.testing.assert_close(runs[0][0], runs[1][0])
         assert runs[0][1].keys() == runs[1][1].keys()
         assert any("visual" in n for n in runs[0][1])

@@ -92,20 +92,25 @@ class ImageTextFinetune(SupervisedFinetune):
         use_varlen_attn: packed samples do not attend to each other (needed for packing).
         use_activation_checkpointing, activation_memory_budget, loss_reduction: as for
             :class:`~xtuner.model.SupervisedFinetune`.
+        reentrant_checkpointing: as for :class:`~xtuner.model.SupervisedFinetune`, but off
+            by default: some image-text models hand their layers trainable tensors as keyword
+            arguments (Mllama's ``cross_attention_states``), which the reentrant checkpoint
+            passes no gradient to.
     """
 
     def __init__(self, model, processor: str | None = None, lora=None,
                  freeze_vision: bool = True, freeze_projector: bool = False,
                  use_varlen_attn: bool = True, use_activation_checkpointing="auto",
                  activation_memory_budget=None, loss_reduction: str = "token",
-                 use_liger_kernel=False):
+                 use_liger_kernel=False, reentrant_checkpointing: bool = False):
         if use_liger_kernel is True:
             raise ConfigError("use_liger_kernel=True: liger's fused loss is not wired for "
                               "image-text models here; use CELossConfig(mode='eager')")
         super().__init__(llm=model, lora=None, use_varlen_attn=use_varlen_attn,
                          use_activation_checkpointing=use_activation_checkpointing,
                          activation_memory_budget=activation_memory_budget,
-                         use_liger_kernel=False, loss_reduction=loss_reduction)
+                         use_liger_kernel=False, loss_reduction=loss_reduction,
+                         reentrant_checkpointing=reentrant_checkpointing)
         self.processor_path = processor
         hf = self.llm
         model_type = getattr(hf.config, "model_type", "")

@@ -3,8 +3,9 @@ reports a failed worker in one line.
 
 When a worker exits non-zero, torchrun raises ``ChildFailedError`` and prints a traceback and
 a failure table, although the worker has already said what went wrong (xtuner's tools print
-one line for a user's mistake). Here that becomes one line naming the first rank that failed,
-and the run exits with that worker's exit status.
+one line for a user's mistake). Here the traceback and the table give way to one line naming
+the first rank that failed (torchrun's own log line about the failed process stays), and the
+run exits with that worker's exit status.
 """
 from __future__ import annotations
 

@@ -79,13 +79,16 @@ class Runner(_ExactResumeMixin, MMEngineRunner):
         parameters gets a model that recomputes with the non-reentrant checkpoint."""
         from mmengine.device import get_device
 
-        find_unused = (model_wrapper_cfg or {}).get(
-            "find_unused_parameters", self.cfg.get("find_unused_parameters", False))
+        # mmengine reads the top-level key only when no model_wrapper_cfg is given
+        find_unused = (model_wrapper_cfg.get("find_unused_parameters", False)
+                       if model_wrapper_cfg is not None
+                       else self.cfg.get("find_unused_parameters", False))
         if self.distributed and find_unused and getattr(model, "reentrant_checkpointing", False):
             model.use_non_reentrant_checkpointing()
-            print_log("find_unused_parameters=True: activation checkpointing recomputes with "
-                      "torch's non-reentrant checkpoint (DDP cannot follow the reentrant one)",
-                      logger="current")
+            if model.is_checkpointing_activations:
+                print_log("find_unused_parameters=True: activation checkpointing recomputes "
+                          "with torch's non-reentrant checkpoint (DDP cannot follow the "
+                          "reentrant one)", logger="current")
 
         if not (self.distributed and model_wrapper_cfg is None and get_device() == "cpu"):
             return super().wrap_model(model_wrapper_cfg, model)
