@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.model.gradients import assert_same_loss_and_grads
 from tests.ports import free_port
 from tests.train.test_trainer_api import _env, _log, _one_line_error, _run
 from xtuner.utils.constants import IGNORE_INDEX
@@ -425,3 +426,34 @@ def test_activation_checkpointing_keeps_loss_and_gradients(assets):
         assert any("visual" in n for n in runs[0][1])
         for name, grad in runs[0][1].items():
             torch.testing.assert_close(runs[1][1][name], grad, msg=name)
+
+
+def test_checkpointing_runs_no_backward_through_a_frozen_vision_tower(assets):
+    """LoRA on the language model, the tower frozen: with checkpointing (non-reentrant, the
+    image-text default) no backward pass reaches the tower, as without checkpointing, and
+    the loss and gradients are the same."""
+    from peft import LoraConfig
+
+    from xtuner.dataset.image_text import ImageTextJsonlDataset, image_text_collate_fn
+
+    data = assets / "data"
+    ds = ImageTextJsonlDataset([dict(anno_path=str(data / "media.jsonl"), media_root=str(data))],
+                               str(assets / "model"), max_length=256)
+    batch = image_text_collate_fn([ds[0]], return_hf_format=True)
+    runs = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = _model(assets, lora=LoraConfig(r=4, lora_dropout=0.0), freeze_vision=True,
+                       use_activation_checkpointing=checkpointing)
+        tower = next(m for n, m in model.llm.named_modules() if n.endswith(model.vision_name))
+        backward_calls = []
+        for block in tower.modules():
+            if block is not tower and hasattr(block, "gradient_checkpointing"):
+                block.register_full_backward_hook(lambda *a, calls=backward_calls: calls.append(1))
+                break
+        loss = model.compute_loss(batch)["loss"]
+        loss.backward()
+        assert backward_calls == [], checkpointing
+        runs.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                   if p.grad is not None}))
+    assert_same_loss_and_grads(*runs)

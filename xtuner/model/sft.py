@@ -333,6 +333,11 @@ class SupervisedFinetune(BaseModel):
         else:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs,
                                                    offload=offload)
+        if not reentrant:
+            # transformers makes the embeddings' output require grad, which only the
+            # reentrant kind needs; with it the backward pass would also run through frozen
+            # parts before the first trained weight (a frozen vision tower).
+            self.llm.disable_input_require_grads()
         plan = getattr(self, "checkpointing_plan", None)
         if plan is not None:  # back to the layers 'auto' chose, not all of them
             set_plain_layers(plan.layers, plan.plain)
