@@ -281,12 +281,15 @@ def test_checkpointing_turned_back_on_keeps_offloading_and_the_kind(llama_dir, m
         return len(offloaded), len(reentrant)
 
     assert step() == (0, layers)  # reentrant by default, nothing offloaded
+    embeddings = model.llm.get_input_embeddings()
+    hooks = len(embeddings._forward_hooks)
     model.gradient_checkpointing_enable(offload=True)
     assert step() == (layers, layers)
     model.gradient_checkpointing_disable()
     assert step() == (0, 0)
     model.gradient_checkpointing_enable()
     assert step() == (layers, layers)
+    assert len(embeddings._forward_hooks) == hooks  # turning it on again adds no hook
     model.use_non_reentrant_checkpointing()
     assert step() == (layers, 0)
 

@@ -138,14 +138,10 @@ class ImageTextFinetune(SupervisedFinetune):
                 param.requires_grad_(not freeze_vision)
         self.use_mrope = self._rope_index_fn() is not None
         if lora is not None:
-            # peft hooks the embeddings of a model that checkpoints (for the reentrant kind),
-            # beyond the reach of gradient_checkpointing_enable: wrap it with checkpointing
-            # off, then turn it back on as chosen.
-            checkpointing = self.is_checkpointing_activations
-            if checkpointing:
-                self.gradient_checkpointing_disable()
             self._prepare_image_text_lora(lora)
-            if checkpointing:
+            if self.is_checkpointing_activations:
+                # peft hooks the embeddings of a model that checkpoints (for the reentrant
+                # kind): set the chosen kind's hooks again.
                 self.gradient_checkpointing_enable()
 
     # -- building ---------------------------------------------------------------------------

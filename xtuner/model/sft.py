@@ -320,11 +320,9 @@ class SupervisedFinetune(BaseModel):
             offload = getattr(self, "_offload_checkpointed_inputs", False)
         self._offload_checkpointed_inputs = offload
         reentrant = getattr(self, "reentrant_checkpointing", True)
-        if reentrant:
-            # A reentrant segment passes gradients only when an input requires them: make the
-            # embeddings' output do so even when they are frozen (LoRA). transformers does this
-            # for models fed input_ids; not for every model.
-            self.llm.enable_input_require_grads()
+        # Start without the hooks that make the embeddings' output require grad (transformers
+        # and peft add them, and each call would add them again).
+        self.llm.disable_input_require_grads()
         # transformers 5.2x renamed the method; older 5.x releases only have the old name.
         kwargs = {"use_reentrant": reentrant}
         if hasattr(self.llm, "activation_checkpointing_enable"):
@@ -334,10 +332,14 @@ class SupervisedFinetune(BaseModel):
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs,
                                                    offload=offload)
         if not reentrant:
-            # transformers makes the embeddings' output require grad, which only the
-            # reentrant kind needs; with it the backward pass would also run through frozen
-            # parts before the first trained weight (a frozen vision tower).
+            # Only the reentrant kind needs the hooks; with them the backward pass would also
+            # run through frozen parts before the first trained weight (a frozen vision tower).
             self.llm.disable_input_require_grads()
+        elif not getattr(self.llm, "_require_grads_hooks", None):
+            # A reentrant segment passes gradients only when an input requires them: frozen
+            # embeddings (LoRA) must still give an output that does. transformers hooks models
+            # fed input_ids; not every model.
+            self.llm.enable_input_require_grads()
         plan = getattr(self, "checkpointing_plan", None)
         if plan is not None:  # back to the layers 'auto' chose, not all of them
             set_plain_layers(plan.layers, plan.plain)
