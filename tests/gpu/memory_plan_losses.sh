@@ -18,16 +18,7 @@ train() {  # name, config, extra args
   grep -h "memory plan" "$out/$name.log" | cut -c1-300
 }
 compare() {  # log a, log b
-  python3 - "$out/$1.log" "$out/$2.log" <<'PY'
-import re, sys
-get = lambda p: [float(x) for x in re.findall(r"Iter\(train\).*? loss: ([0-9.]+)", open(p).read())][:50]
-a, b = get(sys.argv[1]), get(sys.argv[2])
-d = [abs(x - y) for x, y in zip(a, b)]
-if not d:
-    sys.exit(f"no losses to compare in {sys.argv[1:]}")
-print(f"{len(d)} steps: {a[0]:.4f}->{a[-1]:.4f} vs {b[0]:.4f}->{b[-1]:.4f}; "
-      f"max |diff| {max(d):.4f}, mean |diff| {sum(d) / len(d):.4f}")
-PY
+  python3 tests/gpu/compare_losses.py "$1 vs $2" "$out/$1.log" "$out/$2.log"
 }
 demo=(--cfg-options train_cfg.max_epochs=5 default_hooks.logger.interval=1
       default_hooks.checkpoint.interval=100000)

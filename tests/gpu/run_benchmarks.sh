@@ -55,14 +55,8 @@ losses() {  # the demo's first 50 losses, fast defaults vs the plain path
       default_hooks.checkpoint.interval=1000 "${extra[@]}" > "$out/demo_$variant.log" 2>&1
     echo "== demo_$variant rc=$?"
   done
-  python3 - "$out" <<'PY'
-import re, sys
-get = lambda v: [float(x) for x in re.findall(r"Iter\(train\).*? loss: ([0-9.]+)", open(f"{sys.argv[1]}/demo_{v}.log").read())][:50]
-fast, plain = get("fast"), get("plain")
-diff = [abs(a - b) for a, b in zip(fast, plain)]
-print(f"demo losses over {len(diff)} steps: fast {fast[0]:.4f}->{fast[-1]:.4f}, plain {plain[0]:.4f}->{plain[-1]:.4f}, "
-      f"max |diff| {max(diff):.4f}, mean |diff| {sum(diff)/len(diff):.4f}")
-PY
+  python3 tests/gpu/compare_losses.py "demo, fast vs plain" "$out/demo_fast.log" \
+    "$out/demo_plain.log"
 }
 W1=benchmark_w1_qwen2_1_5b_full_8k
 W2=benchmark_w2_llama3_8b_qlora_2k

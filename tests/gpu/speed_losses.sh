@@ -24,13 +24,4 @@ for variant in fast plain; do
     --cfg-options "${common[@]}" "${extra[@]}" > "$out/w1_$variant.log" 2>&1
   echo "== w1_$variant rc=$?"
 done
-python3 - "$out/w1_fast.log" "$out/w1_plain.log" <<'PY'
-import re, sys
-get = lambda p: [float(x) for x in re.findall(r"Iter\(train\).*? loss: ([0-9.]+)", open(p).read())][:50]
-a, b = get(sys.argv[1]), get(sys.argv[2])
-d = [abs(x - y) for x, y in zip(a, b)]
-if not d:
-    sys.exit(f"no losses to compare in {sys.argv[1:]}")
-print(f"W1, {len(d)} steps: fast {a[0]:.4f}->{a[-1]:.4f}, plain {b[0]:.4f}->{b[-1]:.4f}; "
-      f"max |diff| {max(d):.4f}, mean |diff| {sum(d) / len(d):.4f}")
-PY
+python3 tests/gpu/compare_losses.py "W1, fast vs plain" "$out/w1_fast.log" "$out/w1_plain.log"

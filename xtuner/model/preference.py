@@ -79,10 +79,7 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor,
             when every row is one sequence.
     """
     targets, mask = _shifted_targets(labels.to(logits.device), cu_seqlens)
-    picked = logits[:, :-1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    # log_softmax at the target only: logit - logsumexp (no full log-softmax tensor kept).
-    token_logps = (picked.float() - torch.logsumexp(logits[:, :-1].float(), dim=-1)) * mask
-    return _per_sequence(token_logps, mask, cu_seqlens)
+    return _per_sequence(_target_logps(logits[:, :-1], targets) * mask, mask, cu_seqlens)
 
 
 # Logits of one chunk of head_sequence_logps: 32M floats (128 MiB in float32), 256 tokens of
@@ -157,10 +154,8 @@ def check_head_gives_the_logits(llm, inputs: dict, softcap: float | None) -> Non
     llm.eval()
     try:
         expected = llm(**inputs).logits.float()
-        got = llm.get_output_embeddings()(llm.get_decoder()(**inputs).last_hidden_state)
-        got = got.float()
-        if softcap:
-            got = torch.tanh(got / softcap) * softcap
+        got = _head_logits(llm.get_output_embeddings(),
+                           llm.get_decoder()(**inputs).last_hidden_state, softcap)
     finally:
         llm.train(training)
     scale = expected.abs().max().clamp(min=1e-6)
@@ -176,11 +171,22 @@ def _model_name(llm) -> str:
     return type(getattr(llm, "get_base_model", lambda: llm)()).__name__
 
 
+def _head_logits(head: torch.nn.Module, hidden: torch.Tensor, softcap: float | None
+                 ) -> torch.Tensor:
+    """The logits the model computes from ``hidden``, in float32."""
+    logits = head(hidden).float()
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
 def _chunk_logps(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
                  softcap: float | None) -> torch.Tensor:
-    logits = head(hidden).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
+    return _target_logps(_head_logits(head, hidden, softcap), targets)
+
+
+def _target_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits)`` at ``targets`` only: logit - logsumexp, in float32 (no full
+    log-softmax tensor kept)."""
+    logits = logits.float()
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
@@ -236,8 +242,7 @@ def sharded_sequence_logps(logits: torch.Tensor, shard, group) -> SequenceLogps:
 
     targets = shard.shift_labels.to(logits.device)
     mask = targets != IGNORE_INDEX
-    picked = logits.gather(-1, targets.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
-    token_logps = (picked.float() - torch.logsumexp(logits.float(), dim=-1)) * mask
+    token_logps = _target_logps(logits, targets.masked_fill(~mask, 0)) * mask
     ids = shard.sequence_ids.to(logits.device).reshape(-1)
     num = shard.num_sequences
     sums = torch.zeros(num, dtype=token_logps.dtype, device=logits.device)
