@@ -78,6 +78,18 @@ def test_new_key_in_a_plain_dict_is_rejected():
         merge_cfg_options(cfg, {"train_dataloader.shufle": True})
 
 
+def test_runner_dict_without_type_takes_its_builders_arguments():
+    """``log_processor`` has no ``type``: mmengine builds it with ``LogProcessor``, so that
+    class's arguments may be added, and anything else is refused naming it."""
+    cfg = _small_cfg()
+    cfg.log_processor = dict(by_epoch=False)
+    assert merge_cfg_options(cfg, {"log_processor.window_size": 1}) == []
+    assert cfg.log_processor.window_size == 1
+    with pytest.raises(ConfigError, match="LogProcessor takes no argument 'window_sise' "
+                                          r"\(did you mean 'window_size'\?\)"):
+        merge_cfg_options(cfg, {"log_processor.window_sise": 1})
+
+
 def test_a_bad_key_leaves_the_config_untouched():
     cfg = _small_cfg()
     with pytest.raises(ConfigError):

@@ -66,7 +66,7 @@ def test_paramwise_cfg_and_constructor_are_kept(tmp_path):
     cfg = _cfg(paramwise_cfg=dict(norm_decay_mult=0.0), constructor="MyConstructor",
                loss_scale="dynamic", dtype="bfloat16")
     apply_deepspeed(cfg, str(path))
-    assert cfg.optim_wrapper == dict(type="DeepSpeedOptimWrapper",
+    assert cfg.optim_wrapper == dict(type="xtuner.engine._strategy.DeepSpeedOptimWrapper",
                                      optimizer=dict(type="AdamW", lr=1e-4),
                                      paramwise_cfg=dict(norm_decay_mult=0.0),
                                      constructor="MyConstructor")
@@ -82,10 +82,50 @@ def test_paramwise_cfg_reaches_the_optimizer():
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
     wrapper = build_optim_wrapper(model, dict(
-        type="DeepSpeedOptimWrapper", optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.1),
+        type="xtuner.engine._strategy.DeepSpeedOptimWrapper",
+        optimizer=dict(type="AdamW", lr=1e-3, weight_decay=0.1),
         paramwise_cfg=dict(norm_decay_mult=0.0)))
     decays = sorted(group["weight_decay"] for group in wrapper.optimizer.param_groups)
     assert decays[0] == 0.0 and decays[-1] == 0.1
+
+
+class _Engine:
+    """What the wrapper calls on a DeepSpeed engine: two micro-batches per optimizer step
+    (the norm is DeepSpeed's from the last applied step, as the real engine keeps it)."""
+
+    def __init__(self, norms):
+        self.norms, self.micro_steps, self.applied, self.norm = list(norms), 0, False, None
+
+    def step(self):
+        self.micro_steps += 1
+        self.applied = self.micro_steps % 2 == 0
+        if self.applied:
+            self.norm = self.norms.pop(0)
+
+    def was_step_applied(self):
+        return self.applied
+
+    def get_global_grad_norm(self):
+        return self.norm
+
+
+def test_the_deepspeed_wrapper_logs_each_applied_steps_gradient_norm():
+    """mmengine's DeepSpeed wrapper logs no gradient norm; ours logs DeepSpeed's, once per
+    optimizer step, like the plain wrapper's clipping does."""
+    pytest.importorskip("deepspeed")
+    from mmengine.logging import MessageHub
+
+    from xtuner.engine._strategy import DeepSpeedOptimWrapper
+
+    hub = MessageHub.get_instance("test_deepspeed_grad_norm")
+    wrapper = DeepSpeedOptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1))
+    wrapper.model = _Engine([torch.tensor(3.0), 5.0])
+    logged = []
+    for _ in range(4):
+        wrapper.step()
+        logged.append(list(hub.get_scalar("train/grad_norm").data[0])
+                      if "train/grad_norm" in hub.log_scalars else [])
+    assert logged == [[], [3.0], [3.0], [3.0, 5.0]]
 
 
 def test_one_process_without_launcher_gets_a_one_rank_group():

@@ -18,7 +18,7 @@ run() {  # name, then xtuner train arguments
   local name=$1; shift
   local t0=$SECONDS
   # shellcheck disable=SC2068
-  python -m xtuner train "$@" --work-dir "$out/$name" > "$out/$name.log" 2>&1
+  python3 -m xtuner train "$@" --work-dir "$out/$name" > "$out/$name.log" 2>&1
   local rc=$?
   echo "== $name rc=$rc ($((SECONDS - t0)) s)"
   grep -o "Iter(train) \[ *[0-9]*/[0-9]*\].*loss: [0-9.]*" "$out/$name.log" \
@@ -33,9 +33,15 @@ losses_after() {  # log, iteration: "iter:loss" of every logged iteration after 
 }
 if [ "$mode" = families ]; then
   K=${K:-8}  # the checkpoint to resume from
+  # iter_K must survive the run; each iteration logs its own loss (the default window of 10
+  # would average over iterations the resumed run never logged)
+  # EPOCHS shortens the demos (on 2 GPUs 1.5 epochs are 87 LLaVA, 28 DPO and 17 encoder + LLM
+  # iterations; the LLaVA demo's 12 epochs are 696)
   every=(--cfg-options default_hooks.logger.interval=1 default_hooks.checkpoint.interval=$K
-         default_hooks.checkpoint.max_keep_ckpts=-1)  # iter_K must survive the run
-  for cfg in demo_tiny_llava_shapes_e12 demo_tiny_dpo_colorist_e6 demo_tiny_ts_signals_e16; do
+         default_hooks.checkpoint.max_keep_ckpts=-1 log_processor.window_size=1
+         train_cfg.max_epochs=${EPOCHS:-1.5})
+  # FAMILIES / EXAMPLES (space-separated, may be empty) split the mode over calls
+  for cfg in ${FAMILIES-demo_tiny_llava_shapes_e12 demo_tiny_dpo_colorist_e6 demo_tiny_ts_signals_e16}; do
     name=${cfg#demo_tiny_}
     NPROC_PER_NODE=2 run "${name}_z3" "$cfg" --deepspeed deepspeed_zero3 "${every[@]}"
     NPROC_PER_NODE=2 run "${name}_z3_resumed" "$cfg" --deepspeed deepspeed_zero3 \
@@ -46,11 +52,11 @@ if [ "$mode" = families ]; then
         if (a[1] != b[1]) bad = 1; if (d > m) m = d; c++ }
       END { printf "%s resume from iteration '"$K"': %d later losses, max |diff| %g%s\n",
             n, c, m, bad ? " (iterations differ)" : "" }'
-    python -m xtuner convert pth_to_hf "$cfg" "$(latest "$out/${name}_z3")" "$out/${name}_hf" \
+    python3 -m xtuner convert pth_to_hf "$cfg" "$(latest "$out/${name}_z3")" "$out/${name}_hf" \
       --overwrite > "$out/convert_$name.log" 2>&1
     echo "convert $name rc=$?: $(grep -E "Parity|Saved|rror" "$out/convert_$name.log" | tail -3)"
   done
-  for example in example_sft example_image_text; do  # one GPU, then two, same global batch
+  for example in ${EXAMPLES-example_sft example_image_text}; do  # 1 GPU, then 2, same global batch
     for n in 1 2; do
       EXAMPLE_WORK_DIR="$out/${example}_x$n" EXAMPLE_ASSETS="$out/image_text_assets" \
         torchrun --nproc-per-node $n "tests/train/$example.py" > "$out/${example}_x$n.log" 2>&1
@@ -68,29 +74,29 @@ elif [ "$mode" = export ]; then
     # A whole demo run on two GPUs under ZeRO-3, with the HF export hook added.
     cfg="$out/demo_tiny_${name}_colorist_e40_copy.py"
     if [ ! -f "$cfg" ]; then
-      python -m xtuner copy-cfg "demo_tiny_${name}_colorist_e40" "$out" > /dev/null 2>&1
+      python3 -m xtuner copy-cfg "demo_tiny_${name}_colorist_e40" "$out" > /dev/null 2>&1
       echo "custom_hooks.append(dict(type='xtuner.engine.hooks.HFCheckpointHook'))" >> "$cfg"
     fi
     [ -f "$out/${name}_zero3_x2/last_checkpoint" ] ||
       NPROC_PER_NODE=2 run "${name}_zero3_x2" "$cfg" --deepspeed deepspeed_zero3
     echo "hf_model: $(ls "$out/${name}_zero3_x2/hf_model" | tr '\n' ' ')"
     ckpt=$(latest "$out/${name}_zero3_x2")
-    python -m xtuner convert pth_to_hf "$cfg" "$ckpt" "$out/${name}_hf" > "$out/convert_$name.log" 2>&1
+    python3 -m xtuner convert pth_to_hf "$cfg" "$ckpt" "$out/${name}_hf" > "$out/convert_$name.log" 2>&1
     echo "convert $name rc=$?: $(grep -E "Parity|Saved|rror" "$out/convert_$name.log" | tail -3)"
   done
-  python -m xtuner convert merge xtuner/demo/tiny_llm "$out/lora_hf" "$out/lora_merged" \
+  python3 -m xtuner convert merge xtuner/demo/tiny_llm "$out/lora_hf" "$out/lora_merged" \
     > "$out/merge.log" 2>&1
   echo "merge rc=$?: $(grep -E "Parity|Saved|rror" "$out/merge.log" | tail -3)"
   for model in full_hf lora_merged; do
     for bits in none 4; do
       extra=(); [ "$bits" = 4 ] && extra=(--bits 4)
-      answer=$(python -m xtuner chat "$out/$model" "${extra[@]}" --prompt-template qwen_chat \
+      answer=$(python3 -m xtuner chat "$out/$model" "${extra[@]}" --prompt-template qwen_chat \
         --temperature 0 --max-new-tokens 12 --prompt "$prompt" 2> "$out/chat_${model}_$bits.err")
       echo "chat $model bits=$bits rc=$?: $answer $(grep -E "rror" "$out/chat_${model}_$bits.err" | tail -2)"
     done
   done
 elif [ "$mode" = single ]; then
-  python -m pytest -m gpu tests/gpu -q -p no:cacheprovider 2>&1 | tail -5
+  python3 -m pytest -m gpu tests/gpu -q -p no:cacheprovider 2>&1 | tail -5
   run full_amp demo_tiny_full_colorist_e40 "${short[@]}"
   run full_zero2 demo_tiny_full_colorist_e40 --deepspeed deepspeed_zero2 "${short[@]}"
   run lora_amp demo_tiny_lora_colorist_e40 "${short[@]}"

@@ -161,6 +161,10 @@ def config_source_text(path: str | Path) -> str | None:
     return path.read_text(encoding="utf-8") if is_self_contained(path) else None
 
 
+# Top-level dicts the runner builds without a `type` key, and what it builds them with.
+_IMPLIED_TYPES = {"log_processor": "mmengine.runner.LogProcessor"}
+
+
 def _lookup(cfg: Config, dotted: str):
     """Check that ``dotted`` names an existing key (or a new argument of a ``type=`` dict)."""
     node = cfg._cfg_dict
@@ -177,14 +181,16 @@ def _lookup(cfg: Config, dotted: str):
             raise ConfigError(f"--cfg-options key '{dotted}': "
                               f"'{'.'.join(parts[:depth])}' is not a dict")
         if part not in node:
-            # A new keyword argument of a callable (`dict(type=..., ...)`) is allowed when
-            # the callable takes it.
-            if is_leaf and "type" in node:
-                accepted = _accepted_kwargs(dict.get(node, "type"))
+            # A new keyword argument of a callable (`dict(type=..., ...)`, or a runner dict
+            # whose callable is implied) is allowed when the callable takes it.
+            callable_type = dict.get(node, "type") if "type" in node else (
+                _IMPLIED_TYPES.get(parts[0]) if depth == 1 else None)
+            if is_leaf and callable_type is not None:
+                accepted = _accepted_kwargs(callable_type)
                 if accepted is None or part in accepted:
                     return
-                raise ConfigError(f"--cfg-options key '{dotted}': {_type_label(node)} takes "
-                                  f"no argument '{part}'{did_you_mean(part, accepted)}")
+                raise ConfigError(f"--cfg-options key '{dotted}': {_type_label(callable_type)}"
+                                  f" takes no argument '{part}'{did_you_mean(part, accepted)}")
             known = list(node.keys())
             raise ConfigError(f"--cfg-options key '{dotted}' does not exist in the config"
                               f"{did_you_mean(part, known)}")
@@ -222,8 +228,8 @@ def type_name(obj) -> str:
     return getattr(obj, "__name__", None) or str(obj).rsplit(".", 1)[-1].strip("'>")
 
 
-def _type_label(node) -> str:
-    obj = resolve_type(dict.get(node, "type"))
+def _type_label(type_obj) -> str:
+    obj = resolve_type(type_obj)
     return getattr(obj, "__qualname__", None) or str(obj)
 
 

@@ -119,10 +119,11 @@ def fill_deepspeed_auto_values(ds: dict, cfg: Config) -> dict:
 
 
 def deepspeed_optim_wrapper(wrapper: dict) -> ConfigDict:
-    """The ``DeepSpeedOptimWrapper`` replacing ``wrapper``: the same optimizer, and the
+    """xtuner's ``DeepSpeedOptimWrapper`` replacing ``wrapper``: the same optimizer, and the
     ``paramwise_cfg``/``constructor`` mmengine applies when it builds it."""
     kept = {k: wrapper[k] for k in _KEPT if wrapper.get(k) is not None}
-    return ConfigDict(type="DeepSpeedOptimWrapper", optimizer=wrapper.optimizer, **kept)
+    return ConfigDict(type="xtuner.engine._strategy.DeepSpeedOptimWrapper",
+                      optimizer=wrapper.optimizer, **kept)
 
 
 def apply_deepspeed(cfg: Config, name_or_path: str) -> Config:

@@ -1,4 +1,4 @@
 """Training strategies for mmengine's ``FlexibleRunner``."""
-from .deepspeed import DeepSpeedStrategy
+from .deepspeed import DeepSpeedOptimWrapper, DeepSpeedStrategy
 
-__all__ = ["DeepSpeedStrategy"]
+__all__ = ["DeepSpeedOptimWrapper", "DeepSpeedStrategy"]

@@ -5,6 +5,8 @@ mmengine 0.10.7's ``DeepSpeedStrategy.__init__`` registers DeepSpeed's optimizer
 fields itself and registers only the optimizers the installed DeepSpeed has. It also keeps a
 ``transformers.integrations.HfDeepSpeedConfig`` alive while the model is built, so ZeRO-3
 partitions weights as they load and QLoRA picks a quantized storage dtype ZeRO-3 can shard.
+Its optimizer wrapper logs each optimizer step's gradient norm, as mmengine's plain wrapper
+does.
 """
 from __future__ import annotations
 
@@ -12,10 +14,13 @@ import importlib
 
 from mmengine._strategy import BaseStrategy
 from mmengine._strategy import DeepSpeedStrategy as MMEngineDeepSpeedStrategy
+from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper as MMEngineDeepSpeedOptimWrapper
 from mmengine.device import get_device
-from mmengine.registry import OPTIMIZERS, STRATEGIES
+from mmengine.logging import MessageHub
+from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS, STRATEGIES
 
-__all__ = ["DeepSpeedStrategy", "register_available_deepspeed_optimizers"]
+__all__ = ["DeepSpeedOptimWrapper", "DeepSpeedStrategy",
+           "register_available_deepspeed_optimizers"]
 
 _DEEPSPEED_OPTIMIZERS = {
     "deepspeed.ops.adam": ("DeepSpeedCPUAdam", "FusedAdam"),
@@ -102,3 +107,18 @@ class DeepSpeedStrategy(MMEngineDeepSpeedStrategy):
         if hasattr(model, "data_preprocessor"):
             model.data_preprocessor.to(get_device())
         return wrapper
+
+
+@OPTIM_WRAPPERS.register_module(name="XTunerDeepSpeedOptimWrapper", force=True)
+class DeepSpeedOptimWrapper(MMEngineDeepSpeedOptimWrapper):
+    """mmengine's DeepSpeed optimizer wrapper, which also logs ``grad_norm``: the norm of
+    each applied optimizer step's gradient, before clipping (DeepSpeed's global norm), under
+    the key mmengine's plain wrapper uses."""
+
+    def step(self, **kwargs):
+        self.model.step()
+        if not self.model.was_step_applied():  # accumulating, or a skipped fp16 step
+            return
+        norm = self.model.get_global_grad_norm()
+        if norm is not None:
+            MessageHub.get_current_instance().update_scalar("train/grad_norm", float(norm))
