@@ -340,24 +340,52 @@ def test_python_dash_m_xtuner_is_the_same_command(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("exit_status", [0, 2])
-def test_a_failed_worker_is_one_line_and_its_exit_status(tmp_path, exit_status):
-    """The torchrun the launch command runs: a worker's own one-line error stays the only
-    message (no torchrun traceback or failure table), and its exit status is the run's."""
+def _launch_workers(tmp_path, body: str, *args: str) -> subprocess.CompletedProcess:
+    """The torchrun the launch command runs, over two workers running ``body``."""
     from tests.ports import free_port
 
     worker = tmp_path / "worker.py"
-    worker.write_text("import os, sys\n"
-                      "if os.environ['RANK'] == '1' and int(sys.argv[1]):\n"
-                      "    print('xtuner train: error: the config is wrong', file=sys.stderr)\n"
-                      "    sys.exit(int(sys.argv[1]))\n")
+    worker.write_text("import os, sys\n" + body)
     env = {**os.environ, "NPROC_PER_NODE": "2", "PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
     env.pop("NNODES", None)
-    command = build_launch_command(worker, [str(exit_status)], env)[:-2]  # no --launcher
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    env.pop("XTUNER_ERROR_DIR", None)
+    command = build_launch_command(worker, list(args), env)[:-2]  # no --launcher
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("exit_status", [0, 2])
+def test_a_failed_worker_is_one_line_and_its_exit_status(tmp_path, exit_status):
+    """A worker that prints its own message and fails: no torchrun traceback or failure
+    table, one line naming the rank, and its exit status is the run's."""
+    proc = _launch_workers(tmp_path, "if os.environ['RANK'] == '1' and int(sys.argv[1]):\n"
+                           "    print('Segmentation fault', file=sys.stderr)\n"
+                           "    sys.exit(int(sys.argv[1]))\n", str(exit_status))
     assert proc.returncode == exit_status, proc.stderr[-2000:]
     if exit_status:
         assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr
-        assert "xtuner train: error: the config is wrong" in proc.stderr
+        assert "Segmentation fault" in proc.stderr
         assert "xtuner: worker rank 1 failed with exit status 2; see its messages above" \
             in proc.stderr.splitlines()
+
+
+def test_a_users_mistake_is_printed_once_for_all_ranks(tmp_path):
+    """Every rank reads the same config and fails with the same one-line error: the launcher
+    prints it once; a line only one rank reports is printed too."""
+    body = ("from xtuner.utils.cli import run_main\n"
+            "from xtuner.utils.errors import ConfigError\n"
+            "def main(argv):\n"
+            "    raise ConfigError('cfg.py:3: the config is wrong')\n"
+            "def other(argv):\n"
+            "    raise ConfigError('only rank 1 sees this')\n"
+            "sys.exit(run_main(other if os.environ['RANK'] == '1' and sys.argv[1:] else main,\n"
+            "                  prog='xtuner train'))\n")
+    proc = _launch_workers(tmp_path, body)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert lines.count("xtuner train: error: cfg.py:3: the config is wrong") == 1, lines
+    assert not [line for line in lines if "worker rank" in line or "Traceback" in line]
+    proc = _launch_workers(tmp_path, body, "differ")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert lines.count("xtuner train: error: cfg.py:3: the config is wrong") == 1, lines
+    assert lines.count("xtuner train: error: only rank 1 sees this") == 1, lines

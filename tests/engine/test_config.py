@@ -250,8 +250,18 @@ def test_an_explicit_schedule_is_left_alone():
 def test_max_iters_on_an_epoch_schedule_says_it_was_left_alone():
     cfg = load_config(resolve_config("qwen3_8b_qlora_alpaca_e3"))
     notes = merge_cfg_options(cfg, {"train_cfg.max_iters": 5})
-    assert notes == [("param_scheduler was left as it is: it counts epochs (up to 3) while "
-                     "train_cfg now sets max_iters=5")]
+    assert notes == ["train_cfg.max_iters=5 replaces the config's train_cfg.max_epochs=3",
+                     ("param_scheduler was left as it is: it counts epochs (up to 3) while "
+                      "train_cfg now sets max_iters=5")]
+    assert cfg.train_cfg.max_iters == 5 and "max_epochs" not in cfg.train_cfg
+
+
+def test_max_epochs_replaces_the_configs_max_iters():
+    """The loop takes one length: the one given replaces the config's other one."""
+    cfg = Config(dict(train_cfg=dict(type="xtuner.engine.runner.TrainLoop", max_iters=100)))
+    notes = merge_cfg_options(cfg, {"train_cfg.max_epochs": 2})
+    assert notes == ["train_cfg.max_epochs=2 replaces the config's train_cfg.max_iters=100"]
+    assert dict(cfg.train_cfg) == dict(type="xtuner.engine.runner.TrainLoop", max_epochs=2)
 
 
 def test_settings_note_with_demo_list_path():

@@ -323,6 +323,7 @@ def merge_cfg_options(cfg: Config, options: Mapping | None) -> list[str]:
       base file) or it would change nothing, it is an error naming the keys that hold it.
     * Changing ``train_cfg.max_epochs`` / ``max_iters`` rescales the LR schedule to the new
       length (unless the same options set ``param_scheduler``); a note says what changed.
+      Giving the one the config does not use replaces the other.
 
     Raises:
         ConfigError: an unknown key, a value of the wrong kind, or a value that cannot reach
@@ -343,8 +344,22 @@ def merge_cfg_options(cfg: Config, options: Mapping | None) -> list[str]:
     if rest:
         loop = dict(cfg.get("train_cfg") or {})
         cfg.merge_from_dict(rest)
+        notes += _one_training_length(cfg, loop, rest)
         if not any(k.split(".")[0] == "param_scheduler" for k in rest):
             notes += _sync_schedulers(cfg, loop)
+    return notes
+
+
+def _one_training_length(cfg: Config, loop: Mapping, options: Mapping) -> list[str]:
+    """A length in iterations given for a config counted in epochs (or the other way round)
+    replaces the config's: the loop takes only one."""
+    notes = []
+    for given, other in (("max_iters", "max_epochs"), ("max_epochs", "max_iters")):
+        if (f"train_cfg.{given}" in options and f"train_cfg.{other}" not in options
+                and loop.get(other) is not None):
+            del cfg.train_cfg[other]
+            notes.append(f"train_cfg.{given}={options[f'train_cfg.{given}']} replaces the "
+                         f"config's train_cfg.{other}={loop[other]}")
     return notes
 
 
@@ -445,7 +460,7 @@ def _sync_schedulers(cfg: Config, loop: Mapping) -> list[str]:
     notes = []
     for unit, by_epoch in (("max_epochs", True), ("max_iters", False)):
         old, new = loop.get(unit), train_cfg.get(unit)
-        if old == new or not schedulers:
+        if old == new or not schedulers or new is None:  # unchanged, or replaced by the other
             continue
         if not isinstance(old, (int, float)) or not old:
             if isinstance(new, (int, float)) and "max_epochs" in loop and not by_epoch:

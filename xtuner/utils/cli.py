@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import UsageError, XTunerError
+from .launch import report_error
 
 __all__ = ["ArgumentParser", "run_main", "debug_enabled", "quiet_dependency_chatter"]
 
@@ -88,7 +89,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except XTunerError as exc:
         if debug_enabled():
             raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        report_error(f"{prog}: error: {exc}")
         return exc.exit_code
     except BrokenPipeError:
         if debug_enabled():

@@ -1,16 +1,39 @@
 """``python -m xtuner.utils.launch TORCHRUN_ARGS``: torchrun (``torch.distributed.run``) that
-reports a failed worker in one line.
+reports a failed run in one line.
 
-When a worker exits non-zero, torchrun raises ``ChildFailedError`` and prints a traceback and
-a failure table, although the worker has already said what went wrong (xtuner's tools print
-one line for a user's mistake). Here the traceback and the table give way to one line naming
-the first rank that failed (torchrun's own log line about the failed process stays), and the
-run exits with that worker's exit status.
+Every worker reads the same config, so a user's mistake would print the same one-line error
+once per rank. Under this launcher the workers hand their one-line errors to it instead
+(:func:`report_error`, through the folder named by ``XTUNER_ERROR_DIR``), and it prints each
+distinct line once when the run has ended. When a worker exits non-zero, torchrun raises
+``ChildFailedError`` and prints a traceback and a failure table; here they give way to the
+workers' lines, or, where a worker left none (a crash with its own traceback, a signal), to one
+line naming the first rank that failed. The run exits with that worker's exit status.
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+
+ERROR_DIR_ENV = "XTUNER_ERROR_DIR"
+
+
+def report_error(line: str) -> None:
+    """Print a user error's one line to stderr, or, in a worker of this launcher, leave it for
+    the launcher to print once for all ranks."""
+    folder, rank = os.environ.get(ERROR_DIR_ENV), os.environ.get("RANK")
+    if folder and rank is not None and os.path.isdir(folder):
+        Path(folder, f"rank{rank}").write_text(line, encoding="utf-8")
+        return
+    print(line, file=sys.stderr)
+
+
+def _workers_errors(folder: str) -> list[str]:
+    """The distinct lines the workers reported, in rank order."""
+    files = sorted(Path(folder).glob("rank*"), key=lambda p: int(p.name[4:]))
+    return list(dict.fromkeys(p.read_text(encoding="utf-8") for p in files))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,18 +42,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
-    try:
-        torchrun(list(sys.argv[1:] if argv is None else argv))
-    except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        code = failure.exitcode
-        if code < 0:  # killed by a signal (e.g. 9: out of host memory)
-            print(f"xtuner: worker rank {rank} was killed by signal {-code}; see the messages "
-                  "above", file=sys.stderr)
-            return 128 - code
-        print(f"xtuner: worker rank {rank} failed with exit status {code}; see its messages "
-              "above", file=sys.stderr)
-        return code or 1
+    with tempfile.TemporaryDirectory(prefix="xtuner-errors-") as folder:
+        os.environ[ERROR_DIR_ENV] = folder  # the workers inherit it
+        try:
+            torchrun(list(sys.argv[1:] if argv is None else argv))
+        except ChildFailedError as exc:
+            rank, failure = exc.get_first_failure()
+            code = failure.exitcode
+            if code < 0:  # killed by a signal (e.g. 9: out of host memory)
+                print(f"xtuner: worker rank {rank} was killed by signal {-code}; see the "
+                      "messages above", file=sys.stderr)
+                return 128 - code
+            errors = _workers_errors(folder)
+            for line in errors:
+                print(line, file=sys.stderr)
+            if not errors:
+                print(f"xtuner: worker rank {rank} failed with exit status {code}; see its "
+                      "messages above", file=sys.stderr)
+            return code or 1
     return 0
 
 
