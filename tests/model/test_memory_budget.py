@@ -2,6 +2,7 @@
 the plan applied to a built model, and the optimizer constructor that swaps in 8-bit states."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -75,6 +76,38 @@ def test_without_liger_the_8gb_budget_is_refused():
     with pytest.raises(ConfigError, match="even with activation checkpointing, checkpointed "
                                           "inputs in host memory, paged 8-bit AdamW states"):
         plan_memory(W2, 2048, "8GB", available)
+
+
+# W2's model trained with DPO/ORPO (a preference loss over sequence log-probabilities).
+W2_PREFERENCE = dataclasses.replace(W2, preference=True)
+
+
+@pytest.mark.parametrize("budget, levers, checkpointing", [
+    ("60GB", (), None),
+    ("24GB", ("chunked_logps", "checkpointing"), "auto"),
+    ("10GB", ("chunked_logps", "checkpointing", "offload_activations"), "all"),
+    ("8GB", ("chunked_logps", "checkpointing", "offload_activations", "optimizer_8bit"),
+     "all"),
+])
+def test_preference_training_takes_chunked_logps_not_the_fused_loss(budget, levers,
+                                                                    checkpointing):
+    """The catalog's DPO/ORPO row: pairs packed into 4096 tokens. The logits lever of a
+    preference loss is chunked_logps (liger's fused loss has no part in it), and it is the
+    first lever taken; supervised fine-tuning never takes chunked_logps."""
+    plan = plan_memory(W2_PREFERENCE, 4096, budget)
+    assert plan.levers == levers
+    assert plan.checkpointing == checkpointing
+    assert "chunked_logps" not in plan_memory(W2, 2048, "8GB").levers
+
+
+def test_the_preference_logits_estimate_matches_the_h200_measurement():
+    """Measured on one H200 (tests/gpu/dpo_benchmark.py --tokens 4752, the logits path): DPO
+    QLoRA r=64 of this shape, every layer checkpointed, AdamW: 20.7 GiB peak allocated. The
+    estimate may err high, not low."""
+    parts = estimate_memory(W2_PREFERENCE, 4752, ("checkpointing",))
+    assert 20.7 <= peak_bytes(parts) / GiB < 20.7 * 1.05
+    chunked = estimate_memory(W2_PREFERENCE, 4752, ("chunked_logps", "checkpointing"))
+    assert (parts["forward"] - chunked["forward"]) / GiB > 10  # the logits of the row
 
 
 @pytest.mark.parametrize("bad", ["eight", "-3", 0])
@@ -161,13 +194,57 @@ def test_apply_memory_budget_wires_the_config():
     cfg.sequence_parallel_size = 4  # each GPU runs a quarter of every row
     apply_memory_budget(cfg)
     assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=1024)
-    dpo = Config(dict(cfg.to_dict(), model=dict(type="DPO", llm=dict())))
-    with pytest.raises(ConfigError, match="^memory_budget plans SupervisedFinetune runs; this "
-                                          "config trains DPO: remove memory_budget"):
-        apply_memory_budget(dpo)
+    reward = Config(dict(cfg.to_dict(), model=dict(type="RewardModel", llm=dict())))
+    with pytest.raises(ConfigError, match="^memory_budget plans SupervisedFinetune, DPO, ORPO "
+                                          "runs; this config trains RewardModel: remove "
+                                          "memory_budget"):
+        apply_memory_budget(reward)
     cfg.strategy = dict(type="DeepSpeedStrategy")
     with pytest.raises(ConfigError, match="does not work with --deepspeed"):
         apply_memory_budget(cfg)
+
+
+def test_a_preference_run_plans_for_its_packed_row_of_pairs():
+    """DPO packs pairs into max_packed_length tokens; unpacked, a pair's chosen and rejected
+    sequences (max_length each) run side by side."""
+    dataset = dict(type="build_preference_dataset", max_length=2048, max_packed_length=4096,
+                   use_varlen_attn=True)
+    cfg = Config(dict(max_length=2048, model=dict(type="DPO", llm=dict()),
+                      train_dataloader=dict(batch_size=1, dataset=dataset),
+                      optim_wrapper=dict(type="AmpOptimWrapper", optimizer=dict(type="AdamW"))))
+    apply_memory_budget(cfg, "8GB")
+    assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=4096)
+    cfg.train_dataloader.dataset.use_varlen_attn = False
+    cfg.train_dataloader.batch_size = 2
+    apply_memory_budget(cfg)
+    assert cfg.optim_wrapper.memory_budget == dict(budget="8GB", tokens=2 * 2048 * 2)
+
+
+def test_the_plan_turns_chunked_logps_on(llama_dir):
+    """A DPO model measured (its separate reference's weights counted) and planned to a budget
+    only chunked log-probabilities meet: the model switches to them, and still trains."""
+    from xtuner.dataset.collate_fns import preference_collate_fn
+    from xtuner.model import DPO
+    from xtuner.model.preference import logps_chunk_tokens
+
+    llm = dict(type=AutoModelForCausalLM.from_pretrained, pretrained_model_name_or_path=llama_dir)
+    model = DPO(llm=llm, use_varlen_attn=True, use_activation_checkpointing=False)
+    sizes = MemorySizes.of(model)
+    one = sum(p.numel() * p.element_size() for p in model.llm.parameters())
+    assert sizes.preference and sizes.weights >= 2 * one  # the policy and its reference
+    tokens = 4 * logps_chunk_tokens(sizes.vocab)  # a row of four chunks
+    tight = int(peak_bytes(estimate_memory(sizes, tokens, ["chunked_logps"])) / 0.97) + 1
+    plan = plan_memory(sizes, tokens, f"{tight}B", available_levers(model, "AdamW"))
+    assert plan.levers == ("chunked_logps",)
+    assert not model.chunked_logps
+    apply_memory_plan(model, plan)
+    assert model.chunked_logps
+    pair = {"chosen_ids": [5, 6, 7, 8], "chosen_labels": [-100, -100, 7, 8],
+            "rejected_ids": [5, 6, 9], "rejected_labels": [-100, -100, 9]}
+    batch = preference_collate_fn([pair, pair], use_varlen_attn=True)["data"]
+    loss = model(batch, mode="loss")["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
 
 
 XTUNER_BIN = Path(sys.executable).parent / "xtuner"

@@ -20,11 +20,14 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from xtuner.engine.config import config_max_length, type_name
 from xtuner.utils.errors import ConfigError
 
-__all__ = ["DEVICE_BUDGET", "MemoryBudgetOptimWrapperConstructor", "apply_memory_budget",
-           "device_budget"]
+__all__ = ["DEVICE_BUDGET", "PLANNED_MODELS", "MemoryBudgetOptimWrapperConstructor",
+           "apply_memory_budget", "device_budget"]
 
 # Without a memory_budget, a run on a GPU plans to the GPU it has.
 DEVICE_BUDGET = "device"
+# The models the estimate covers; a vision tower, an encoder or a reward head is not in it.
+PLANNED_MODELS = ("SupervisedFinetune", "DPO", "ORPO")
+_PREFERENCE_MODELS = ("DPO", "ORPO")
 
 
 def device_budget() -> int:
@@ -80,7 +83,8 @@ class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if by_default:
                 return super().__call__(model)
             raise ConfigError(f"memory_budget: {type(inner).__name__} cannot plan its memory; "
-                              "it works with SupervisedFinetune models (remove memory_budget)")
+                              f"it works with {', '.join(PLANNED_MODELS)} models (remove "
+                              "memory_budget)")
         optimizer = self.optimizer_cfg
         try:
             # device_budget() is bytes; a bare number in a config is GiB.
@@ -105,7 +109,7 @@ class MemoryBudgetOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
 def apply_memory_budget(cfg: Config, budget=None) -> None:
     """Plan the run of ``cfg`` to ``budget`` (or ``cfg.memory_budget``). Without either, a
-    SupervisedFinetune run on one GPU plans to what it may allocate there
+    run of one of :data:`PLANNED_MODELS` on one GPU plans to what it may allocate there
     (:func:`device_budget`), which changes nothing when the run fits as configured.
 
     Raises:
@@ -129,10 +133,10 @@ def apply_memory_budget(cfg: Config, budget=None) -> None:
                           "own optimizer); use ZeRO's offload settings, or drop --deepspeed")
     model = cfg.get("model") or {}
     kind = type_name(model.get("type"))
-    if kind != "SupervisedFinetune":
-        # A reference model (DPO), a vision tower or an encoder is not in the estimate yet.
-        raise ConfigError(f"memory_budget plans SupervisedFinetune runs; this config trains "
-                          f"{kind or 'no model'}: remove memory_budget / --memory-budget")
+    if kind not in PLANNED_MODELS:
+        raise ConfigError(f"memory_budget plans {', '.join(PLANNED_MODELS)} runs; this config "
+                          f"trains {kind or 'no model'}: remove memory_budget / "
+                          "--memory-budget")
     wrapper = cfg.optim_wrapper
     if wrapper.get("constructor") not in (None, "DefaultOptimWrapperConstructor",
                                           MemoryBudgetOptimWrapperConstructor):
@@ -150,9 +154,20 @@ def _plans_by_default(cfg: Config) -> bool:
     QLoRA config that would not fit an 8 GB card as written still trains on one."""
     wrapper = cfg.get("optim_wrapper") or {}
     return (torch.cuda.is_available() and cfg.get("strategy") is None
-            and type_name((cfg.get("model") or {}).get("type")) == "SupervisedFinetune"
+            and type_name((cfg.get("model") or {}).get("type")) in PLANNED_MODELS
             and wrapper.get("constructor") in (None, "DefaultOptimWrapperConstructor")
             and bool(config_max_length(cfg)))
+
+
+def _row_tokens(cfg: Config) -> int:
+    """Tokens of one row of the largest micro-batch: ``max_length``, or for preference
+    training a packed row of pairs (``max_packed_length``) or a pair's chosen and rejected
+    sequences side by side."""
+    if type_name((cfg.get("model") or {}).get("type")) not in _PREFERENCE_MODELS:
+        return int(config_max_length(cfg))
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    packed = dataset.get("max_packed_length") if dataset.get("use_varlen_attn") else None
+    return int(packed) if isinstance(packed, int) else 2 * int(config_max_length(cfg))
 
 
 def _wire(cfg: Config, budget) -> None:
@@ -162,4 +177,4 @@ def _wire(cfg: Config, budget) -> None:
     wrapper = cfg.optim_wrapper
     wrapper.constructor = MemoryBudgetOptimWrapperConstructor
     wrapper.memory_budget = ConfigDict(
-        budget=budget, tokens=-(-int(config_max_length(cfg)) * int(batch) // shards))
+        budget=budget, tokens=-(-_row_tokens(cfg) * int(batch) // shards))

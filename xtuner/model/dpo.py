@@ -82,15 +82,23 @@ class PreferenceModel(SupervisedFinetune):
         # The train loop normalises token losses over the optimizer step for models with a
         # loss_reduction; a pair loss is not a token loss.
         self.loss_reduction = None
-        self.chunked_logps = bool(chunked_logps)
-        if self.chunked_logps:
-            if self.sequence_parallel_size > 1:
-                raise ConfigError("model.chunked_logps does not work with "
-                                  "sequence_parallel_size > 1; set chunked_logps=False")
-            self.logit_softcap = head_softcap(self.llm)
-            self.logps_chunk_tokens = logps_chunk_tokens(
-                self.llm.config.get_text_config().vocab_size)
-            self._head_checked = False  # on the first batch (see _check_head)
+        self.chunked_logps = False
+        if chunked_logps:
+            self.enable_chunked_logps()
+
+    def enable_chunked_logps(self) -> None:
+        """Switch to ``chunked_logps`` (also what the memory plan's lever does).
+
+        Raises:
+            ConfigError: with sequence parallelism.
+        """
+        if self.sequence_parallel_size > 1:
+            raise ConfigError("model.chunked_logps does not work with "
+                              "sequence_parallel_size > 1; set chunked_logps=False")
+        self.chunked_logps = True
+        self.logit_softcap = head_softcap(self.llm)
+        self.logps_chunk_tokens = logps_chunk_tokens(self.llm.config.get_text_config().vocab_size)
+        self._head_checked = False  # on the first batch (see _check_head)
 
     def _pair_inputs(self, data: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
         """The LLM's inputs (without labels), the labels and the packed boundaries."""

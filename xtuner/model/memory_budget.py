@@ -6,6 +6,10 @@ less than 2% of the budget on top of those taken), and stops as soon as the esti
 1. ``fused_loss``: liger's fused linear cross-entropy, so the logits of a row are never
    materialised (on by default on CUDA; saves ``tokens x vocab x 10`` bytes, 2.5 GiB for
    2048 tokens of a 128k vocabulary). Costs nothing.
+   ``chunked_logps`` is its counterpart for preference training (DPO, ORPO): the sequences'
+   log-probabilities from the output head a chunk of target tokens at a time
+   (``model.chunked_logps``), so the logits of the row never exist (saves about
+   ``tokens x vocab x 20`` bytes). Costs recomputing each chunk's logits in the backward pass.
 2. ``checkpointing``: activation checkpointing, ``'auto'`` (only as many layers as the
    budget needs, fitted from the first step's measurement) or ``'all'`` when not even one
    plain layer fits. Costs recomputation.
@@ -24,6 +28,12 @@ and from its shapes for the activations. The activation constants were measured 
 (Llama-3-8B QLoRA r=64, 2048 tokens: a plain decoder layer keeps 594 MiB for backward,
 ``16 h + 6 i`` 16-bit values a token; a recomputed layer's backward peaks at about half of it).
 Each run then checks itself: the ``'auto'`` checkpointing plan measures the first step.
+A preference run is estimated as supervised fine-tuning on the packed row of its pairs (the
+reference's forward pass runs without gradients, before the policy's, and keeps nothing), with
+its own logits term: log-probabilities from the whole row's logits keep about 20 bytes a logit
+(the 16-bit logits, their float32 copy and log-softmax, and in the backward pass the gradients
+of all three). That term was checked once, on the H200: DPO QLoRA r=64 of a Llama-3-8B shape,
+4,752 tokens, every layer checkpointed, peaked at 20.7 GiB (estimate 21.2 GiB).
 
 A budget that even every lever cannot meet is refused before training, in one line that names
 the smallest budget that fits.
@@ -40,15 +50,17 @@ from mmengine import print_log
 from xtuner.utils.errors import ConfigError
 
 from .checkpointing import checkpointable_layers, parse_memory
+from .preference import logps_chunk_tokens
 
 __all__ = ["LEVERS", "MemoryPlan", "MemorySizes", "apply_memory_plan", "estimate_memory",
            "peak_bytes", "plan_memory"]
 
-LEVERS = ("fused_loss", "checkpointing", "offload_activations", "activations_16bit",
-          "optimizer_8bit")
+LEVERS = ("fused_loss", "chunked_logps", "checkpointing", "offload_activations",
+          "activations_16bit", "optimizer_8bit")
 
 _DESCRIPTIONS = {
     "fused_loss": "fused linear cross-entropy",
+    "chunked_logps": "log-probabilities in chunks (no logits)",
     "checkpointing": "activation checkpointing",
     "offload_activations": "checkpointed inputs in host memory",
     "activations_16bit": "16-bit hidden states between layers",
@@ -58,6 +70,11 @@ _DESCRIPTIONS = {
 # liger's fused loss holds ``chunk_mem_const x tokens x hidden`` logits at a time (see
 # xtuner.model.kernels.FLCE_CHUNK_MEM_CONST), in 16-bit plus their float32 gradient.
 _FUSED_LOSS_ELEMENTS = 8
+# Bytes a logit beyond the 16-bit logits themselves: the cross-entropy's float32 copy and its
+# gradient; a preference loss's float32 copy and log-softmax, their gradients and the 16-bit
+# logits' gradient (see the module docstring).
+_LOSS_BYTES_PER_LOGIT = 8
+_LOGPS_BYTES_PER_LOGIT = 18
 _HEADROOM = 0.97
 # A lever that saves less than this share of the budget is not worth what it costs.
 _WORTH = 0.02
@@ -91,6 +108,7 @@ class MemorySizes:
         vocab: vocabulary size.
         compute_bytes: bytes of an activation (2: 16-bit compute).
         residual_bytes: bytes of a hidden state between layers (4 for QLoRA after peft).
+        preference: the loss comes from sequence log-probabilities (DPO, ORPO).
     """
 
     weights: int
@@ -102,15 +120,19 @@ class MemorySizes:
     vocab: int
     compute_bytes: int = 2
     residual_bytes: int = 2
+    preference: bool = False
 
     @classmethod
     def of(cls, model) -> MemorySizes:
-        """Measure a :class:`~xtuner.model.SupervisedFinetune` (its ``llm``)."""
+        """Measure a :class:`~xtuner.model.SupervisedFinetune` (its ``llm``), or a DPO/ORPO
+        model (with a separate reference model's weights)."""
         llm = model.llm
         config = llm.config.get_text_config() if hasattr(llm.config, "get_text_config") \
             else llm.config
+        frozen_copies = [m for m in (getattr(model, "ref_llm", None),) if m is not None]
         weights = sum(t.numel() * t.element_size() + _quant_state_bytes(t)
-                      for t in (*llm.parameters(), *llm.buffers()))
+                      for m in (llm, *frozen_copies)
+                      for t in (*m.parameters(), *m.buffers()))
         trained = [p for p in llm.parameters() if p.requires_grad]
         embedding = llm.get_input_embeddings()
         upcast = getattr(model, "embedding_upcast", None) is not None
@@ -120,7 +142,8 @@ class MemorySizes:
                    layers=len(checkpointable_layers(llm)) or config.num_hidden_layers,
                    hidden=config.hidden_size,
                    intermediate=getattr(config, "intermediate_size", 4 * config.hidden_size),
-                   vocab=config.vocab_size, residual_bytes=residual)
+                   vocab=config.vocab_size, residual_bytes=residual,
+                   preference=hasattr(model, "enable_chunked_logps"))
 
     def plain_layer(self, tokens: int) -> int:
         """Bytes one decoder layer keeps for its backward pass when not checkpointed."""
@@ -155,10 +178,14 @@ def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int =
         recomputed = plain // 2  # a recomputed layer's backward
     else:
         kept, recomputed = sizes.layers * plain, 0
+    per_logit = sizes.compute_bytes + (_LOGPS_BYTES_PER_LOGIT if sizes.preference
+                                       else _LOSS_BYTES_PER_LOGIT)
     if "fused_loss" in levers:
         logits = _FUSED_LOSS_ELEMENTS * tokens * sizes.hidden * (sizes.compute_bytes + 4)
-    else:  # the logits, their float32 copy in the loss, and its gradient
-        logits = tokens * sizes.vocab * (sizes.compute_bytes + 8)
+    elif "chunked_logps" in levers:  # one chunk's logits at a time
+        logits = min(tokens, logps_chunk_tokens(sizes.vocab)) * sizes.vocab * per_logit
+    else:
+        logits = tokens * sizes.vocab * per_logit
     # Autocast keeps a 16-bit copy of each float32 trained weight until the forward pass ends.
     casts = (sizes.trainable_params * sizes.compute_bytes
              if sizes.trainable_bytes > sizes.trainable_params * sizes.compute_bytes else 0)
@@ -210,7 +237,9 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
         sizes: the model's sizes.
         tokens: tokens of the largest micro-batch.
         budget: a size such as ``'8GB'`` or ``'1024B'`` (a bare number is GiB).
-        available: the levers this run can use (e.g. no ``fused_loss`` without liger).
+        available: the levers this run can use (e.g. no ``fused_loss`` without liger;
+            ``fused_loss`` serves supervised fine-tuning, ``chunked_logps`` preference
+            training).
 
     Raises:
         ConfigError: the budget cannot be read, or not even every lever fits it; the message
@@ -220,6 +249,8 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
         budget_bytes = parse_memory(budget)
     except ValueError as exc:
         raise ConfigError(f"memory budget: {exc}") from None
+    # A loss takes only its own kind of lever against the logits.
+    available = set(available) - {"fused_loss" if sizes.preference else "chunked_logps"}
     # The estimate is rough and the allocator fragments: plan to 97% of the budget.
     usable = int(budget_bytes * _HEADROOM)
     chosen: list[str] = []
@@ -252,10 +283,13 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
 
 
 def available_levers(model, optimizer_type: str | None) -> tuple[str, ...]:
-    """The levers ``model`` (a :class:`~xtuner.model.SupervisedFinetune`) and the optimizer
-    can use."""
+    """The levers ``model`` (a :class:`~xtuner.model.SupervisedFinetune`, DPO or ORPO) and the
+    optimizer can use."""
     levers = []
-    if getattr(model, "use_liger_kernel", False):
+    if hasattr(model, "enable_chunked_logps"):  # a preference loss: liger's has no part in it
+        if getattr(model, "sequence_parallel_size", 1) == 1:
+            levers.append("chunked_logps")
+    elif getattr(model, "use_liger_kernel", False):
         levers.append("fused_loss")
     if getattr(model, "use_activation_checkpointing", False) is not False:
         levers.append("checkpointing")
@@ -278,4 +312,6 @@ def apply_memory_plan(model, plan: MemoryPlan) -> None:
     if "activations_16bit" in plan.levers:
         model.embedding_upcast.remove()
         model.embedding_upcast = None
+    if "chunked_logps" in plan.levers and not model.chunked_logps:
+        model.enable_chunked_logps()
     print_log(plan.describe(), logger="current", level=logging.INFO)
