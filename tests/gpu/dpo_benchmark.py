@@ -6,12 +6,16 @@ logits path and with ``chunked_logps=True``.
 
     python tests/gpu/dpo_benchmark.py [--shape llama3_1_8b] [--tokens 4096] [--work-dir DIR]
                                       [--method dpo orpo] [--logps plain chunked]
+                                      [--memory-budget 8GB]
 
 ``--tokens``: the packed row (the catalog's ``max_packed_length``, 4096; 4752 was the first
-measurement's row of three pairs).
+measurement's row of three pairs). ``--memory-budget``: xtuner's memory plan for that budget
+(as ``xtuner train --memory-budget``; paged 8-bit AdamW when the plan takes it), with the
+process capped at the budget as a card of that size would be; the plan's line is printed.
 """
 import argparse
 import gc
+import os
 import time
 
 import torch
@@ -43,7 +47,10 @@ parser.add_argument("--method", nargs="+", default=["dpo"], choices=["dpo", "orp
 parser.add_argument("--logps", nargs="+", default=["plain", "chunked"],
                     choices=["plain", "chunked"])
 parser.add_argument("--steps", type=int, default=10)
+parser.add_argument("--memory-budget", default=None)
 args = parser.parse_args()
+if args.memory_budget:  # as xtuner train does, before CUDA starts
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
 config_class, sizes = SHAPES[args.shape]
 config_dir = f"{args.work_dir}/{args.shape}_config"
@@ -86,7 +93,24 @@ def run(method: str, chunked: bool) -> None:
                         task_type="CAUSAL_LM"),
         use_varlen_attn=True, use_activation_checkpointing=True, chunked_logps=chunked,
         **kw).cuda().train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-5)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=5e-5)
+    if args.memory_budget:
+        from xtuner.model.checkpointing import parse_memory
+        from xtuner.model.memory_budget import (MemorySizes, apply_memory_plan,
+                                                available_levers, plan_memory)
+
+        budget = parse_memory(args.memory_budget)
+        torch.cuda.set_per_process_memory_fraction(
+            min(1.0, budget / torch.cuda.get_device_properties(0).total_memory))
+        plan = plan_memory(MemorySizes.of(model), tokens, args.memory_budget,
+                           available_levers(model, "AdamW"))
+        apply_memory_plan(model, plan)
+        print(f"PLAN {method}: {plan.describe()}", flush=True)
+        if "optimizer_8bit" in plan.levers:
+            import bitsandbytes
+
+            opt = bitsandbytes.optim.PagedAdamW8bit(trained, lr=5e-5)
     losses = []
     for i in range(3 + args.steps):
         if i == 3:  # after the warm-up
@@ -100,7 +124,8 @@ def run(method: str, chunked: bool) -> None:
         losses.append(float(out["loss"]))
     torch.cuda.synchronize()
     dt = time.time() - t
-    print(f"RESULT {method} qlora {args.shape} chunked_logps={chunked}: {tokens} tokens a row "
+    print(f"RESULT {method} qlora {args.shape} chunked_logps={model.chunked_logps} "
+          f"budget={args.memory_budget}: {tokens} tokens a row "
           f"({len(pairs)} pairs), tokens/s={tokens * args.steps / dt:.0f} "
           f"step={dt / args.steps * 1000:.0f}ms "
           f"peak_mem={torch.cuda.max_memory_allocated() / 2**30:.2f}GiB "
