@@ -97,8 +97,12 @@ def run(method: str, chunked: bool) -> None:
     opt = torch.optim.AdamW(trained, lr=5e-5)
     if args.memory_budget:
         from xtuner.model.checkpointing import parse_memory
-        from xtuner.model.memory_budget import (MemorySizes, apply_memory_plan,
-                                                available_levers, plan_memory)
+        from xtuner.model.memory_budget import (
+            MemorySizes,
+            apply_memory_plan,
+            available_levers,
+            plan_memory,
+        )
 
         budget = parse_memory(args.memory_budget)
         torch.cuda.set_per_process_memory_fraction(

@@ -129,10 +129,10 @@ class MemorySizes:
         llm = model.llm
         config = llm.config.get_text_config() if hasattr(llm.config, "get_text_config") \
             else llm.config
-        frozen_copies = [m for m in (getattr(model, "ref_llm", None),) if m is not None]
+        reference = getattr(model, "ref_llm", None)  # DPO's separate reference model
+        modules = [llm] if reference is None else [llm, reference]
         weights = sum(t.numel() * t.element_size() + _quant_state_bytes(t)
-                      for m in (llm, *frozen_copies)
-                      for t in (*m.parameters(), *m.buffers()))
+                      for m in modules for t in (*m.parameters(), *m.buffers()))
         trained = [p for p in llm.parameters() if p.requires_grad]
         embedding = llm.get_input_embeddings()
         upcast = getattr(model, "embedding_upcast", None) is not None
