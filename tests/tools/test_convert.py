@@ -312,6 +312,17 @@ def test_tampered_weights_fail_the_parity_check(ckpts, tmp_path, capsys, monkeyp
     no_leftovers(tmp_path, "hf")
 
 
+def test_the_trained_model_is_freed_before_the_written_one_loads(ckpts, tmp_path, monkeypatch):
+    """The parity check loads the written model only once nothing keeps the trained one."""
+    import transformers
+
+    from tests.trained_model_watch import watch_trained_model_at_load
+
+    alive_at_load = watch_trained_model_at_load(monkeypatch, transformers.AutoModelForCausalLM)
+    assert convert("pth_to_hf", FULL, ckpts["full"][0], tmp_path / "hf") == 0
+    assert alive_at_load == [False]
+
+
 def test_bad_inputs_one_line_exit_2_nothing_written(ckpts, tmp_path, capsys):
     out = tmp_path / "out"
     # A LoRA checkpoint with the full fine-tuning config.

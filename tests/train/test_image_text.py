@@ -262,6 +262,27 @@ def test_pth_to_hf_parity_check_catches_a_wrong_export(trained, monkeypatch, cap
     assert not out.exists()
 
 
+def test_pth_to_hf_frees_the_trained_model_before_loading_the_written_one(trained, monkeypatch,
+                                                                          tmp_path):
+    """The parity check loads the written model only once nothing keeps the trained one."""
+    import transformers
+
+    from tests.trained_model_watch import watch_trained_model_at_load
+    from xtuner.entry_point import main as xtuner
+
+    alive_at_load = watch_trained_model_at_load(monkeypatch,
+                                                transformers.AutoModelForImageTextToText)
+    work = trained["work"]
+    monkeypatch.chdir(work)
+    for key, value in _env(work).items():
+        if key.startswith("EXAMPLE_") or key == "HF_HUB_OFFLINE":
+            monkeypatch.setenv(key, value)
+    assert xtuner(["convert", "pth_to_hf", str(work / "example_image_text.py"),
+                   str(work / "iter_24.pth"), str(tmp_path / "converted"), "--dtype",
+                   "fp32"]) == 0
+    assert alive_at_load == [False]
+
+
 def test_lora_with_a_trained_vision_tower_exports_merged(tmp_path, assets):
     """LoRA on the language model, the vision tower trained in full: the export (adapters
     merged) gives the trained model's logits and loads with plain transformers."""

@@ -158,22 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
     from xtuner.model.export import (
-        atomic_output_dir,
         build_model,
-        check_finite,
         check_output_dir,
-        compare_logits,
-        compute_logits,
-        dtype_name,
-        exported_parameters,
-        free,
         load_into_model,
         load_training_checkpoint,
-        max_abs_diff,
-        parity_inputs,
-        round_to_dtype_,
     )
-    from xtuner.model.utils import build_from_cfg, is_quantized
 
     for note in notes:
         print(f"note: {note}")
@@ -185,20 +174,66 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
     model = build_model(cfg)
     load_into_model(model, state, source=str(pth), config=config_path.name)
     del state
+    # The trained model travels in a one-item list that only _write_checked empties, so no
+    # frame keeps it alive while the written model is loaded for the parity check.
+    holder = [model]
+    del model
     from xtuner.model import LLaVAModel
-
-    if isinstance(model, LLaVAModel):
-        return _convert_llava(args, cfg, config_path, model, save_dir, dtype)
     from xtuner.model.image_text import ImageTextFinetune
 
-    if isinstance(model, ImageTextFinetune):
-        return _convert_image_text(args, cfg, config_path, model, save_dir, dtype)
+    if isinstance(holder[0], LLaVAModel):
+        return _convert_llava(args, cfg, config_path, holder, save_dir, dtype)
+    if isinstance(holder[0], ImageTextFinetune):
+        return _convert_image_text(args, cfg, config_path, holder, save_dir, dtype)
     if args.save_format is not None:
         from xtuner.utils.errors import UsageError
 
         raise UsageError(f"--save-format is for LLaVA models; {config_path.name} trains "
-                         f"{type(model).__name__}, which is written as a Hugging Face "
+                         f"{type(holder[0]).__name__}, which is written as a Hugging Face "
                          "model or adapter: drop --save-format")
+    return _convert_text(args, cfg, config_path, holder, save_dir, dtype)
+
+
+def _write_checked(args, cfg, config_path: Path, save_dir: Path, holder: list, write,
+                   verify=None) -> list[str]:
+    """Write the trained model into ``save_dir`` with its config, and with ``verify`` check
+    the written folder before ``save_dir`` appears; the written file names.
+
+    Args:
+        holder: a one-item list with the trained model, taken out here: once ``write`` has
+            returned nothing keeps the model, and it is freed before ``verify`` loads the
+            written one (two models at once would double the memory a conversion needs).
+        write: ``write(model, folder)``.
+        verify: ``verify(folder)``: loads the written model, compares it with the reference
+            and prints the result; raises when they differ (nothing is written then).
+    """
+    from xtuner.model.export import atomic_output_dir, free
+
+    with atomic_output_dir(save_dir, args.overwrite) as tmp:
+        write(holder.pop(), tmp)
+        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
+        if verify is not None:
+            free()
+            verify(tmp)
+        return sorted(p.name for p in tmp.iterdir())
+
+
+def _convert_text(args, cfg, config_path: Path, holder: list, save_dir: Path, dtype) -> int:
+    """A causal LM (full, or a PEFT adapter) or a reward model: write it, and compare the
+    written model's logits (a reward model's scores) with the trained model's."""
+    from xtuner.model.export import (
+        check_finite,
+        compare_logits,
+        compute_logits,
+        dtype_name,
+        exported_parameters,
+        max_abs_diff,
+        parity_inputs,
+        round_to_dtype_,
+    )
+    from xtuner.model.utils import build_from_cfg, is_quantized
+
+    model = holder[0]
     quantized = is_quantized(model.llm)
     # A reward model is written whole: its to_hf merges LoRA into a sequence-classification
     # model (QLoRA: refused there), which plain transformers loads by itself.
@@ -206,7 +241,7 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
     use_lora = bool(getattr(model, "use_lora", False)) and not reward
     compute_dtype = _compute_dtype(model.llm)
     vocab_size = model.llm.get_input_embeddings().weight.shape[0]
-
+    verify = None
     if args.verify:
         if not quantized:
             model.float()  # compare in fp32: the check then sees only what was written
@@ -225,25 +260,23 @@ def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
         check_finite(reference, dtype)
         rounding = max_abs_diff(exact, reference)
         del exact
+        checked = "adapter" if use_lora else "reward model" if reward else "model"
 
-    kwargs = dict(max_shard_size=args.max_shard_size, safe_serialization=args.safe_serialization)
-    with atomic_output_dir(save_dir, args.overwrite) as tmp:
-        model.to_hf(cfg, tmp, dtype=dtype, save_pretrained_kwargs=kwargs)
-        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
-        if args.verify:
-            llm_cfg = cfg.model.llm
-            del model
-            free()
-            written = _load_written(tmp, use_lora, llm_cfg, vocab_size, compute_dtype,
+        def verify(folder: Path) -> None:
+            written = _load_written(folder, use_lora, cfg.model.llm, vocab_size, compute_dtype,
                                     sequence_classifier=reward)
             got = compute_logits(written, inputs)
             del written
-            what = "adapter" if use_lora else "reward model" if reward else "model"
-            diff = compare_logits(reference, got, compute_dtype, what=f"the written {what}")
+            diff = compare_logits(reference, got, compute_dtype, what=f"the written {checked}")
             print(f"Parity check passed: max |logits difference| {diff:.3g} over {len(inputs)} "
                   f"prompts ({dtype_name(compute_dtype)} compute); rounding the weights to "
                   f"{dtype_name(dtype)} moved the logits by up to {rounding:.3g}")
-        files = sorted(p.name for p in tmp.iterdir())
+    del model
+    kwargs = dict(max_shard_size=args.max_shard_size, safe_serialization=args.safe_serialization)
+    files = _write_checked(
+        args, cfg, config_path, save_dir, holder, verify=verify,
+        write=lambda model, folder: model.to_hf(cfg, folder, dtype=dtype,
+                                                save_pretrained_kwargs=kwargs))
     what = ("PEFT adapter" if use_lora else
             "reward model (AutoModelForSequenceClassification)" if reward else "model")
     print(f"Saved the {what} ({dtype_name(dtype)}) to {save_dir}: {', '.join(files)}")
@@ -310,7 +343,8 @@ def _image_text_logits(model, inputs: list[dict]) -> list:
         return [model(**batch, use_cache=False).logits[0].float() for batch in inputs]
 
 
-def _convert_image_text(args, cfg, config_path: Path, model, save_dir: Path, dtype) -> int:
+def _convert_image_text(args, cfg, config_path: Path, holder: list, save_dir: Path,
+                        dtype) -> int:
     """Image-text models: write the model (adapters merged) with its processor, and compare
     the written model's logits, loaded by plain ``AutoModelForImageTextToText``, with the
     trained model's on a chat with an image and one without."""
@@ -318,13 +352,7 @@ def _convert_image_text(args, cfg, config_path: Path, model, save_dir: Path, dty
     from transformers import AutoModelForImageTextToText
 
     from xtuner.dataset.image_text import load_processor
-    from xtuner.model.export import (
-        atomic_output_dir,
-        compare_logits,
-        dtype_name,
-        free,
-        round_to_dtype_,
-    )
+    from xtuner.model.export import compare_logits, dtype_name, round_to_dtype_
 
     if args.save_format is not None:
         from xtuner.utils.errors import UsageError
@@ -332,74 +360,67 @@ def _convert_image_text(args, cfg, config_path: Path, model, save_dir: Path, dty
         raise UsageError(f"--save-format is for LLaVA models; {config_path.name} trains an "
                          "image-text model, written as one Hugging Face folder: drop "
                          "--save-format")
+    verify = None
     if args.verify:
-        inputs = _image_text_parity_inputs(load_processor(model.processor_path))
+        inputs = _image_text_parity_inputs(load_processor(holder[0].processor_path))
         # The source as written: adapters merged, rounded to the written dtype, run in fp32.
-        source = model.plain_model(torch.float32)
+        source = holder[0].plain_model(torch.float32)
         round_to_dtype_(list(source.parameters()), dtype)
         reference = _image_text_logits(source, inputs)
         del source
-    with atomic_output_dir(save_dir, args.overwrite) as tmp:
-        model.to_hf(cfg, tmp, dtype=dtype,
-                    save_pretrained_kwargs=dict(max_shard_size=args.max_shard_size))
-        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
-        if args.verify:
-            del model
-            free()
-            written = AutoModelForImageTextToText.from_pretrained(tmp, dtype=torch.float32)
+
+        def verify(folder: Path) -> None:
+            written = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32)
             got = _image_text_logits(written, inputs)
             del written
             diff = compare_logits(reference, got, torch.float32,
                                   what="the written image-text model")
             print(f"Parity check passed on a chat with an image and one without: max |logits "
                   f"difference| {diff:.3g} ({dtype_name(dtype)} weights)")
-        files = sorted(p.name for p in tmp.iterdir())
+    files = _write_checked(
+        args, cfg, config_path, save_dir, holder, verify=verify,
+        write=lambda model, folder: model.to_hf(
+            cfg, folder, dtype=dtype,
+            save_pretrained_kwargs=dict(max_shard_size=args.max_shard_size)))
     print(f"Saved the image-text model ({dtype_name(dtype)}) and its processor to {save_dir}: "
           f"{', '.join(files)}")
     return 0
 
 
-def _convert_llava(args, cfg, config_path: Path, model, save_dir: Path, dtype) -> int:
+def _convert_llava(args, cfg, config_path: Path, holder: list, save_dir: Path, dtype) -> int:
     """LLaVA: write ``--save-format`` (xtuner or huggingface) and compare the written
     model's logits on a real image with the trained model's."""
     import torch
 
-    from xtuner.model.export import (
-        atomic_output_dir,
-        compare_logits,
-        dtype_name,
-        free,
-        round_to_dtype_,
-    )
+    from xtuner.model.export import compare_logits, dtype_name, round_to_dtype_
     from xtuner.model.llava_hf import plain_llm, save_llava
     from xtuner.model.utils import is_quantized
 
     save_format = args.save_format or "xtuner"
-    quantized = is_quantized(model.llm)
+    verify = None
     if args.verify:
+        model = holder[0]
         prompt, image, ids, processor = _llava_parity_sample(cfg)
         pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
-        if quantized:  # written as its 16-bit base with the adapters merged
+        if is_quantized(model.llm):  # written as its 16-bit base with the adapters merged
             model.llm = plain_llm(model, cfg.model.llm, torch.float32)
             model.use_lora = False
         model.float()
         round_to_dtype_([p for p in model.parameters() if p.is_floating_point()], dtype)
         with torch.no_grad():
-            reference = [model({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
-                               mode="predict")[0]["logits"]]
-    with atomic_output_dir(save_dir, args.overwrite) as tmp:
-        save_llava(model, cfg, tmp, save_format, dtype)
-        _write_config(config_path, cfg, args.cfg_options, tmp / "xtuner_config.py")
-        if args.verify:
-            del model
-            free()
-            got = _written_llava_logits(tmp, save_format, cfg, prompt, image, ids, pixels)
-            vocab = reference[0].shape[-1]
-            diff = compare_logits(reference, [got[..., :vocab]], torch.float32,
+            reference = model({"input_ids": torch.tensor([ids]), "pixel_values": pixels},
+                              mode="predict")[0]["logits"]
+        del model
+
+        def verify(folder: Path) -> None:
+            got = _written_llava_logits(folder, save_format, cfg, prompt, image, ids, pixels)
+            diff = compare_logits([reference], [got[..., :reference.shape[-1]]], torch.float32,
                                   what=f"the written LLaVA model ({save_format} format)")
             print(f"Parity check passed on an image: max |logits difference| {diff:.3g} "
                   f"({dtype_name(dtype)} weights)")
-        files = sorted(p.name for p in tmp.iterdir())
+    files = _write_checked(
+        args, cfg, config_path, save_dir, holder, verify=verify,
+        write=lambda model, folder: save_llava(model, cfg, folder, save_format, dtype))
     print(f"Saved the LLaVA model ({save_format} format, {dtype_name(dtype)}) to {save_dir}: "
           f"{', '.join(files)}")
     return 0
