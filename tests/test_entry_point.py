@@ -383,7 +383,9 @@ def test_a_users_mistake_is_printed_once_for_all_ranks(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
     assert lines.count("xtuner train: error: cfg.py:3: the config is wrong") == 1, lines
-    assert not [line for line in lines if "worker rank" in line or "Traceback" in line]
+    # nor torchrun's own "failed (exitcode: 2) local_rank: 0 ..." log line
+    assert not [line for line in lines
+                if "worker rank" in line or "Traceback" in line or "exitcode" in line]
     proc = _launch_workers(tmp_path, body, "differ")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()

@@ -7,10 +7,12 @@ once per rank. Under this launcher the workers hand their one-line errors to it 
 distinct line once when the run has ended. When a worker exits non-zero, torchrun raises
 ``ChildFailedError`` and prints a traceback and a failure table; here they give way to the
 workers' lines, or, where a worker left none (a crash with its own traceback, a signal), to one
-line naming the first rank that failed. The run exits with that worker's exit status.
+line naming the first rank that failed; torchrun's own "failed (exitcode: ...)" log line,
+which says the same, is dropped. The run exits with that worker's exit status.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -36,11 +38,19 @@ def _workers_errors(folder: str) -> list[str]:
     return list(dict.fromkeys(p.read_text(encoding="utf-8") for p in files))
 
 
+def _not_a_worker_failure(record: logging.LogRecord) -> bool:
+    """False for torchrun's "failed (exitcode: ...)" record: :func:`main` reports it."""
+    return not str(record.msg).startswith("failed (exitcode")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run torchrun with ``argv``; 0, or the first failed worker's exit status (128 + N when
     signal N killed it)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
+
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(
+        _not_a_worker_failure)
 
     with tempfile.TemporaryDirectory(prefix="xtuner-errors-") as folder:
         os.environ[ERROR_DIR_ENV] = folder  # the workers inherit it
