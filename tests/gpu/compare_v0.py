@@ -38,9 +38,10 @@ VARLEN = ["model.use_varlen_attn=True", "train_dataloader.dataset.use_varlen_att
 ITER = re.compile(r"Iter\(train\) \[ *(\d+)/\d+\](.*)")
 
 
-def _run(cmd: list[str], log: Path, pythonpath: str, cwd: Path) -> int:
+def _run(cmd: list[str], log: Path, pythonpath: str, cwd: Path, **env_vars: str) -> int:
+    """Run ``cmd`` with its output in ``log`` (and ``env_vars`` set); its exit status."""
     env = dict(os.environ, PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1",
-               TORCH_CUDA_ARCH_LIST="9.0", HF_HUB_OFFLINE="1")
+               TORCH_CUDA_ARCH_LIST="9.0", HF_HUB_OFFLINE="1", **env_vars)
     with log.open("w") as out:
         try:
             return subprocess.run(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,

@@ -30,32 +30,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "tests" / "gpu" / "v0_reference" / "w1_qwen2_1_5b_full_8k.py"
-VARLEN = ["model.use_varlen_attn=True", "train_dataloader.dataset.use_varlen_attn=True",
-          "train_dataloader.collate_fn.use_varlen_attn=True"]
-ITER = re.compile(r"Iter\(train\) \[ *(\d+)/\d+\](.*)")
+from compare_v0 import BENCH, ITER, REPO, VARLEN, _run  # the same directory
+
+CONFIG = BENCH / "w1_qwen2_1_5b_full_8k.py"
 
 
 def _train(name: str, stage: str, gpus: int, iters: int, accumulate: int, out: Path) -> Path:
     log = out / f"{name}.log"
-    env = dict(os.environ, PYTHONPATH=f"/tmp/site:{REPO}", PYTHONUNBUFFERED="1",
-               TORCH_CUDA_ARCH_LIST="9.0", HF_HUB_OFFLINE="1")
-    if gpus == 1:
-        env["CUDA_VISIBLE_DEVICES"] = "0"
-        env.pop("NPROC_PER_NODE", None)
-    else:
-        env["NPROC_PER_NODE"] = str(gpus)
-    cmd = [sys.executable, "-m", "xtuner", "train", str(CONFIG), "--work-dir",
-           str(out / name), "--deepspeed", stage, "--cfg-options", *VARLEN,
-           f"train_cfg.max_iters={iters}", f"optim_wrapper.accumulative_counts={accumulate}",
-           "default_hooks.logger.interval=1", "log_processor.window_size=1"]
-    with log.open("w") as f:
-        try:
-            rc = subprocess.run(cmd, env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                                timeout=300).returncode
-        except subprocess.TimeoutExpired:
-            rc = 124
+    devices = dict(CUDA_VISIBLE_DEVICES="0") if gpus == 1 else dict(NPROC_PER_NODE=str(gpus))
+    rc = _run([sys.executable, "-m", "xtuner", "train", str(CONFIG), "--work-dir",
+               str(out / name), "--deepspeed", stage, "--cfg-options", *VARLEN,
+               f"train_cfg.max_iters={iters}", f"optim_wrapper.accumulative_counts={accumulate}",
+               "default_hooks.logger.interval=1", "log_processor.window_size=1"],
+              log, f"/tmp/site:{REPO}", REPO, **devices)
     print(f"== {name} rc={rc}", flush=True)
     return log
 

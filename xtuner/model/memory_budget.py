@@ -285,12 +285,12 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
 def available_levers(model, optimizer_type: str | None) -> tuple[str, ...]:
     """The levers ``model`` (a :class:`~xtuner.model.SupervisedFinetune`, DPO or ORPO) and the
     optimizer can use."""
-    levers = []
-    if hasattr(model, "enable_chunked_logps"):  # a preference loss: liger's has no part in it
-        if getattr(model, "sequence_parallel_size", 1) == 1:
-            levers.append("chunked_logps")
-    elif getattr(model, "use_liger_kernel", False):
+    levers = []  # plan_memory keeps the one of the two loss levers the model's loss takes
+    if getattr(model, "use_liger_kernel", False):
         levers.append("fused_loss")
+    if (hasattr(model, "enable_chunked_logps")
+            and getattr(model, "sequence_parallel_size", 1) == 1):
+        levers.append("chunked_logps")
     if getattr(model, "use_activation_checkpointing", False) is not False:
         levers.append("checkpointing")
         if torch.cuda.is_available():  # pinned host memory needs an accelerator
