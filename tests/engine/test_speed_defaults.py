@@ -54,3 +54,58 @@ def test_dotted_path_resolves_functions_shadowed_by_their_package():
     assert FUNCTIONS.get(path) is default_collate_fn
     cfg = Config({"collate_fn": {"type": path}})
     assert cfg.collate_fn.type == path
+
+
+def _lora_config(**model):
+    from peft import LoraConfig
+
+    from xtuner.model import SupervisedFinetune
+
+    return Config({"model": {"type": SupervisedFinetune, "llm": {}, "lora": {"type": LoraConfig},
+                             **model},
+                   "optim_wrapper": {**_wrapper(), "dtype": "float16"}})
+
+
+def test_16bit_adapters_get_float32_master_weights_on_a_gpu(monkeypatch):
+    from xtuner.engine.train_setup import apply_speed_defaults
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = apply_speed_defaults(_lora_config(adapters_16bit=True))
+    assert cfg.optim_wrapper.master_weights is True
+    # not on by default (measured no faster in xtuner train), nor when turned off
+    assert "master_weights" not in apply_speed_defaults(_lora_config()).optim_wrapper
+    assert "adapters_16bit" not in apply_speed_defaults(_lora_config()).model
+    cfg = apply_speed_defaults(_lora_config(adapters_16bit=False))
+    assert "master_weights" not in cfg.optim_wrapper
+    # the config's own master_weights stands; DeepSpeed keeps its own masters
+    cfg = _lora_config(adapters_16bit=True)
+    cfg.optim_wrapper.master_weights = False
+    assert apply_speed_defaults(cfg).optim_wrapper.master_weights is False
+    zero = _lora_config(adapters_16bit=True)
+    zero.optim_wrapper = {"type": "DeepSpeedOptimWrapper", "optimizer": {"type": "AdamW"}}
+    zero.strategy = {"type": "DeepSpeedStrategy"}
+    assert "master_weights" not in apply_speed_defaults(zero).optim_wrapper
+
+
+def test_16bit_adapters_without_master_weights_are_refused_in_one_line(monkeypatch):
+    import pytest
+
+    from xtuner.engine.train_setup import apply_speed_defaults
+    from xtuner.utils.errors import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = _lora_config(adapters_16bit=True)
+    cfg.optim_wrapper = {"type": "OptimWrapper", "optimizer": {"type": torch.optim.AdamW}}
+    with pytest.raises(ConfigError, match="model.adapters_16bit=True needs float32 master"):
+        apply_speed_defaults(cfg)
+
+
+def test_without_cuda_16bit_adapters_are_turned_off_with_the_fp32_fallback():
+    from xtuner.engine.train_setup import _amp_fallback
+
+    cfg = _lora_config(adapters_16bit=True)
+    cfg.optim_wrapper.master_weights = True
+    _amp_fallback(cfg)
+    assert cfg.model.adapters_16bit is False
+    assert cfg.optim_wrapper.type.__name__ == "OptimWrapper"
+    assert "master_weights" not in cfg.optim_wrapper

@@ -26,9 +26,9 @@ OPTIONS = ["train_cfg.max_epochs=1.2", "randomness.seed=None", "model.lora.lora_
 LOSS = re.compile(r"Iter\(train\) \[\s*(\d+)/\d+\].*?\sloss: ([0-9.]+)")
 
 
-def _train(cwd: Path, work_dir: str, extra: list[str]):
+def _train(cwd: Path, work_dir: str, extra: list[str], demo: str = DEMO):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TORCH_CUDA_ARCH_LIST="9.0")
-    proc = subprocess.run([sys.executable, "-m", "xtuner", "train", DEMO, "--work-dir",
+    proc = subprocess.run([sys.executable, "-m", "xtuner", "train", demo, "--work-dir",
                            work_dir, *extra, "--cfg-options", *OPTIONS], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
@@ -40,10 +40,13 @@ def _losses(work_dir: Path) -> dict[int, float]:
                                                              log.read_text().splitlines()) if m}
 
 
-@pytest.mark.parametrize("deepspeed", [[], ["--deepspeed", "deepspeed_zero2"]],
-                         ids=["plain", "zero2"])
-def test_resume_repeats_the_uninterrupted_run(tmp_path, deepspeed):
-    _train(tmp_path, "full", deepspeed)
+# The QLoRA demo computes in bfloat16: its adapters are 16-bit with float32 master weights
+# in the optimizer's state (xtuner.engine.optim.MasterWeights).
+@pytest.mark.parametrize("deepspeed,demo", [([], DEMO), (["--deepspeed", "deepspeed_zero2"], DEMO),
+                                            ([], "demo_tiny_qlora_colorist_e40")],
+                         ids=["plain", "zero2", "qlora_16bit_adapters"])
+def test_resume_repeats_the_uninterrupted_run(tmp_path, deepspeed, demo):
+    _train(tmp_path, "full", deepspeed, demo)
     checkpoints = sorted((tmp_path / "full").glob("iter_*.pth"),
                          key=lambda p: int(p.stem.split("_")[1]))
     resume_from = checkpoints[-2]  # a run killed after its next-to-last checkpoint
@@ -55,7 +58,7 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, deepspeed):
     target = resumed / resume_from.name
     (shutil.copytree if resume_from.is_dir() else shutil.copy)(resume_from, target)
     (resumed / "last_checkpoint").write_text(str(target))
-    _train(tmp_path, "resumed", [*deepspeed, "--resume", "auto"])
+    _train(tmp_path, "resumed", [*deepspeed, "--resume", "auto"], demo)
     expected, got = _losses(tmp_path / "full"), _losses(resumed)
     start = int(resume_from.stem.split("_")[1])
     assert sorted(got) == [i for i in sorted(expected) if i > start]

@@ -9,21 +9,102 @@ from mmengine.optim import AmpOptimWrapper as MMEngineAmpOptimWrapper
 
 from xtuner.engine.config import type_name
 
-__all__ = ["AmpOptimWrapper", "fast_optimizer_defaults"]
+__all__ = ["AmpOptimWrapper", "MasterWeights", "fast_optimizer_defaults"]
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+class MasterWeights:
+    """Float32 master copies of the 16-bit trained parameters an optimizer was given, which
+    the optimizer updates in their place (mixed precision with master weights, as DeepSpeed
+    and apex's O2 train).
+
+    The model computes with its 16-bit parameters, so autocast has no float32 weight to cast
+    in every forward pass; the updates are made, and add up, in float32. The 16-bit
+    gradients stay on the model's parameters until the step (DDP reduces them there, and
+    they add up there over accumulated micro-batches, as under DeepSpeed's ZeRO-2).
+
+    Args:
+        optimizer: its parameter groups are changed in place: each 16-bit parameter that
+            requires grad is replaced by its float32 master.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.params: list[torch.nn.Parameter] = []
+        self.masters: list[torch.Tensor] = []
+        self.slots: list[int] = []  # each master's place among the optimizer's parameters
+        slot = 0
+        for group in optimizer.param_groups:
+            params = []
+            for p in group["params"]:
+                if p.requires_grad and p.dtype in _HALF:
+                    master = p.detach().float().requires_grad_(True)
+                    self.params.append(p)
+                    self.masters.append(master)
+                    self.slots.append(slot)
+                    p = master
+                params.append(p)
+                slot += 1
+            group["params"] = params
+
+    def __len__(self) -> int:
+        return len(self.masters)
+
+    def take_grads(self) -> None:
+        """Move the model's 16-bit gradients onto the masters, in float32."""
+        for param, master in zip(self.params, self.masters):
+            master.grad = None if param.grad is None else param.grad.float()
+            param.grad = None
+
+    def copy_to_model(self) -> None:
+        """Round the updated masters into the model's 16-bit parameters."""
+        if self.params:
+            torch._foreach_copy_([p.data for p in self.params], self.masters)
+
+    def drop_model_grads(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    def state_dict(self) -> dict[int, torch.Tensor]:
+        """The masters by their place among the optimizer's parameters."""
+        return dict(zip(self.slots, self.masters))
+
+    @staticmethod
+    def load_into(optimizer: torch.optim.Optimizer, saved: dict[int, torch.Tensor]) -> None:
+        """Copy saved masters into the optimizer's parameters at the same places: the
+        masters of a run that keeps them, or the float32 parameters of one that does not."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        with torch.no_grad():
+            for slot, value in saved.items():
+                params[int(slot)].copy_(value)
 
 
 class AmpOptimWrapper(MMEngineAmpOptimWrapper):
-    """mmengine's ``AmpOptimWrapper`` without loss scaling for bfloat16.
+    """mmengine's ``AmpOptimWrapper`` without loss scaling for bfloat16, and with float32
+    master weights for 16-bit trained parameters on request.
 
     bf16 has float32's exponent range, so its gradients do not underflow and need no scaler;
     mmengine's ``GradScaler`` would still unscale every gradient and, in ``step``, read the
     inf-check flag back to the host (a GPU sync in every step). fp16 keeps the scaler.
+
+    Args:
+        master_weights: keep a float32 master of each 16-bit parameter that requires grad
+            and update it in the parameter's place (:class:`MasterWeights`); the masters are
+            saved with the optimizer's state, so a resumed run continues from them exactly.
+            Made for ``SupervisedFinetune(adapters_16bit=True)``, with which ``xtuner train``
+            turns it on. Without it, a 16-bit parameter is updated in 16-bit.
+        loss_scale, dtype, use_fsdp, kwargs: as mmengine's ``AmpOptimWrapper``.
     """
 
-    def __init__(self, loss_scale="dynamic", dtype=None, use_fsdp=False, **kwargs):
+    def __init__(self, loss_scale="dynamic", dtype=None, use_fsdp=False, master_weights=False,
+                 **kwargs):
         super().__init__(loss_scale=loss_scale, dtype=dtype, use_fsdp=use_fsdp, **kwargs)
         if self.cast_dtype is torch.bfloat16:
             self.loss_scaler = None
+        self.masters = MasterWeights(self.optimizer) if master_weights else None
+        if self.masters:
+            print_log(f"float32 master weights for {len(self.masters)} 16-bit trained "
+                      "parameters", logger="current", level=logging.INFO)
 
     def backward(self, loss: torch.Tensor, **kwargs) -> None:
         if self.loss_scaler is not None:
@@ -32,24 +113,46 @@ class AmpOptimWrapper(MMEngineAmpOptimWrapper):
         self._inner_count += 1
 
     def step(self, **kwargs) -> None:
+        if self.masters is not None:
+            self.masters.take_grads()
         if self.loss_scaler is not None:
-            return super().step(**kwargs)
-        if self.clip_grad_kwargs:
-            self._clip_grad()
-        self.optimizer.step(**kwargs)
+            super().step(**kwargs)
+        else:
+            if self.clip_grad_kwargs:
+                self._clip_grad()
+            self.optimizer.step(**kwargs)
+        if self.masters is not None:
+            self.masters.copy_to_model()
+
+    def zero_grad(self, **kwargs) -> None:
+        super().zero_grad(**kwargs)
+        if self.masters is not None:  # a step skipped by the caller leaves them there
+            self.masters.drop_model_grads()
 
     def state_dict(self) -> dict:
-        if self.loss_scaler is not None:
-            return super().state_dict()
-        return self.optimizer.state_dict()
+        state = super().state_dict() if self.loss_scaler is not None \
+            else self.optimizer.state_dict()
+        if self.masters is not None:
+            state["master_weights"] = self.masters.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        masters = state_dict.pop("master_weights", None)
         if self.loss_scaler is None:
             # A checkpoint from an fp16 run (or from mmengine's wrapper) carries scaler state.
-            state_dict = {k: v for k, v in state_dict.items() if k != "loss_scaler"}
+            state_dict.pop("loss_scaler", None)
             self.optimizer.load_state_dict(state_dict)
-            return
-        super().load_state_dict(state_dict)
+        else:
+            super().load_state_dict(state_dict)
+        if masters is not None:
+            MasterWeights.load_into(self.optimizer, masters)
+        elif self.masters is not None:  # a checkpoint without masters: start from the model
+            with torch.no_grad():
+                for param, master in zip(self.masters.params, self.masters.masters):
+                    master.copy_(param)
+        if self.masters is not None:
+            self.masters.copy_to_model()
 
 
 _FUSED_OPTIMIZERS = ("AdamW", "Adam", "SGD")

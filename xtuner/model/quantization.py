@@ -30,7 +30,7 @@ import logging
 import torch
 from mmengine import print_log
 
-__all__ = ["keep_4bit_layers_trainable", "prepare_kbit_model"]
+__all__ = ["base_compute_dtype", "keep_4bit_layers_trainable", "prepare_kbit_model"]
 
 
 def _linear4bit_type():
@@ -39,6 +39,19 @@ def _linear4bit_type():
     except ImportError:
         return None
     return bnb.nn.Linear4bit
+
+
+def base_compute_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    """The 16-bit dtype ``model``'s frozen base computes in: a bitsandbytes 4-bit layer's
+    compute dtype, else the input embeddings' dtype; None when that is not 16-bit."""
+    linear4bit = _linear4bit_type()
+    dtype = None
+    if linear4bit is not None:
+        dtype = next((m.compute_dtype for m in model.modules()
+                      if isinstance(m, linear4bit) and m.compute_dtype is not None), None)
+    if dtype is None:
+        dtype = model.get_input_embeddings().weight.dtype
+    return dtype if dtype in (torch.float16, torch.bfloat16) else None
 
 
 def keep_4bit_layers_trainable(model: torch.nn.Module) -> int:

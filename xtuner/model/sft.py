@@ -6,6 +6,7 @@ checkpoints for LoRA; ``to_hf`` export.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict
 
@@ -38,7 +39,7 @@ from .loss import (
     target_mask,
     weighted_cross_entropy,
 )
-from .quantization import keep_4bit_layers_trainable, prepare_kbit_model
+from .quantization import base_compute_dtype, keep_4bit_layers_trainable, prepare_kbit_model
 from .utils import apply_device_fallbacks, build_from_cfg, find_all_linear_names, is_quantized
 
 __all__ = ["SupervisedFinetune"]
@@ -176,6 +177,13 @@ class SupervisedFinetune(BaseModel):
         max_position_embeddings: extend the context with linear RoPE scaling.
         use_liger_kernel: fused liger kernels (fused linear cross-entropy, RMSNorm, SwiGLU):
             ``'auto'`` (on with CUDA for supported models), ``True`` (required) or ``False``.
+        adapters_16bit: keep the LoRA adapters in the 16-bit dtype the base model computes in
+            (QLoRA: ``bnb_4bit_compute_dtype``) instead of peft's float32, so autocast has no
+            adapter weight to cast in each forward pass (and recomputed forward). The
+            optimizer must then keep float32 master weights:
+            ``AmpOptimWrapper(master_weights=True)``, which ``xtuner train`` sets with it, or
+            DeepSpeed. Same losses and gradients. A base that computes in float32 keeps
+            float32 adapters. Off by default: ``xtuner train`` ran no faster with it on W2.
         loss_reduction: how the loss of an optimizer step is normalised (see
             :mod:`xtuner.model.loss`): ``'token'`` (default: mean over every trained token
             of the step, across accumulation steps and ranks), ``'sample'`` (each sample
@@ -187,8 +195,9 @@ class SupervisedFinetune(BaseModel):
                  use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
                  use_liger_kernel="auto", activation_memory_budget=None,
                  use_torch_compile=False, loss_reduction="token",
-                 reentrant_checkpointing=True):
+                 reentrant_checkpointing=True, adapters_16bit=False):
         super().__init__()
+        self.adapters_16bit = bool(adapters_16bit)
         self.reentrant_checkpointing = bool(reentrant_checkpointing)
         self.loss_reduction = check_loss_reduction(loss_reduction)
         self.llm = _build_llm(llm, max_position_embeddings)
@@ -305,6 +314,23 @@ class SupervisedFinetune(BaseModel):
         # elsewhere peft keeps them in fp32 for stable updates.
         self.llm = get_peft_model(self.llm, lora,
                                   autocast_adapter_dtype=_zero3_dtype() is None)
+        if self.adapters_16bit:
+            self._cast_adapters()
+
+    def _cast_adapters(self) -> None:
+        """``adapters_16bit``: the float32 LoRA weights to the base's 16-bit compute dtype."""
+        dtype = base_compute_dtype(self.llm)
+        if dtype is None:
+            print_log("adapters_16bit: the base model computes in float32; the LoRA adapters "
+                      "stay float32", logger="current", level=logging.WARNING)
+            return
+        cast = 0
+        for name, param in self.llm.named_parameters():
+            if param.requires_grad and "lora_" in name and param.dtype == torch.float32:
+                param.data = param.data.to(dtype)
+                cast += param.numel()
+        print_log(f"adapters_16bit: {cast / 1e6:.1f}M LoRA parameters in {dtype}",
+                  logger="current")
 
     def gradient_checkpointing_enable(self, offload: bool | None = None) -> None:
         """Turn on activation checkpointing (reentrant unless ``reentrant_checkpointing`` is
