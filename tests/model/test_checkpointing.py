@@ -102,9 +102,26 @@ def test_plan_measures_the_plain_layer_and_fits_the_budget(llama_dir):
     # a 32-token row through a 32-wide layer keeps a few KiB
     assert 1024 < plan.layer_bytes < 2**20
     assert plan.update(peak=10 * GiB - plan.layer_bytes // 2) == 1  # no room for another
-    assert plan.update(peak=10 * GiB - 3 * plan.layer_bytes) == min(total, 4)
-    assert plan.update(peak=10 * GiB + 1) == min(total, 4) - 1  # over: one back
-    assert [layer.gradient_checkpointing for layer in plan.layers].count(False) == plan.plain
+
+
+def test_the_first_fit_goes_half_way_and_the_second_fits_the_measured_peak(llama_dir):
+    """A plain layer costs the step's peak more than the tensors it saves; the first fit
+    takes half of the room it finds, the second fits the peak at the measured rate, keeping
+    the margin (1/32 of the budget, at least 512 MiB) free."""
+    MiB = 2**20
+    llm = _llm(llama_dir).train()
+    llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    plan = ActivationCheckpointingPlan(llm, budget=10 * GiB)
+    plan.layers = plan.layers * (32 // len(plan.layers))  # pretend 32 layers
+    plan.layer_bytes = 256 * MiB
+    # 6 GiB of room: 24 more plain layers by the saved tensors; the first fit takes 12
+    assert plan.update(peak=4 * GiB) == 13 and plan.calibrating
+    # they added 320 MiB each to the peak: 10 GiB - 512 MiB - 7936 MiB leaves room for 5
+    assert plan.update(peak=4 * GiB + 12 * 320 * MiB) == 18
+    assert not plan.calibrating and plan.slope == 320 * MiB
+    # a step over the budget: back at the (re)measured rate, 640 MiB a layer here
+    assert plan.update(peak=4 * GiB + 12 * 320 * MiB + 5 * 640 * MiB) == 18 - 3
+    assert plan.slope == 640 * MiB
 
 
 def test_sft_auto_is_off_on_cpu_and_values_are_checked(llama_dir):
@@ -177,9 +194,10 @@ def test_plan_fits_the_longest_batch_not_the_measured_one(llama_dir):
     plan.layer_bytes = GiB // 4  # measured on a 512-token batch
     plan._tokens, plan._forward_start, plan.forward_end = 512, 20 * GiB, 21 * GiB
     plan.max_tokens = 1024  # twice as long: 0.5 GiB a layer, 2 GiB more at forward end
-    # 34 - 1.0625 margin - (20 + 2) leaves 10.9 GiB: 21 more layers at 0.5 GiB each
-    assert plan.update(peak=23 * GiB) == 1 + 21
-    plan.plain = 1
-    plan.max_tokens = None
+    # 34 - 1.0625 margin - (20 + 2) leaves 10.9 GiB: 21 more layers at 0.5 GiB each, of
+    # which the first fit takes half
+    assert plan.update(peak=23 * GiB) == 1 + 21 // 2
+    plan = ActivationCheckpointingPlan(llm, budget=34 * GiB)
+    plan.layers, plan.layer_bytes = layers, GiB // 4
     plan._tokens, plan._forward_start, plan.forward_end = 512, 20 * GiB, 21 * GiB
-    assert plan.update(peak=23 * GiB) == 32  # fitting the measured batch: all would fit
+    assert plan.update(peak=23 * GiB) == 1 + 31 // 2  # fitting the measured batch: all fit

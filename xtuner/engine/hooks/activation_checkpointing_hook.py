@@ -15,8 +15,9 @@ class ActivationCheckpointingHook(Hook):
     peak allocated memory. ``xtuner train`` adds it on GPUs; it does nothing for other models.
 
     The first step runs with all layers but one checkpointed and measures that one; the
-    second applies the fit; later steps check it held (a tighter fit is never tried again,
-    only more checkpointing if a step went over the budget).
+    second runs half of the fit and measures what it cost the peak; the third applies the
+    calibrated fit; later steps check it held (a tighter fit is never tried again, only more
+    checkpointing if a step went over the budget).
     """
 
     # Before LoggerHook (BELOW_NORMAL), which resets the peak-memory counter when it logs.
@@ -51,7 +52,8 @@ class ActivationCheckpointingHook(Hook):
         if model is None or runner.iter >= self.refit_iters or not torch.cuda.is_available():
             return
         peak = torch.cuda.max_memory_allocated()
-        if runner.iter == 0 or peak > model.checkpointing_plan.budget_bytes:
+        plan = model.checkpointing_plan
+        if runner.iter == 0 or plan.calibrating or peak > plan.budget_bytes:
             model.fit_activation_checkpointing(peak)
         if runner.iter == self.refit_iters - 1:
             model.checkpointing_plan.measuring = False  # settled: no more readings per step
