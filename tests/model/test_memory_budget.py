@@ -161,6 +161,20 @@ def test_sizes_are_measured_from_the_model(llama_dir):
                                                 "activations_16bit", "optimizer_8bit")
 
 
+def test_16bit_adapters_count_their_float32_masters(llama_dir):
+    """adapters_16bit: the adapters and their gradients take 2 bytes a parameter, and the
+    optimizer wrapper keeps a 4-byte master of each beside AdamW's 8 bytes of state."""
+    pytest.importorskip("bitsandbytes")
+    plain = MemorySizes.of(_qlora(llama_dir, use_activation_checkpointing=True))
+    half = MemorySizes.of(_qlora(llama_dir, use_activation_checkpointing=True,
+                                 adapters_16bit=True))
+    assert not plain.masters and half.masters
+    assert half.trainable_bytes == 2 * half.trainable_params == plain.trainable_bytes // 2
+    parts16, parts32 = (estimate_memory(s, 2048, ("checkpointing",)) for s in (half, plain))
+    assert parts16["optimizer"] - parts32["optimizer"] == 4 * half.trainable_params
+    assert parts32["backward"] - parts16["backward"] == 2 * half.trainable_params
+
+
 def test_applying_the_plan_switches_the_model(llama_dir):
     pytest.importorskip("bitsandbytes")
     model = _qlora(llama_dir, use_activation_checkpointing=True)

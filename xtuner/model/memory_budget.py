@@ -121,6 +121,8 @@ class MemorySizes:
         compute_bytes: bytes of an activation (2: 16-bit compute).
         residual_bytes: bytes of a hidden state between layers (4 for QLoRA after peft).
         preference: the loss comes from sequence log-probabilities (DPO, ORPO).
+        masters: the trained weights are 16-bit with float32 masters in the optimizer
+            (``adapters_16bit``).
     """
 
     weights: int
@@ -133,6 +135,7 @@ class MemorySizes:
     compute_bytes: int = 2
     residual_bytes: int = 2
     preference: bool = False
+    masters: bool = False
 
     @classmethod
     def of(cls, model) -> MemorySizes:
@@ -155,7 +158,8 @@ class MemorySizes:
                    hidden=config.hidden_size,
                    intermediate=getattr(config, "intermediate_size", 4 * config.hidden_size),
                    vocab=config.vocab_size, residual_bytes=residual,
-                   preference=hasattr(model, "enable_chunked_logps"))
+                   preference=hasattr(model, "enable_chunked_logps"),
+                   masters=bool(getattr(model, "adapters_16bit", False)))
 
     def plain_layer(self, tokens: int) -> int:
         """Bytes one decoder layer keeps for its backward pass when not checkpointed."""
@@ -180,8 +184,8 @@ def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int =
     """
     levers = set(levers)
     optimizer = sizes.trainable_params * (2 if "optimizer_8bit" in levers else 8)
-    if sizes.trainable_bytes < sizes.trainable_params * 4:
-        optimizer += sizes.trainable_params * 4  # 16-bit trained weights' float32 masters
+    if sizes.masters:
+        optimizer += sizes.trainable_params * 4  # the float32 masters of 16-bit adapters
     plain = sizes.plain_layer(tokens)
     if "checkpointing" in levers:
         residual = 2 if "activations_16bit" in levers else sizes.residual_bytes
