@@ -123,9 +123,11 @@ def test_resume_continues_from_the_masters_exactly():
     saved = copy.deepcopy(wrapper.state_dict())
     assert set(saved["master_weights"]) == {0, 1}  # by place among the optimizer's params
 
+    # mmengine's Runner: the wrapper is built, then the model's weights and the wrapper's
+    # state are loaded
     resumed = _model()
-    resumed.load_state_dict(saved_model)  # 16-bit weights, as mmengine loads them first
     wrapper = _wrapper(resumed)
+    resumed.load_state_dict(saved_model)
     wrapper.load_state_dict(saved)
     for step in range(3, 6):
         _step(wrapper, resumed, step)
@@ -134,12 +136,25 @@ def test_resume_continues_from_the_masters_exactly():
 
     # Without the saved masters the run would continue from the rounded 16-bit weights.
     rounded = _model()
-    rounded.load_state_dict(saved_model)
     wrapper = _wrapper(rounded)
+    rounded.load_state_dict(saved_model)
     wrapper.load_state_dict({k: v for k, v in saved.items() if k != "master_weights"})
     for step in range(3, 6):
         _step(wrapper, rounded, step)
     assert not all(torch.equal(m, r) for m, r in zip(wrapper.masters.masters, straight))
+
+
+def test_weights_loaded_after_the_wrapper_is_built_are_kept():
+    """mmengine builds the optimizer wrapper, then loads ``load_from``'s weights into the model
+    (no optimizer state): the first step starts the masters from those weights."""
+    model = _model()
+    wrapper = _wrapper(model, lr=0.0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    _step(wrapper, model, 0)
+    assert all(torch.equal(m, torch.full_like(m, 0.5)) for m in wrapper.masters.masters)
+    assert torch.equal(model[0].weight, torch.full_like(model[0].weight, 0.5))
 
 
 def test_a_run_without_masters_resumes_the_saved_masters_into_its_float32_weights():

@@ -73,3 +73,11 @@ def test_a_float32_base_keeps_float32_adapters(llama_dir):
         llm=AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32), lora=LORA,
         use_activation_checkpointing=False, adapters_16bit=True)
     assert {p.dtype for p in _adapters(model).values()} == {torch.float32}
+
+
+def test_16bit_adapters_without_lora_are_refused_in_one_line(llama_dir):
+    from xtuner.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.adapters_16bit=True .* \(no lora / llm_lora\)"):
+        SupervisedFinetune(llm=AutoModelForCausalLM.from_pretrained(llama_dir),
+                           use_activation_checkpointing=False, adapters_16bit=True)

@@ -124,6 +124,39 @@ def test_the_first_fit_goes_half_way_and_the_second_fits_the_measured_peak(llama
     assert plan.slope == 640 * MiB
 
 
+def test_the_fit_counts_what_the_first_step_leaves_allocated(llama_dir):
+    """AdamW creates its states in the first optimizer step, after that step's peak: every
+    later step holds them, so the fit expects them; the measured rate compares peaks above
+    each step's start, so they are not taken for activations; batches of other sizes are
+    not compared."""
+    MiB = 2**20
+    llm = _llm(llama_dir).train()
+    llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+    def plan_after_step0(held):
+        plan = ActivationCheckpointingPlan(llm, budget=20480 * MiB)  # margin 640 MiB
+        plan.layers = plan.layers * (32 // len(plan.layers))
+        plan.layer_bytes = 256 * MiB
+        plan._tokens, plan._forward_start, plan.forward_end = 2048, 10240 * MiB, 11264 * MiB
+        plan.update(peak=12288 * MiB, held=held)
+        return plan
+
+    # room 20480 - 640 - (11264 + 1280) = 7296 MiB: 28 more, of which the first fit takes 14
+    plan = plan_after_step0(held=11520 * MiB)
+    assert plan.plain == 15
+    assert plan_after_step0(held=None).plain == 16  # 8576 MiB of room without the states
+    # step 1 starts with the states; its peak rose 300 MiB a plain layer above that start
+    plan._forward_start = 11520 * MiB
+    plan.update(peak=(11520 + 2048 + 14 * 300) * MiB, held=11520 * MiB)
+    assert plan.slope == 300 * MiB and not plan.calibrating
+    assert plan.plain == 15 + (20480 - 640 - (11520 + 2048 + 14 * 300)) // 300  # 21
+    # a batch of another size is not compared with the last one
+    other = plan_after_step0(held=11520 * MiB)
+    other._tokens = 1024
+    other.update(peak=16 * 1024 * MiB, held=11520 * MiB)
+    assert other.calibrating and other.slope == 0
+
+
 def test_sft_auto_is_off_on_cpu_and_values_are_checked(llama_dir):
     from transformers import AutoModelForCausalLM as Auto
 

@@ -21,8 +21,9 @@ class MasterWeights:
 
     The model computes with its 16-bit parameters, so autocast has no float32 weight to cast
     in every forward pass; the updates are made, and add up, in float32. The 16-bit
-    gradients stay on the model's parameters until the step (DDP reduces them there, and
-    they add up there over accumulated micro-batches, as under DeepSpeed's ZeRO-2).
+    gradients stay on the model's parameters until the step: DDP reduces them there, and
+    they add up there over accumulated micro-batches, in 16-bit (as under DeepSpeed's
+    ZeRO-2), where float32 parameters would add them up in float32.
 
     Args:
         optimizer: its parameter groups are changed in place: each 16-bit parameter that
@@ -60,6 +61,12 @@ class MasterWeights:
         """Round the updated masters into the model's 16-bit parameters."""
         if self.params:
             torch._foreach_copy_([p.data for p in self.params], self.masters)
+
+    def copy_from_model(self) -> None:
+        """Start the masters from the model's (16-bit) parameters."""
+        if self.params:
+            with torch.no_grad():
+                torch._foreach_copy_(self.masters, [p.data for p in self.params])
 
     def drop_model_grads(self) -> None:
         for param in self.params:
@@ -102,6 +109,10 @@ class AmpOptimWrapper(MMEngineAmpOptimWrapper):
         if self.cast_dtype is torch.bfloat16:
             self.loss_scaler = None
         self.masters = MasterWeights(self.optimizer) if master_weights else None
+        # mmengine builds the wrapper before it loads `load_from`'s weights into the model:
+        # unless a checkpoint brings the masters, they are taken from the model at the first
+        # step.
+        self._masters_current = False
         if self.masters:
             print_log(f"float32 master weights for {len(self.masters)} 16-bit trained "
                       "parameters", logger="current", level=logging.INFO)
@@ -114,6 +125,9 @@ class AmpOptimWrapper(MMEngineAmpOptimWrapper):
 
     def step(self, **kwargs) -> None:
         if self.masters is not None:
+            if not self._masters_current:
+                self.masters.copy_from_model()
+                self._masters_current = True
             self.masters.take_grads()
         if self.loss_scaler is not None:
             super().step(**kwargs)
@@ -147,12 +161,10 @@ class AmpOptimWrapper(MMEngineAmpOptimWrapper):
             super().load_state_dict(state_dict)
         if masters is not None:
             MasterWeights.load_into(self.optimizer, masters)
-        elif self.masters is not None:  # a checkpoint without masters: start from the model
-            with torch.no_grad():
-                for param, master in zip(self.masters.params, self.masters.masters):
-                    master.copy_(param)
-        if self.masters is not None:
-            self.masters.copy_to_model()
+            if self.masters is not None:
+                self.masters.copy_to_model()
+                self._masters_current = True
+        # else (a checkpoint without masters): the first step takes them from the model
 
 
 _FUSED_OPTIMIZERS = ("AdamW", "Adam", "SGD")

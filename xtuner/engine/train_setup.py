@@ -230,7 +230,10 @@ def _adapters_16bit(cfg: Config) -> None:
         raise ConfigError("model.adapters_16bit=True needs float32 master weights: use "
                           "optim_wrapper type AmpOptimWrapper (it sets master_weights=True) "
                           "or --deepspeed, or set model.adapters_16bit=False")
-    wrapper.setdefault("master_weights", True)
+    if wrapper.setdefault("master_weights", True) is False:
+        print_log("model.adapters_16bit=True with optim_wrapper.master_weights=False: the "
+                  "optimizer updates the 16-bit adapters in 16-bit", logger="current",
+                  level=logging.WARNING)
 
 
 def apply_speed_defaults(cfg: Config) -> Config:

@@ -155,10 +155,12 @@ class ActivationCheckpointingPlan:
         self.measuring = True  # the model reports each forward pass's memory while True
         self._default_budget: int | None = None
         self.plain = 1 if self.layers else 0
-        # What the step's peak grew by per plain layer between two fits (0 until measured).
+        # What the step's peak above its start grew by per plain layer between two fits (0
+        # until measured).
         self.slope = 0
         self.calibrating = True  # the first fit goes half way, so a second one can measure it
-        self._previous: tuple[int, int] | None = None  # (plain layers, peak) of the last fit
+        # (plain layers, tokens, peak above the step's start) of the last fit
+        self._previous: tuple[int, int, int] | None = None
         set_plain_layers(self.layers, self.plain)
         self._hook = None
         if self.layers:
@@ -209,37 +211,46 @@ class ActivationCheckpointingPlan:
             return 1.0
         return max(1.0, self.max_tokens / self._tokens)
 
-    def update(self, peak: int) -> int:
+    def update(self, peak: int, held: int | None = None) -> int:
         """Refit after a step that peaked at ``peak`` bytes; returns the plain-layer count.
 
-        The first fit leaves half of the room it finds unused: a plain layer costs the step's
-        peak more than the tensors it saves (the backward pass's own buffers, the allocator's
-        rounding; about 15% more on QLoRA of an 8B model), and a process capped to a smaller
-        card dies of the first step that overshoots. The next fit measures what the extra
-        plain layers added to the peak and, where that is more than the saved tensors, fits
-        the peak itself to the budget (less a margin) at that rate.
+        ``held``: the memory allocated once the step is over (``memory_allocated()`` after the
+        optimizer step). What the step left behind that it did not start with -- AdamW
+        creates its states in the first step, 8 bytes a trained parameter, 1.25 GiB on QLoRA
+        of an 8B model -- is held by every later step, so it is added to what the fit
+        expects; fitting without it ran W2 under a 14.2 GiB cap out of memory.
+
+        The first fit leaves half of the room it finds unused, so that the next one can
+        measure what the extra plain layers added to the step's peak (above the memory the
+        step started with, for batches of the same size); where that is more than the
+        tensors a layer saves, it fits the peak itself to the budget (less a margin) at that
+        rate.
         """
         if not self.layers or not self.layer_bytes:
             return self.plain
         scale = self._worst_case_scale()
-        if self._previous is not None and self._previous[0] != self.plain:
-            before_plain, before_peak = self._previous
-            measured = (peak - before_peak) / (self.plain - before_plain)
+        start = self._forward_start  # 0 where the forward pass was not measured (no CUDA)
+        above = peak - start
+        if (self._previous is not None and self._previous[0] != self.plain
+                and self._previous[1] == self._tokens):
+            before_plain, _, before_above = self._previous
+            measured = (above - before_above) / (self.plain - before_plain)
             self.slope = max(self.slope, int(measured * scale))
             self.calibrating = False
-        self._previous = (self.plain, peak)
+        self._previous = (self.plain, self._tokens, above)
+        left = max(0, held - start) if held is not None and start else 0
         layer_bytes = int(self.layer_bytes * scale)
         budget = self.budget_bytes
         if self.slope > layer_bytes:
-            plain = plan_plain_layers(peak + _margin(budget), budget, self.slope, self.plain,
-                                      len(self.layers))
+            expected = start + left + int(above * scale)
+            plain = plan_plain_layers(expected + _margin(budget), budget, self.slope,
+                                      self.plain, len(self.layers))
         else:
             forward_end = self.forward_end
             if forward_end is not None:
-                forward_end = int(self._forward_start
-                                  + (forward_end - self._forward_start) * scale)
-            plain = plan_plain_layers(peak, budget, layer_bytes, self.plain, len(self.layers),
-                                      forward_end)
+                forward_end = int(start + (forward_end - start) * scale) + left
+            plain = plan_plain_layers(peak + left, budget, layer_bytes, self.plain,
+                                      len(self.layers), forward_end)
         self.forward_end = None
         if self.calibrating and plain > self.plain:
             plain = self.plain + max(1, (plain - self.plain) // 2)

@@ -159,7 +159,9 @@ class MemorySizes:
                    intermediate=getattr(config, "intermediate_size", 4 * config.hidden_size),
                    vocab=config.vocab_size, residual_bytes=residual,
                    preference=hasattr(model, "enable_chunked_logps"),
-                   masters=bool(getattr(model, "adapters_16bit", False)))
+                   masters=(bool(getattr(model, "adapters_16bit", False))
+                            and sum(p.numel() * p.element_size() for p in trained)
+                            < 4 * sum(p.numel() for p in trained)))
 
     def plain_layer(self, tokens: int) -> int:
         """Bytes one decoder layer keeps for its backward pass when not checkpointed."""

@@ -182,8 +182,10 @@ class SupervisedFinetune(BaseModel):
             adapter weight to cast in each forward pass (and recomputed forward). The
             optimizer must then keep float32 master weights:
             ``AmpOptimWrapper(master_weights=True)``, which ``xtuner train`` sets with it, or
-            DeepSpeed. Same losses and gradients. A base that computes in float32 keeps
-            float32 adapters. Off by default: ``xtuner train`` ran no faster with it on W2.
+            DeepSpeed. Same losses and gradients for a step of one micro-batch on one
+            process; accumulated micro-batches and DDP add the gradients up in 16-bit. A base
+            that computes in float32 keeps float32 adapters. Needs ``lora``. Off by default:
+            ``xtuner train`` ran no faster with it on W2.
         loss_reduction: how the loss of an optimizer step is normalised (see
             :mod:`xtuner.model.loss`): ``'token'`` (default: mean over every trained token
             of the step, across accumulation steps and ranks), ``'sample'`` (each sample
@@ -198,6 +200,10 @@ class SupervisedFinetune(BaseModel):
                  reentrant_checkpointing=True, adapters_16bit=False):
         super().__init__()
         self.adapters_16bit = bool(adapters_16bit)
+        if self.adapters_16bit and lora is None:
+            raise ConfigError("model.adapters_16bit=True keeps LoRA adapters in 16-bit, and "
+                              "this model trains none (no lora / llm_lora); add LoRA or "
+                              "remove adapters_16bit")
         self.reentrant_checkpointing = bool(reentrant_checkpointing)
         self.loss_reduction = check_loss_reduction(loss_reduction)
         self.llm = _build_llm(llm, max_position_embeddings)
@@ -378,12 +384,14 @@ class SupervisedFinetune(BaseModel):
         if self.is_checkpointing_activations:
             self.gradient_checkpointing_enable()
 
-    def fit_activation_checkpointing(self, peak_bytes: int) -> None:
+    def fit_activation_checkpointing(self, peak_bytes: int, held_bytes: int | None = None
+                                     ) -> None:
         """``'auto'`` mode: refit the checkpointed layers to the budget after a training step
-        whose peak allocated memory was ``peak_bytes`` (called by
-        :class:`~xtuner.engine.hooks.ActivationCheckpointingHook`)."""
+        whose peak allocated memory was ``peak_bytes`` and which left ``held_bytes``
+        allocated (called by :class:`~xtuner.engine.hooks.ActivationCheckpointingHook`; see
+        :meth:`~xtuner.model.checkpointing.ActivationCheckpointingPlan.update`)."""
         if self.checkpointing_plan is not None:
-            self.checkpointing_plan.update(peak_bytes)
+            self.checkpointing_plan.update(peak_bytes, held_bytes)
 
     def gradient_checkpointing_disable(self) -> None:
         """Turn off activation checkpointing (e.g. while generating in a hook)."""

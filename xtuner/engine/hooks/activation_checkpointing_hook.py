@@ -17,7 +17,8 @@ class ActivationCheckpointingHook(Hook):
     The first step runs with all layers but one checkpointed and measures that one; the
     second runs half of the fit and measures what it cost the peak; the third applies the
     calibrated fit; later steps check it held (a tighter fit is never tried again, only more
-    checkpointing if a step went over the budget).
+    checkpointing if a step went over the budget). While the first fit found no room for
+    another plain layer, each step fits again, up to ``refit_iters``.
     """
 
     # Before LoggerHook (BELOW_NORMAL), which resets the peak-memory counter when it logs.
@@ -54,6 +55,6 @@ class ActivationCheckpointingHook(Hook):
         peak = torch.cuda.max_memory_allocated()
         plan = model.checkpointing_plan
         if runner.iter == 0 or plan.calibrating or peak > plan.budget_bytes:
-            model.fit_activation_checkpointing(peak)
+            model.fit_activation_checkpointing(peak, torch.cuda.memory_allocated())
         if runner.iter == self.refit_iters - 1:
             model.checkpointing_plan.measuring = False  # settled: no more readings per step
