@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,50 @@ def test_without_a_budget_a_gpu_run_plans_to_its_gpu(monkeypatch, llama_dir):
             memory_budget=dict(budget=engine.DEVICE_BUDGET, tokens=64),
             optimizer=dict(type="AdamW", lr=1e-3)))
         assert type(wrapper.optimizer).__name__ == expected
+
+
+# ------------------------------------------------------------ the catalog's preference configs
+
+def _qlora_sizes(hidden, layers, kv_dim, intermediate, vocab, rank=64, preference=True):
+    """MemorySizes of a QLoRA model (NF4 with double quantization, 16-bit embeddings and
+    head, float32 adapters of ``rank`` on every linear layer) from its shape."""
+    linears = [(hidden, hidden), (hidden, kv_dim), (hidden, kv_dim), (hidden, hidden),
+               (hidden, intermediate), (hidden, intermediate), (intermediate, hidden)]
+    quantized = layers * sum(a * b for a, b in linears)
+    adapters = layers * sum(rank * (a + b) for a, b in linears)
+    weights = quantized * (0.5 + 1 / 64) + 2 * vocab * hidden * 2 + 4 * adapters
+    return MemorySizes(weights=int(weights), trainable_params=adapters,
+                       trainable_bytes=4 * adapters, layers=layers, hidden=hidden,
+                       intermediate=intermediate, vocab=vocab, residual_bytes=4,
+                       preference=preference)
+
+
+PREFERENCE_SHAPES = {  # the catalog's preference models, from their config.json
+    "llama3_1_8b_instruct": (4096, 32, 1024, 14336, 128256),
+    "qwen2_5_7b_instruct": (3584, 28, 512, 18944, 152064),
+    "internlm2_5_chat_7b": (4096, 32, 1024, 14336, 92544),
+}
+
+
+def test_the_shape_sizes_match_the_measured_w2_model():
+    sizes = _qlora_sizes(*PREFERENCE_SHAPES["llama3_1_8b_instruct"], preference=False)
+    assert sizes.trainable_params == W2.trainable_params
+    assert abs(sizes.weights - W2.weights) < 0.05 * GiB
+
+
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(p for family in ("dpo", "orpo")
+                                        for p in CONFIGS.glob(f"{family}/*/*_qlora_*.py")),
+                         ids=lambda p: p.stem)
+def test_preference_qlora_headers_name_the_smallest_whole_budget_the_plan_accepts(path):
+    """A DPO/ORPO QLoRA leaf says which --memory-budget it needs on one GPU: the plan fits
+    its packed row of pairs (4,096 tokens) in that many GB and not in one GB less."""
+    budget = re.search(r"--memory-budget (\d+)GB", path.read_text(encoding="utf-8"))
+    assert budget, f"{path.name} names no --memory-budget"
+    sizes = _qlora_sizes(*PREFERENCE_SHAPES[path.parent.name])
+    gb = int(budget.group(1))
+    plan_memory(sizes, 4096, f"{gb}GB")
+    with pytest.raises(ConfigError, match="the smallest budget that fits"):
+        plan_memory(sizes, 4096, f"{gb - 1}GB")

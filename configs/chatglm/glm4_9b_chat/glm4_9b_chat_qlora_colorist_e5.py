@@ -1,6 +1,6 @@
 # GLM-4 9B Chat, qlora on colorist, 5 epochs:
 #     xtuner train glm4_9b_chat_qlora_colorist_e5 --deepspeed deepspeed_zero2
-#     in 9 GB of GPU memory: add --memory-budget 9GB (README: Fine-tuning on a small GPU)
+#     on one 9 GB GPU, instead of --deepspeed: --memory-budget 9GB (see README)
 _base_ = [
     '../../_base_/models/chatglm/glm4_9b_chat.py',
     '../../_base_/datasets/colorist.py',

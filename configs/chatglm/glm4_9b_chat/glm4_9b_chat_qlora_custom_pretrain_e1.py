@@ -1,6 +1,6 @@
 # GLM-4 9B Chat, qlora on custom_pretrain, 1 epoch:
 #     xtuner train glm4_9b_chat_qlora_custom_pretrain_e1 --deepspeed deepspeed_zero2
-#     in 9 GB of GPU memory: add --memory-budget 9GB (README: Fine-tuning on a small GPU)
+#     on one 9 GB GPU, instead of --deepspeed: --memory-budget 9GB (see README)
 _base_ = [
     '../../_base_/models/chatglm/glm4_9b_chat.py',
     '../../_base_/datasets/custom_pretrain.py',

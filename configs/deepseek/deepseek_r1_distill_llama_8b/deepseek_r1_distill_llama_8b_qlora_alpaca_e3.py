@@ -1,6 +1,6 @@
 # DeepSeek-R1-Distill-Llama 8B, qlora on alpaca, 3 epochs:
 #     xtuner train deepseek_r1_distill_llama_8b_qlora_alpaca_e3 --deepspeed deepspeed_zero2
-#     in 8 GB of GPU memory: add --memory-budget 8GB (README: Fine-tuning on a small GPU)
+#     on one 8 GB GPU, instead of --deepspeed: --memory-budget 8GB (see README)
 _base_ = [
     '../../_base_/models/deepseek/deepseek_r1_distill_llama_8b.py',
     '../../_base_/datasets/alpaca.py',

@@ -1,6 +1,6 @@
 # DeepSeek-R1-Distill-Qwen 7B, qlora on oasst1, 3 epochs:
 #     xtuner train deepseek_r1_distill_qwen_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
-#     in 8 GB of GPU memory: add --memory-budget 8GB (README: Fine-tuning on a small GPU)
+#     on one 8 GB GPU, instead of --deepspeed: --memory-budget 8GB (see README)
 _base_ = [
     '../../_base_/models/deepseek/deepseek_r1_distill_qwen_7b.py',
     '../../_base_/datasets/oasst1.py',

@@ -1,6 +1,6 @@
 # InternLM3 8B Instruct, qlora on colorist, 5 epochs:
 #     xtuner train internlm3_8b_instruct_qlora_colorist_e5 --deepspeed deepspeed_zero2
-#     in 9 GB of GPU memory: add --memory-budget 9GB (README: Fine-tuning on a small GPU)
+#     on one 9 GB GPU, instead of --deepspeed: --memory-budget 9GB (see README)
 _base_ = [
     '../../_base_/models/internlm/internlm3_8b_instruct.py',
     '../../_base_/datasets/colorist.py',

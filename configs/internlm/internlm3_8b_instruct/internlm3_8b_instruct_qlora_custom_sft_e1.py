@@ -1,6 +1,6 @@
 # InternLM3 8B Instruct, qlora on custom_sft, 1 epoch:
 #     xtuner train internlm3_8b_instruct_qlora_custom_sft_e1 --deepspeed deepspeed_zero2
-#     in 9 GB of GPU memory: add --memory-budget 9GB (README: Fine-tuning on a small GPU)
+#     on one 9 GB GPU, instead of --deepspeed: --memory-budget 9GB (see README)
 _base_ = [
     '../../_base_/models/internlm/internlm3_8b_instruct.py',
     '../../_base_/datasets/custom_sft.py',

@@ -1,6 +1,6 @@
 # Llama 3.1 8B Instruct, qlora on alpaca_zh, 3 epochs:
 #     xtuner train llama3_1_8b_instruct_qlora_alpaca_zh_e3 --deepspeed deepspeed_zero2
-#     in 8 GB of GPU memory: add --memory-budget 8GB (README: Fine-tuning on a small GPU)
+#     on one 8 GB GPU, instead of --deepspeed: --memory-budget 8GB (see README)
 _base_ = [
     '../../_base_/models/llama/llama3_1_8b_instruct.py',
     '../../_base_/datasets/alpaca_zh.py',

@@ -1,6 +1,6 @@
 # Qwen2.5 7B Instruct, qlora on oasst1, 3 epochs:
 #     xtuner train qwen2_5_7b_instruct_qlora_oasst1_e3 --deepspeed deepspeed_zero2
-#     in 8 GB of GPU memory: add --memory-budget 8GB (README: Fine-tuning on a small GPU)
+#     on one 8 GB GPU, instead of --deepspeed: --memory-budget 8GB (see README)
 _base_ = [
     '../../_base_/models/qwen/qwen2_5_7b_instruct.py',
     '../../_base_/datasets/oasst1.py',

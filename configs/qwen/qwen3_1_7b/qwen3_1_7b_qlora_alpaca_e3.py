@@ -1,6 +1,6 @@
 # Qwen3 1.7B, qlora on alpaca, 3 epochs:
 #     xtuner train qwen3_1_7b_qlora_alpaca_e3 --deepspeed deepspeed_zero2
-#     in 3 GB of GPU memory: add --memory-budget 3GB (README: Fine-tuning on a small GPU)
+#     on one 3 GB GPU, instead of --deepspeed: --memory-budget 3GB (see README)
 _base_ = [
     '../../_base_/models/qwen/qwen3_1_7b.py',
     '../../_base_/datasets/alpaca.py',

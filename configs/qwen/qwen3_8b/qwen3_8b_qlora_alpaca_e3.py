@@ -1,6 +1,6 @@
 # Qwen3 8B, qlora on alpaca, 3 epochs:
 #     xtuner train qwen3_8b_qlora_alpaca_e3 --deepspeed deepspeed_zero2
-#     in 8 GB of GPU memory: add --memory-budget 8GB (README: Fine-tuning on a small GPU)
+#     on one 8 GB GPU, instead of --deepspeed: --memory-budget 8GB (see README)
 _base_ = [
     '../../_base_/models/qwen/qwen3_8b.py',
     '../../_base_/datasets/alpaca.py',

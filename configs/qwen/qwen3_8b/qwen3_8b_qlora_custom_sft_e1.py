@@ -1,6 +1,6 @@
 # Qwen3 8B, qlora on custom_sft, 1 epoch:
 #     xtuner train qwen3_8b_qlora_custom_sft_e1 --deepspeed deepspeed_zero2
-#     in 8 GB of GPU memory: add --memory-budget 8GB (README: Fine-tuning on a small GPU)
+#     on one 8 GB GPU, instead of --deepspeed: --memory-budget 8GB (see README)
 _base_ = [
     '../../_base_/models/qwen/qwen3_8b.py',
     '../../_base_/datasets/custom_sft.py',
