@@ -6,12 +6,16 @@ logits path and with ``chunked_logps=True``.
 
     python tests/gpu/dpo_benchmark.py [--shape llama3_1_8b] [--tokens 4096] [--work-dir DIR]
                                       [--method dpo orpo] [--logps plain chunked]
-                                      [--memory-budget 8GB]
+                                      [--memory-budget 8GB] [--amp] [--phases]
 
 ``--tokens``: the packed row (the catalog's ``max_packed_length``, 4096; 4752 was the first
 measurement's row of three pairs). ``--memory-budget``: xtuner's memory plan for that budget
 (as ``xtuner train --memory-budget``; paged 8-bit AdamW when the plan takes it), with the
 process capped at the budget as a card of that size would be; the plan's line is printed.
+``--amp``: bf16 autocast, as ``xtuner train`` runs the catalog's configs (the figures in
+xtuner.model.memory_budget were measured without it: float32 activations around the 4-bit
+layers). ``--phases``: the peak of each phase of one more step (reference pass, forward,
+backward, optimizer step), to find what the estimate misses.
 """
 import argparse
 import gc
@@ -48,6 +52,10 @@ parser.add_argument("--logps", nargs="+", default=["plain", "chunked"],
                     choices=["plain", "chunked"])
 parser.add_argument("--steps", type=int, default=10)
 parser.add_argument("--memory-budget", default=None)
+parser.add_argument("--amp", action="store_true",
+                    help="bf16 autocast, as xtuner train's AmpOptimWrapper (default: none)")
+parser.add_argument("--phases", action="store_true",
+                    help="after the run, one more step with the peak of each phase")
 args = parser.parse_args()
 if args.memory_budget:  # as xtuner train does, before CUDA starts
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
@@ -79,6 +87,33 @@ batch = preference_collate_fn(pairs, use_varlen_attn=True)["data"]
 tokens = batch["input_ids"].numel()
 batch = {k: (v.cuda() if torch.is_tensor(v) else [x.cuda() for x in v]
              if isinstance(v, list) else v) for k, v in batch.items()}
+
+
+def phase_peaks(model, opt, loss_of) -> None:
+    """One more step, printing the allocated memory at its start and the peak of each phase:
+    the reference pass alone, the whole forward (reference and policy), backward, optimizer
+    step -- where the estimate's parts (xtuner.model.memory_budget) can be checked."""
+    gib = 2**30
+
+    def measured(label, run):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        result = run()
+        torch.cuda.synchronize()
+        print(f"PHASE {label}: peak {torch.cuda.max_memory_allocated() / gib:.2f} GiB, "
+              f"held after {torch.cuda.memory_allocated() / gib:.2f} GiB", flush=True)
+        return result
+
+    print(f"PHASE start: {torch.cuda.memory_allocated() / gib:.2f} GiB allocated", flush=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp):
+        inputs, labels, bounds = model._pair_inputs(batch)
+        logps_of = model._logps_of(inputs, labels, bounds)
+        if hasattr(model, "_with_reference"):  # DPO
+            measured("reference pass", lambda: model._with_reference(logps_of))
+    loss = measured("forward (reference and policy)", lambda: loss_of(batch))
+    measured("backward", loss.backward)
+    measured("optimizer step", opt.step)
+    opt.zero_grad(set_to_none=True)
 
 
 def run(method: str, chunked: bool) -> None:
@@ -115,17 +150,21 @@ def run(method: str, chunked: bool) -> None:
             import bitsandbytes
 
             opt = bitsandbytes.optim.PagedAdamW8bit(trained, lr=5e-5)
+    def loss_of(batch, model=model):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp):
+            return model(batch, mode="loss")["loss"]
+
     losses = []
     for i in range(3 + args.steps):
         if i == 3:  # after the warm-up
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             t = time.time()
-        out = model(batch, mode="loss")
-        out["loss"].backward()
+        loss = loss_of(batch)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(out["loss"]))
+        losses.append(float(loss))
     torch.cuda.synchronize()
     dt = time.time() - t
     print(f"RESULT {method} qlora {args.shape} chunked_logps={model.chunked_logps} "
@@ -133,7 +172,9 @@ def run(method: str, chunked: bool) -> None:
           f"({len(pairs)} pairs), tokens/s={tokens * args.steps / dt:.0f} "
           f"step={dt / args.steps * 1000:.0f}ms "
           f"peak_mem={torch.cuda.max_memory_allocated() / 2**30:.2f}GiB "
-          f"losses={[round(x, 4) for x in losses[:4]]}", flush=True)
+          f"losses={[round(x, 4) for x in losses[:4]]} amp={args.amp}", flush=True)
+    if args.phases:
+        phase_peaks(model, opt, loss_of)
     del model, opt
     gc.collect()
     torch.cuda.empty_cache()
