@@ -391,3 +391,21 @@ def test_a_users_mistake_is_printed_once_for_all_ranks(tmp_path):
     lines = proc.stderr.splitlines()
     assert lines.count("xtuner train: error: cfg.py:3: the config is wrong") == 1, lines
     assert lines.count("xtuner train: error: only rank 1 sees this") == 1, lines
+
+
+def test_a_worker_killed_by_a_signal_is_named_after_the_lines_other_workers_left(tmp_path):
+    """Rank 0 dies of SIGKILL (as of the host's out-of-memory killer) while rank 1 has
+    reported a user error: both lines are printed, and the exit status is 128 + 9."""
+    body = ("import signal, time\n"
+            "from xtuner.utils.launch import report_error\n"
+            "if os.environ['RANK'] == '1':\n"
+            "    report_error('xtuner train: error: rank 1 saw this first')\n"
+            "    time.sleep(30)\n"
+            "else:\n"
+            "    time.sleep(2)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = _launch_workers(tmp_path, body)
+    assert proc.returncode == 128 + 9, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert lines.count("xtuner train: error: rank 1 saw this first") == 1, lines
+    assert "xtuner: worker rank 0 was killed by signal 9; see the messages above" in lines

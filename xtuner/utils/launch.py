@@ -6,9 +6,10 @@ once per rank. Under this launcher the workers hand their one-line errors to it 
 (:func:`report_error`, through the folder named by ``XTUNER_ERROR_DIR``), and it prints each
 distinct line once when the run has ended. When a worker exits non-zero, torchrun raises
 ``ChildFailedError`` and prints a traceback and a failure table; here they give way to the
-workers' lines, or, where a worker left none (a crash with its own traceback, a signal), to one
-line naming the first rank that failed; torchrun's own "failed (exitcode: ...)" log line,
-which says the same, is dropped. The run exits with that worker's exit status.
+workers' lines, or, where a worker left none (a crash with its own traceback), to one line
+naming the first rank that failed; a worker killed by a signal is named after the lines the
+others left. torchrun's own "failed (exitcode: ...)" log line, which says the same, is
+dropped. The run exits with that worker's exit status (128 + N for signal N).
 """
 from __future__ import annotations
 
@@ -59,13 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ChildFailedError as exc:
             rank, failure = exc.get_first_failure()
             code = failure.exitcode
+            errors = _workers_errors(folder)
+            for line in errors:
+                print(line, file=sys.stderr)
             if code < 0:  # killed by a signal (e.g. 9: out of host memory)
                 print(f"xtuner: worker rank {rank} was killed by signal {-code}; see the "
                       "messages above", file=sys.stderr)
                 return 128 - code
-            errors = _workers_errors(folder)
-            for line in errors:
-                print(line, file=sys.stderr)
             if not errors:
                 print(f"xtuner: worker rank {rank} failed with exit status {code}; see its "
                       "messages above", file=sys.stderr)
