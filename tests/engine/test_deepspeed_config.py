@@ -140,3 +140,21 @@ def test_one_process_without_launcher_gets_a_one_rank_group():
     env = {"MASTER_PORT": "29999", "MASTER_ADDR": "10.0.0.1"}
     _single_process_rendezvous(env)
     assert env["MASTER_PORT"] == "29999" and env["MASTER_ADDR"] == "10.0.0.1"
+
+
+def test_deepspeed_on_a_config_that_already_uses_it_may_only_repeat_its_stage(tmp_path):
+    """A config with its own DeepSpeed strategy keeps it: --deepspeed with the same ZeRO stage
+    adds nothing; another stage is refused in one line rather than silently lost."""
+    pytest.importorskip("deepspeed")
+    zero2 = tmp_path / "zero2.json"
+    zero2.write_text(json.dumps(_ds()))
+    cfg = _cfg()
+    apply_deepspeed(cfg, str(zero2))
+    assert cfg.strategy.config["zero_optimization"]["stage"] == 2
+    assert apply_deepspeed(cfg, str(zero2)) is cfg  # the same stage: unchanged
+    zero3 = tmp_path / "zero3.json"
+    zero3.write_text(json.dumps(_ds(zero_optimization={"stage": 3})))
+    with pytest.raises(ConfigError, match=r"asks for ZeRO-3 but the config already trains "
+                                          r"with ZeRO-2 .*drop --deepspeed"):
+        apply_deepspeed(cfg, str(zero3))
+    assert cfg.strategy.config["zero_optimization"]["stage"] == 2

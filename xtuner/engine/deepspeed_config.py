@@ -126,6 +126,23 @@ def deepspeed_optim_wrapper(wrapper: dict) -> ConfigDict:
                       optimizer=wrapper.optimizer, **kept)
 
 
+def _zero_stage(ds) -> int | None:
+    return ((ds.get("zero_optimization") or {}).get("stage", 0)
+            if isinstance(ds, dict) else None)
+
+
+def _check_same_stage(cfg: Config, ds: dict, name_or_path: str) -> None:
+    """A config that sets up DeepSpeed itself keeps its own settings: ``--deepspeed`` may
+    only repeat its ZeRO stage, not silently lose to it."""
+    own = _zero_stage((cfg.get("strategy") or {}).get("config"))
+    if own != _zero_stage(ds):
+        said = f"ZeRO-{own}" if own is not None else "its own DeepSpeed settings"
+        raise ConfigError(f"--deepspeed {name_or_path} asks for ZeRO-{_zero_stage(ds)} but the "
+                          f"config already trains with {said} (strategy, optim_wrapper "
+                          "DeepSpeedOptimWrapper): drop --deepspeed, or change the config's "
+                          "strategy.config")
+
+
 def apply_deepspeed(cfg: Config, name_or_path: str) -> Config:
     """Switch ``cfg`` to mmengine's FlexibleRunner with xtuner's DeepSpeed strategy."""
     try:
@@ -141,8 +158,9 @@ def apply_deepspeed(cfg: Config, name_or_path: str) -> Config:
             raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
     wrapper_type = cfg.optim_wrapper.get("type")
     if "DeepSpeedOptimWrapper" in str(getattr(wrapper_type, "__name__", wrapper_type)):
-        print_log("The config already uses DeepSpeed; --deepspeed is ignored", logger="current",
-                  level=logging.WARNING)
+        _check_same_stage(cfg, ds, name_or_path)
+        print_log("The config already uses DeepSpeed with this ZeRO stage; --deepspeed adds "
+                  "nothing", logger="current", level=logging.WARNING)
         return cfg
     fill_deepspeed_auto_values(ds, cfg)
     cfg.strategy = ConfigDict(
