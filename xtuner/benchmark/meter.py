@@ -48,7 +48,7 @@ class StepMeter:
 
     Args:
         warmup: steps to run before measuring (``'auto'`` checkpointing settles in the first
-            two; kernels are tuned and caches filled).
+            three; kernels are tuned and caches filled).
     """
 
     def __init__(self, warmup: int, steps: int | None = None):
