@@ -169,3 +169,33 @@ def test_a_run_without_masters_resumes_the_saved_masters_into_its_float32_weight
     plain.load_state_dict(saved)
     assert torch.equal(fp32[0].weight, wrapper.masters.masters[0])
     assert torch.equal(fp32[0].bias, wrapper.masters.masters[1])
+
+
+def test_masters_keep_their_places_across_parameter_groups():
+    """Only 16-bit parameters that train get masters; a saved master goes back to the same
+    place among the optimizer's parameters, whatever the groups around it hold."""
+    weight = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))
+    bias = torch.nn.Parameter(torch.ones(3))  # float32: updated as it is
+    frozen = torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16), requires_grad=False)
+    other = torch.nn.Parameter(torch.ones(2, dtype=torch.bfloat16))
+    groups = [{"params": [weight, bias]}, {"params": [frozen, other], "lr": 0.1}]
+    wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(groups, lr=0.01), dtype="bfloat16",
+                              master_weights=True)
+    assert wrapper.masters.params == [weight, other] and wrapper.masters.slots == [0, 3]
+    kept = wrapper.optimizer.param_groups
+    assert kept[0]["params"][1] is bias and kept[1]["params"][0] is frozen
+    loss = (weight.float().sum() + bias.sum() + other.float().sum()) * 1.0
+    wrapper.update_params(loss)
+    saved = copy.deepcopy(wrapper.state_dict())
+    assert torch.equal(saved["master_weights"][3], torch.full((2,), 0.9))  # lr 0.1 group
+    fresh = [torch.nn.Parameter(torch.zeros(3, dtype=torch.bfloat16)),
+             torch.nn.Parameter(torch.zeros(3)),
+             torch.nn.Parameter(torch.zeros(3, dtype=torch.bfloat16), requires_grad=False),
+             torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))]
+    again = AmpOptimWrapper(optimizer=torch.optim.SGD(
+        [{"params": fresh[:2]}, {"params": fresh[2:], "lr": 0.1}], lr=0.01),
+        dtype="bfloat16", master_weights=True)
+    again.load_state_dict(saved)
+    assert torch.equal(again.masters.masters[0], torch.full((3,), 0.99))
+    assert torch.equal(fresh[3], torch.full((2,), 0.9, dtype=torch.bfloat16))
+    assert torch.equal(fresh[2], torch.zeros(3, dtype=torch.bfloat16))  # frozen: untouched
