@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import transformers
+from bf16_llm import bf16_llm
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM
 
@@ -13,17 +13,6 @@ from xtuner.dataset.collate_fns import default_collate_fn
 from xtuner.model import SupervisedFinetune
 
 LORA = dict(type=LoraConfig, r=8, lora_alpha=16, target_modules=None, lora_dropout=0.0)
-
-
-def _llm(path, quantized: bool):
-    # Built here: a config dict would be demoted to float32 on a machine without CUDA.
-    quant = None
-    if quantized:
-        pytest.importorskip("bitsandbytes")
-        quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                bnb_4bit_compute_dtype=torch.bfloat16)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
-                                                quantization_config=quant)
 
 
 def _adapters(model) -> dict[str, torch.nn.Parameter]:
@@ -42,10 +31,10 @@ def _loss_and_grads(model, data):
 @pytest.mark.parametrize("quantized", [False, True], ids=["lora_bf16_base", "qlora"])
 def test_16bit_adapters_give_the_float32_adapters_loss_and_grads(llama_dir, quantized):
     torch.manual_seed(0)
-    fp32 = SupervisedFinetune(llm=_llm(llama_dir, quantized), lora=LORA,
+    fp32 = SupervisedFinetune(llm=bf16_llm(llama_dir, quantized), lora=LORA,
                               use_activation_checkpointing=False)
     torch.manual_seed(0)
-    half = SupervisedFinetune(llm=_llm(llama_dir, quantized), lora=LORA,
+    half = SupervisedFinetune(llm=bf16_llm(llama_dir, quantized), lora=LORA,
                               use_activation_checkpointing=False, adapters_16bit=True)
     adapters32, adapters16 = _adapters(fp32), _adapters(half)
     assert adapters32.keys() == adapters16.keys() and adapters32

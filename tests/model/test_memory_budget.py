@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import transformers
+from bf16_llm import bf16_llm
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from peft import LoraConfig
@@ -138,12 +138,7 @@ def test_an_unreadable_budget_is_one_line(bad):
 # -------------------------------------------------------------------------- on a built model
 
 def _qlora(path, **kw):
-    # Built here: a config dict would be demoted to float32 on a machine without CUDA.
-    quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                            bnb_4bit_compute_dtype=torch.bfloat16)
-    llm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
-                                               quantization_config=quant)
-    return SupervisedFinetune(llm=llm, lora=LoraConfig(r=4, lora_alpha=8), **kw)
+    return SupervisedFinetune(llm=bf16_llm(path), lora=LoraConfig(r=4, lora_alpha=8), **kw)
 
 
 def test_sizes_are_measured_from_the_model(llama_dir):

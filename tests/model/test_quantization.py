@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import transformers
+from bf16_llm import bf16_llm
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM
 
@@ -175,12 +176,7 @@ def _qlora_16bit(path, keep_16bit: bool, monkeypatch):
 
         monkeypatch.setattr("xtuner.model.sft.prepare_kbit_model", peft_only)
     torch.manual_seed(0)
-    # Built here: a config dict would be demoted to float32 on a machine without CUDA.
-    quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                            bnb_4bit_compute_dtype=torch.bfloat16)
-    llm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
-                                               quantization_config=quant)
-    return SupervisedFinetune(llm=llm, lora=LORA, use_activation_checkpointing=False)
+    return SupervisedFinetune(llm=bf16_llm(path), lora=LORA, use_activation_checkpointing=False)
 
 
 def test_frozen_embeddings_and_head_stay_16bit_with_the_same_loss_and_grads(

@@ -7,6 +7,7 @@ import peft
 import pytest
 import torch
 import transformers
+from bf16_llm import bf16_llm
 from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -352,10 +353,7 @@ def test_reentrant_checkpointing_under_qlora_gives_the_same_loss_and_grads(llama
     pytest.importorskip("bitsandbytes")
     results = []
     for checkpointing, reentrant in ((False, False), (True, False), (True, True)):
-        quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                bnb_4bit_compute_dtype=torch.bfloat16)
-        llm = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.bfloat16,
-                                                   quantization_config=quant)
+        llm = bf16_llm(llama_dir)
         torch.manual_seed(0)
         # B drawn too (not zero): every adapter matrix then has a gradient to compare
         model = SupervisedFinetune(llm=llm, lora={**LORA, "init_lora_weights": False},
