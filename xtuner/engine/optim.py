@@ -8,11 +8,9 @@ from mmengine import print_log
 from mmengine.optim import AmpOptimWrapper as MMEngineAmpOptimWrapper
 
 from xtuner.engine.config import type_name
+from xtuner.model.quantization import HALF_DTYPES
 
 __all__ = ["AmpOptimWrapper", "MasterWeights", "fast_optimizer_defaults"]
-
-_HALF = (torch.float16, torch.bfloat16)
-
 
 class MasterWeights:
     """Float32 master copies of the 16-bit trained parameters an optimizer was given, which
@@ -38,7 +36,7 @@ class MasterWeights:
         for group in optimizer.param_groups:
             params = []
             for p in group["params"]:
-                if p.requires_grad and p.dtype in _HALF:
+                if p.requires_grad and p.dtype in HALF_DTYPES:
                     master = p.detach().float().requires_grad_(True)
                     self.params.append(p)
                     self.masters.append(master)

@@ -149,19 +149,20 @@ class MemorySizes:
         weights = sum(t.numel() * t.element_size() + _quant_state_bytes(t)
                       for m in modules for t in (*m.parameters(), *m.buffers()))
         trained = [p for p in llm.parameters() if p.requires_grad]
+        trainable_params = sum(p.numel() for p in trained)
+        trainable_bytes = sum(p.numel() * p.element_size() for p in trained)
         embedding = llm.get_input_embeddings()
         upcast = getattr(model, "embedding_upcast", None) is not None
         residual = 4 if upcast or embedding.weight.dtype == torch.float32 else 2
-        return cls(weights=weights, trainable_params=sum(p.numel() for p in trained),
-                   trainable_bytes=sum(p.numel() * p.element_size() for p in trained),
+        return cls(weights=weights, trainable_params=trainable_params,
+                   trainable_bytes=trainable_bytes,
                    layers=len(checkpointable_layers(llm)) or config.num_hidden_layers,
                    hidden=config.hidden_size,
                    intermediate=getattr(config, "intermediate_size", 4 * config.hidden_size),
                    vocab=config.vocab_size, residual_bytes=residual,
                    preference=hasattr(model, "enable_chunked_logps"),
                    masters=(bool(getattr(model, "adapters_16bit", False))
-                            and sum(p.numel() * p.element_size() for p in trained)
-                            < 4 * sum(p.numel() for p in trained)))
+                            and trainable_bytes < 4 * trainable_params))
 
     def plain_layer(self, tokens: int) -> int:
         """Bytes one decoder layer keeps for its backward pass when not checkpointed."""

@@ -30,7 +30,11 @@ import logging
 import torch
 from mmengine import print_log
 
-__all__ = ["base_compute_dtype", "keep_4bit_layers_trainable", "prepare_kbit_model"]
+__all__ = ["HALF_DTYPES", "base_compute_dtype", "keep_4bit_layers_trainable",
+           "prepare_kbit_model"]
+
+# The 16-bit floating-point dtypes (compute dtypes of quantized layers, loaded weights).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _linear4bit_type():
@@ -51,7 +55,7 @@ def base_compute_dtype(model: torch.nn.Module) -> torch.dtype | None:
                       if isinstance(m, linear4bit) and m.compute_dtype is not None), None)
     if dtype is None:
         dtype = model.get_input_embeddings().weight.dtype
-    return dtype if dtype in (torch.float16, torch.bfloat16) else None
+    return dtype if dtype in HALF_DTYPES else None
 
 
 def keep_4bit_layers_trainable(model: torch.nn.Module) -> int:
@@ -143,7 +147,7 @@ def prepare_kbit_model(model: torch.nn.Module, use_gradient_checkpointing: bool)
     from peft import prepare_model_for_kbit_training
 
     weights = {role: w for role, w in _embedding_weights(model).items()
-               if w.dtype in (torch.float16, torch.bfloat16)}
+               if w.dtype in HALF_DTYPES}
     devices = {id(w): (w.device, w.dtype) for w in weights.values()}
     for weight in weights.values():
         weight.data = weight.data.cpu()

@@ -10,7 +10,7 @@ from mmengine import print_log
 
 from xtuner.registry import BUILDER
 
-from .quantization import keep_4bit_layers_trainable
+from .quantization import HALF_DTYPES, keep_4bit_layers_trainable
 
 __all__ = [
     "as_torch_dtype",
@@ -27,7 +27,6 @@ _DTYPES = {
     "torch.bfloat16": torch.bfloat16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     "torch.float32": torch.float32, "float32": torch.float32, "fp32": torch.float32,
 }
-_HALF = (torch.float16, torch.bfloat16)
 _DTYPE_KEYS = ("dtype", "torch_dtype", "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage")
 
 
@@ -86,14 +85,14 @@ def apply_device_fallbacks(llm_cfg: dict) -> dict:
     cuda = torch.cuda.is_available()
     if not cuda:
         demoted = []
-        if cfg.get("dtype") in _HALF:
+        if cfg.get("dtype") in HALF_DTYPES:
             demoted.append(f"dtype={cfg['dtype']}")
             cfg["dtype"] = torch.float32
         quant = cfg.get("quantization_config")
         if isinstance(quant, dict):
             quant = dict(quant)
             for key in ("bnb_4bit_compute_dtype", "bnb_4bit_quant_storage"):
-                if normalize_dtype(quant.get(key)) in _HALF:
+                if normalize_dtype(quant.get(key)) in HALF_DTYPES:
                     demoted.append(f"{key}={quant[key]}")
                     quant[key] = torch.float32
             cfg["quantization_config"] = quant
