@@ -3,6 +3,7 @@ autocast (peft's default, and XTuner v0's) against 16-bit adapters, with and wit
 dropout, every layer checkpointed or none. One model, switched in place between variants.
 
     python3 tests/gpu/w2_lora_levers.py MODEL_DIR [--steps 10] [--liger auto|False] [--compile]
+                                         [--fused-lora True|False]
                                          [--variants fp32+drop fp16+drop fp16 fp32]
 
 MODEL_DIR: a Llama-3-8B-shaped folder (tests/gpu/v0_reference/make_model_and_data.py). Prints,
@@ -25,6 +26,7 @@ parser.add_argument("model_dir")
 parser.add_argument("--steps", type=int, default=10)
 parser.add_argument("--liger", default="auto")
 parser.add_argument("--compile", action="store_true", help="torch.compile each decoder layer")
+parser.add_argument("--fused-lora", default="True", choices=["True", "False"])
 parser.add_argument("--variants", nargs="+", default=["fp32+drop", "fp16+drop", "fp16", "fp32"],
                     help="adapter dtype, +drop for LoRA dropout 0.1")
 args = parser.parse_args()
@@ -38,7 +40,7 @@ model = SupervisedFinetune(
     lora=LoraConfig(r=64, lora_alpha=16, lora_dropout=0.1, task_type="CAUSAL_LM"),
     use_varlen_attn=True, use_activation_checkpointing=True,
     use_liger_kernel={"auto": "auto", "False": False}[args.liger],
-    use_torch_compile=args.compile).cuda().train()
+    use_torch_compile=args.compile, fused_lora=args.fused_lora == "True").cuda().train()
 rows = SyntheticPackedDataset(model.llm.config.vocab_size, 2048, 4)
 batch = model.data_preprocessor(default_collate_fn([rows[0]], use_varlen_attn=True), True)
 trained = [p for p in model.parameters() if p.requires_grad]
@@ -89,5 +91,5 @@ def measure(label: str) -> None:
 for checkpointing in (False, True):
     for variant in args.variants:
         set_variant(variant.startswith("fp16"), variant.endswith("+drop"), checkpointing)
-        measure(f"{'compiled ' if args.compile else ''}adapters={variant} "
+        measure(f"{'compiled ' if args.compile else ''}fused={args.fused_lora} adapters={variant} "
                 f"ckpt={'all' if checkpointing else 'none'}")

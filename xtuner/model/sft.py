@@ -6,6 +6,7 @@ checkpoints for LoRA; ``to_hf`` export.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from .checkpointing import (
     parse_memory,
     set_plain_layers,
 )
+from .fused_lora import fused_lora_layers
 from .kernels import apply_liger_kernels, liger_loss_kwargs
 from .loss import (
     check_loss_reduction,
@@ -186,6 +188,13 @@ class SupervisedFinetune(BaseModel):
             process; accumulated micro-batches and DDP add the gradients up in 16-bit. A base
             that computes in float32 keeps float32 adapters. Needs ``lora``. Off by default:
             ``xtuner train`` ran no faster with it on W2.
+        fused_lora: QLoRA's adapted layers run their training forward and backward as one
+            autograd function each (the 4-bit base matmul and the LoRA branch sharing the
+            input cast, the adapter's output added inside the matmul; see
+            :mod:`xtuner.model.fused_lora`) instead of peft's chain of sub-modules: fewer
+            kernels and less host work per layer. Same adapters, state dict and results up to
+            rounding; eval passes and cases it does not cover use peft's forward. Default
+            True; ``False``: peft's layers.
         loss_reduction: how the loss of an optimizer step is normalised (see
             :mod:`xtuner.model.loss`): ``'token'`` (default: mean over every trained token
             of the step, across accumulation steps and ranks), ``'sample'`` (each sample
@@ -197,8 +206,9 @@ class SupervisedFinetune(BaseModel):
                  use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
                  use_liger_kernel="auto", activation_memory_budget=None,
                  use_torch_compile=False, loss_reduction="token",
-                 reentrant_checkpointing=True, adapters_16bit=False):
+                 reentrant_checkpointing=True, adapters_16bit=False, fused_lora=True):
         super().__init__()
+        self.fused_lora = bool(fused_lora)
         self.adapters_16bit = bool(adapters_16bit)
         if self.adapters_16bit and lora is None:
             raise ConfigError("model.adapters_16bit=True keeps LoRA adapters in 16-bit, and "
@@ -316,6 +326,10 @@ class SupervisedFinetune(BaseModel):
                           f"({saved / 2**30:.2f} GiB less)", logger="current")
         if lora.target_modules is None:
             lora.target_modules = find_all_linear_names(self.llm)
+        if self.fused_lora and fused_lora_layers():
+            # peft's custom-module registry (on a copy: the caller's config is left as given)
+            lora = copy.deepcopy(lora)
+            lora._register_custom_module(fused_lora_layers())
         # Under ZeRO-3 the adapters must share the base model's dtype (see _prepare_for_zero3);
         # elsewhere peft keeps them in fp32 for stable updates.
         self.llm = get_peft_model(self.llm, lora,

@@ -1,0 +1,82 @@
+"""W2 through ``xtuner train`` with model options against each other, on one GPU, in one
+sitting (issues #19, #20).
+
+    python3 tests/gpu/w2_options.py [--variants adapters_16bit=True adapters_16bit=False]
+                                    [--budgets full 14.2GB 8GB] [--steps 40] [--no-varlen]
+
+From the repo root of a GPU machine with the carried wheels (``.whl``; see
+``tests/gpu/common.sh``). W2 is XTuner v0's QLoRA config
+(``tests/gpu/v0_reference/w2_llama3_8b_qlora_2k.py``: a Llama-3-8B shape with random weights,
+packed 2048-token rows, fp16 autocast, LoRA dropout 0.1), with varlen attention unless
+``--no-varlen`` (the v0 config unchanged). Each variant is a ``model.KEY=VALUE`` setting (the
+first is the reference). For each budget (``full``: the card, as configured; else
+``--memory-budget``, with the process capped to it as a card of that size would be) it runs
+every variant with the same seed and prints tokens/s over the last 20 iterations (each logged
+with its own time), the peak memory, and each variant's largest loss difference from the
+first (the same updates, so bf16/fp16 noise only).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from compare_v0 import BENCH, REPO, VARLEN, _run  # the same directory
+from multi_gpu_w1 import _rows, _tokens_per_sec, _value
+
+CONFIG = BENCH / "w2_llama3_8b_qlora_2k.py"
+
+
+def _train(name: str, budget: str, option: str, steps: int, varlen: bool, out: Path) -> dict:
+    extra, env = [], {}
+    if budget != "full":
+        extra = ["--memory-budget", budget]
+        env = dict(MEM_LIMIT_GB=budget.removesuffix("GB"))
+    log = out / f"{name}.log"
+    rc = _run([sys.executable, str(REPO / "tests/gpu/xtuner_cli.py"), "train", str(CONFIG),
+               "--work-dir", str(out / name), "--seed", "0", *extra, "--cfg-options",
+               *(VARLEN if varlen else []), f"train_cfg.max_iters={steps}", f"model.{option}",
+               "default_hooks.logger.interval=1", "log_processor.window_size=1"],
+              log, f"/tmp/site:{REPO}", REPO, **env)
+    print(f"== {name} rc={rc}", flush=True)
+    return _rows(log)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+",
+                        default=["adapters_16bit=True", "adapters_16bit=False"])
+    parser.add_argument("--budgets", nargs="+", default=["full", "14.2GB"])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--no-varlen", action="store_true")
+    parser.add_argument("--out", default="/tmp/w2_options")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(BENCH / "make_model_and_data.py"), "/tmp/wl",
+                    "llama3_8b"], env=dict(os.environ, PYTHONPATH="/tmp/site"), check=True,
+                   stdout=subprocess.DEVNULL)
+    for budget in args.budgets:
+        runs = {option: _train(f"w2_{budget}_{option.replace('=', '_')}", budget, option,
+                               args.steps, not args.no_varlen, out) for option in args.variants}
+        reference = args.variants[0]
+        for option, rows in runs.items():
+            rate = _tokens_per_sec(rows, last=20)
+            memory = max((_value(r, "memory") or 0 for r in rows.values()), default=0) / 1024
+            line = (f"W2 {budget} {option}: "
+                    f"{'failed' if rate is None else f'{rate:,.0f} tok/s'}, peak {memory:.2f} GB")
+            pairs = [(_value(runs[reference][k], "loss"), _value(rows[k], "loss"))
+                     for k in sorted(rows) if k in runs[reference]]
+            diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
+            if diffs and option != reference:
+                line += (f"; {len(diffs)} steps, losses {pairs[-1][1]:.4f} vs {pairs[-1][0]:.4f}"
+                         f", largest difference {max(diffs):.4f}")
+            print(line, flush=True)
+    print(f"logs: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
