@@ -5,6 +5,7 @@ saved and merged as peft's, and the cases the function does not cover take peft'
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
@@ -13,9 +14,10 @@ from peft import LoraConfig
 
 from xtuner.dataset.collate_fns import default_collate_fn
 from xtuner.model import SupervisedFinetune
-from xtuner.model import fused_lora as fused_lora_module
 
 pytest.importorskip("bitsandbytes")
+from xtuner.model import fused_lora as fused_lora_module  # noqa: E402 (needs bitsandbytes)
+from xtuner.model.fused_lora import FusedLoraLinear4bit  # noqa: E402
 
 
 def _model(llama_dir, fused: bool, dropout: float = 0.0, **kwargs) -> SupervisedFinetune:
@@ -102,8 +104,9 @@ def test_fused_layers_are_peft_layers_with_peft_state_and_config(llama_dir, tmp_
 
     peft_model, fused = _model(llama_dir, fused=False), _model(llama_dir, fused=True)
     fused_layers = [m for m in fused.modules() if hasattr(m, "lora_A")]
-    assert fused_layers and all(type(m).__name__ == "FusedLoraLinear4bit"
-                                and isinstance(m, Linear4bit) for m in fused_layers)
+    assert fused_layers and all(type(m) is FusedLoraLinear4bit and isinstance(m, Linear4bit)
+                                for m in fused_layers)
+    assert pickle.loads(pickle.dumps(fused_layers[0])) is not None  # a module-level class
     assert all(type(m) is Linear4bit for m in peft_model.modules() if hasattr(m, "lora_A"))
     assert fused.state_dict().keys() == peft_model.state_dict().keys()
     fused.llm.save_pretrained(tmp_path / "fused")
@@ -151,4 +154,4 @@ def test_fused_layers_merge_as_peft_layers(llama_dir):
 
 def test_fused_lora_false_keeps_peft_layers(llama_dir):
     model = _model(llama_dir, fused=False)
-    assert not any(type(m).__name__ == "FusedLoraLinear4bit" for m in model.modules())
+    assert not any(isinstance(m, FusedLoraLinear4bit) for m in model.modules())

@@ -27,9 +27,12 @@ after each step.
 """
 from __future__ import annotations
 
+import bitsandbytes as bnb
+import bitsandbytes.functional as bnb_functional
 import torch
+from peft.tuners.lora.bnb import Linear4bit
 
-__all__ = ["fused_lora_layers"]
+__all__ = ["FusedLoraLinear4bit", "fused_lora_layers"]
 
 
 class _QLoraFunction(torch.autograd.Function):
@@ -57,8 +60,6 @@ class _QLoraFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        import bitsandbytes.functional as bnb_functional
-
         dropped, mask, a, b, down = ctx.saved_tensors
         grad = grad_out.reshape(-1, grad_out.shape[-1]).to(ctx.dtype)
         grad_down = torch.mm(grad, b).mul_(ctx.scale)
@@ -79,84 +80,60 @@ class _QLoraFunction(torch.autograd.Function):
         return grad_x, grad_a, grad_b, None, None, None, None
 
 
-def _peft_linear4bit():
-    from peft.tuners.lora.bnb import Linear4bit
+class FusedLoraLinear4bit(Linear4bit):
+    """peft's LoRA ``Linear4bit`` with the training forward in one autograd function
+    (see the module docstring); every other case is peft's forward."""
 
-    return Linear4bit
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        plan = None if args or kwargs else self._fused_plan(x)
+        if plan is None:
+            return super().forward(x, *args, **kwargs)
+        adapter, dtype = plan
+        dropout = self.lora_dropout[adapter]
+        return _QLoraFunction.apply(
+            x, self.lora_A[adapter].weight, self.lora_B[adapter].weight, self.base_layer,
+            dropout.p if isinstance(dropout, torch.nn.Dropout) else 0.0,
+            self.scaling[adapter], dtype)
 
-
-def _make_fused_class():
-    base_class = _peft_linear4bit()
-
-    class FusedLoraLinear4bit(base_class):
-        """peft's LoRA ``Linear4bit`` with the training forward in one autograd function
-        (see the module docstring); every other case is peft's forward."""
-
-        def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-            plan = None if args or kwargs else self._fused_plan(x)
-            if plan is None:
-                return super().forward(x, *args, **kwargs)
-            adapter, dtype = plan
-            dropout = self.lora_dropout[adapter]
-            return _QLoraFunction.apply(
-                x, self.lora_A[adapter].weight, self.lora_B[adapter].weight, self.base_layer,
-                dropout.p if isinstance(dropout, torch.nn.Dropout) else 0.0,
-                self.scaling[adapter], dtype)
-
-        def _fused_plan(self, x: torch.Tensor):
-            """``(adapter, compute dtype)`` when the fused function computes what peft's
-            forward would, else None."""
-            # Train mode only (with or without grad: a checkpointed layer's first forward runs
-            # without, and its recomputation must draw the same dropout and round the same).
-            if (not self.training or self.disable_adapters or self.merged
-                    or torch.compiler.is_compiling()):
-                return None
-            adapters = self.active_adapters
-            if len(adapters) != 1:
-                return None
-            adapter = adapters[0]
-            if adapter not in self.lora_A or adapter in self.lora_variant:
-                return None
-            lora_a, lora_b = self.lora_A[adapter], self.lora_B[adapter]
-            dropout = self.lora_dropout[adapter]
-            base = self.base_layer
-            if (lora_b.bias is not None or lora_a.bias is not None
-                    or not isinstance(dropout, (torch.nn.Dropout, torch.nn.Identity))
-                    or any(m._forward_hooks or m._forward_pre_hooks
-                           for m in (lora_a, lora_b, dropout))
-                    or hasattr(lora_a.weight, "ds_id")
-                    or any(p.requires_grad for p in base.parameters())
-                    or getattr(base.weight.quant_state, "packing_format_for_cpu", False)):
-                return None
-            # peft computes the adapter in autocast's dtype, else in the adapter's dtype;
-            # fused when that is the base's compute dtype and the result keeps x's dtype.
-            device = x.device.type
-            if torch.is_autocast_enabled(device):
-                dtype = torch.get_autocast_dtype(device)
-            else:
-                dtype = lora_a.weight.dtype
-            if (dtype != base.compute_dtype or lora_b.weight.dtype != lora_a.weight.dtype
-                    or torch.promote_types(x.dtype, dtype) != x.dtype):
-                return None
-            return adapter, dtype
-
-    FusedLoraLinear4bit.__qualname__ = "FusedLoraLinear4bit"
-    return FusedLoraLinear4bit
+    def _fused_plan(self, x: torch.Tensor):
+        """``(adapter, compute dtype)`` when the fused function computes what peft's
+        forward would, else None."""
+        # Train mode only (with or without grad: a checkpointed layer's first forward runs
+        # without, and its recomputation must draw the same dropout and round the same).
+        if (not self.training or self.disable_adapters or self.merged
+                or torch.compiler.is_compiling()):
+            return None
+        adapters = self.active_adapters
+        if len(adapters) != 1:
+            return None
+        adapter = adapters[0]
+        if adapter not in self.lora_A or adapter in self.lora_variant:
+            return None
+        lora_a, lora_b = self.lora_A[adapter], self.lora_B[adapter]
+        dropout = self.lora_dropout[adapter]
+        base = self.base_layer
+        if (lora_b.bias is not None or lora_a.bias is not None
+                or not isinstance(dropout, (torch.nn.Dropout, torch.nn.Identity))
+                or any(m._forward_hooks or m._forward_pre_hooks
+                       for m in (lora_a, lora_b, dropout))
+                or hasattr(lora_a.weight, "ds_id")
+                or any(p.requires_grad for p in base.parameters())
+                or getattr(base.weight.quant_state, "packing_format_for_cpu", False)):
+            return None
+        # peft computes the adapter in autocast's dtype, else in the adapter's dtype;
+        # fused when that is the base's compute dtype and the result keeps x's dtype.
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+        else:
+            dtype = lora_a.weight.dtype
+        if (dtype != base.compute_dtype or lora_b.weight.dtype != lora_a.weight.dtype
+                or torch.promote_types(x.dtype, dtype) != x.dtype):
+            return None
+        return adapter, dtype
 
 
-# The class derives from peft's bitsandbytes layer, so it is made on first use (peft and
-# bitsandbytes are imported then, not when xtuner.model is).
-_FUSED_CLASS = None
-
-
-def fused_lora_layers():
+def fused_lora_layers() -> dict:
     """``{bitsandbytes.nn.Linear4bit: FusedLoraLinear4bit}``, the mapping to register with
-    ``LoraConfig._register_custom_module``; empty when bitsandbytes is not installed."""
-    global _FUSED_CLASS
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        return {}
-    if _FUSED_CLASS is None:
-        _FUSED_CLASS = _make_fused_class()
-    return {bnb.nn.Linear4bit: _FUSED_CLASS}
+    ``LoraConfig._register_custom_module``."""
+    return {bnb.nn.Linear4bit: FusedLoraLinear4bit}

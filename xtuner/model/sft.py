@@ -33,7 +33,6 @@ from .checkpointing import (
     parse_memory,
     set_plain_layers,
 )
-from .fused_lora import fused_lora_layers
 from .kernels import apply_liger_kernels, liger_loss_kwargs
 from .loss import (
     check_loss_reduction,
@@ -326,7 +325,9 @@ class SupervisedFinetune(BaseModel):
                           f"({saved / 2**30:.2f} GiB less)", logger="current")
         if lora.target_modules is None:
             lora.target_modules = find_all_linear_names(self.llm)
-        if self.fused_lora and fused_lora_layers():
+        if self.fused_lora and is_quantized(self.llm):
+            from .fused_lora import fused_lora_layers  # imports bitsandbytes
+
             # peft's custom-module registry (on a copy: the caller's config is left as given)
             lora = copy.deepcopy(lora)
             lora._register_custom_module(fused_lora_layers())
