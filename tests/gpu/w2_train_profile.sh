@@ -4,8 +4,10 @@
 # adds to W2's bare forward and backward go (#19; the bare pass is w2_lora_levers.py).
 # From the repo root of a GPU machine with the carried wheels (.whl, see common.sh):
 #   bash tests/gpu/w2_train_profile.sh
-# Prints the operators by self CUDA time and each step's time, and writes a Chrome trace
-# (open it in chrome://tracing or Perfetto) to $BENCH_OUT/trace.json.
+# Prints the operators by self CUDA time, each step's time and where the GPU waited
+# (tests/gpu/trace_gaps.py), and writes a Chrome trace (open it in chrome://tracing or
+# Perfetto) to $BENCH_OUT/trace.json. Extra arguments go to --cfg-options
+# (e.g. model.fused_lora=False).
 set -uo pipefail
 out=${BENCH_OUT:-/tmp/w2-profile}
 mkdir -p "$out" /tmp/wl
@@ -26,9 +28,10 @@ PY
 timeout ${STEP_TIMEOUT:-400} python3 -m xtuner train "$cfg" --work-dir "$out/work" --seed 0 \
   --cfg-options model.use_varlen_attn=True train_dataloader.dataset.use_varlen_attn=True \
   train_dataloader.collate_fn.use_varlen_attn=True train_cfg.max_iters=16 \
-  default_hooks.logger.interval=1 log_processor.window_size=1 > "$out/train.log" 2>&1
+  default_hooks.logger.interval=1 log_processor.window_size=1 "$@" > "$out/train.log" 2>&1
 echo "== w2 profile rc=$?"
 grep -B3 -A34 "Self CUDA %" "$out/train.log" | cut -c1-230 | head -40
-grep "Iter(train)" "$out/train.log" | grep -oE "\[ *[0-9]+/[0-9]+\]|time: [0-9.]+" | paste -sd' ' \
+grep "Iter(train)" "$out/train.log" | grep -oE "\[ *[0-9]+/[0-9]+\]| time: [0-9.]+" | paste -sd' ' \
   | sed 's/ \[/\n[/g'
 grep -E "Error|error:" "$out/train.log" | grep -v error_if_nonfinite | tail -3
+[ -f "$out/trace.json" ] && python3 tests/gpu/trace_gaps.py "$out/trace.json"

@@ -82,21 +82,90 @@ def _count_fused_calls(monkeypatch) -> list:
 
 
 @pytest.mark.parametrize("case", ["autocast_fp32_adapters", "adapters_16bit",
-                                  "dropout", "checkpointed"])
+                                  "adapters_16bit_dropout", "dropout", "checkpointed",
+                                  "checkpointed_non_reentrant"])
 def test_fused_layers_give_peft_loss_and_gradients(llama_dir, monkeypatch, case):
-    kwargs = dict(dropout=0.1 if case == "dropout" else 0.0,
-                  adapters_16bit=case == "adapters_16bit", checkpointing=case == "checkpointed")
+    checkpointed = case.startswith("checkpointed")
+    kwargs = dict(dropout=0.1 if "dropout" in case or checkpointed else 0.0,
+                  adapters_16bit=case.startswith("adapters_16bit"), checkpointing=checkpointed,
+                  reentrant_checkpointing=case != "checkpointed_non_reentrant")
     peft_model = _model(llama_dir, fused=False, **kwargs)
     fused = _model(llama_dir, fused=True, **kwargs)
     _same_adapters(peft_model, fused)
     data = _batch(fused)
-    autocast = case != "adapters_16bit"  # 16-bit adapters compute in bf16 without autocast
+    autocast = not case.startswith("adapters_16bit")  # 16-bit adapters compute without it
     reference = _loss_and_grads(peft_model, data, autocast)
     calls = _count_fused_calls(monkeypatch)
     _assert_close(reference, _loss_and_grads(fused, data, autocast))
     layers = len([m for m in fused.modules() if hasattr(m, "lora_A")])
-    # every adapted layer went through the function (twice each when checkpointed)
-    assert len(calls) == layers * (2 if case == "checkpointed" else 1)
+    # every adapted layer went through the function (twice each when recomputed)
+    assert len(calls) == layers * (2 if checkpointed else 1)
+
+
+def _one_layer(model):
+    return model.llm.base_model.model.model.layers[0].self_attn.q_proj
+
+
+@pytest.mark.parametrize("case", ["autocast_fp32_x", "adapters_16bit_fp32_x", "autocast_bf16_x",
+                                  "dropout", "dropout_module_in_eval", "tiny_update"])
+def test_one_fused_layer_gives_peft_outputs_and_gradients(tiny_dirs, case):
+    """One adapted layer (Qwen2's q_proj: a 4-bit base with a bias): the adapter's part of
+    the output and of x's gradient, and the adapter's gradients. With float32 inputs (peft's
+    prepared QLoRA stream) both sums are taken in float32, so an update far below a bf16 step
+    of the base output still counts."""
+    kwargs = dict(dropout=0.1 if case.startswith("dropout") else 0.0,
+                  adapters_16bit=case == "adapters_16bit_fp32_x")
+    layers = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = SupervisedFinetune(
+            llm=bf16_llm(tiny_dirs["qwen2"]), fused_lora=fused, use_activation_checkpointing=False,
+            lora=dict(type=LoraConfig, r=8, lora_alpha=24, target_modules=["q_proj"],
+                      lora_dropout=kwargs["dropout"]),
+            adapters_16bit=kwargs["adapters_16bit"])
+        layers[fused] = _one_layer(model.train())
+        if case == "dropout_module_in_eval":  # peft's dropout module then passes x through
+            layers[fused].lora_dropout["default"].eval()
+    assert layers[False].base_layer.bias is not None
+    assert type(layers[True]) is FusedLoraLinear4bit
+    _same_adapters(layers[False], layers[True])
+    if case == "tiny_update":  # an update of ~1e-4 of the base output, below a bf16 step
+        with torch.no_grad():
+            for layer in layers.values():
+                layer.lora_B["default"].weight.mul_(1e-3)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 5, layers[True].in_features, generator=g)
+    if case == "autocast_bf16_x":
+        x = x.to(torch.bfloat16)
+    grad_out = torch.randn(2, 5, layers[True].out_features, generator=g)
+    results = {}
+    for fused, layer in layers.items():
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(5)  # the same dropout draws
+        with torch.autocast("cpu", dtype=torch.bfloat16,
+                            enabled=not kwargs["adapters_16bit"]):
+            out = layer(xi)
+        out.backward(grad_out.to(out.dtype))
+        # the base's own output and input gradient, to compare the adapter's parts
+        xb = x.clone().requires_grad_(True)
+        base = layer.base_layer(xb.to(torch.bfloat16))
+        base.backward(grad_out.to(base.dtype))
+        base = base.detach().float()
+        results[fused] = (out.detach().float(), (xi.grad - xb.grad).float(),
+                          layer.lora_A["default"].weight.grad.float(),
+                          layer.lora_B["default"].weight.grad.float())
+    assert results[True][0].dtype == results[False][0].dtype
+    (out_p, *grads_p), (out_f, *grads_f) = results[False], results[True]
+    if case == "autocast_bf16_x":  # the sum itself is bf16 in both: equal to bf16 rounding
+        assert (out_f - out_p).norm() <= 1e-2 * out_p.norm()
+    else:  # the adapter's part of the output, against peft's
+        delta_p, delta_f = out_p - base, out_f - base
+        assert delta_p.norm() > 0
+        assert (delta_f - delta_p).norm() <= 1e-2 * delta_p.norm(), case
+    # x's gradient less the base's: the adapter's part, summed in float32 as peft sums it
+    for name, grad_p, grad_f in zip(("x (adapter's part)", "lora_A", "lora_B"), grads_p, grads_f):
+        assert grad_p.norm() > 0, name
+        assert (grad_f - grad_p).norm() <= 1e-2 * grad_p.norm(), name
 
 
 def test_fused_layers_are_peft_layers_with_peft_state_and_config(llama_dir, tmp_path):
@@ -116,9 +185,22 @@ def test_fused_layers_are_peft_layers_with_peft_state_and_config(llama_dir, tmp_
 
 
 def test_the_callers_lora_config_is_left_as_given(llama_dir):
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj"])
+    lora = LoraConfig(r=8, lora_alpha=16)
     SupervisedFinetune(llm=bf16_llm(llama_dir), lora=lora, use_activation_checkpointing=False)
-    assert lora._custom_modules is None
+    assert lora._custom_modules is None and lora.target_modules is None
+
+
+@pytest.mark.parametrize("lora_kwargs", [dict(use_dora=True), dict(lora_bias=True)])
+def test_lora_kinds_the_function_does_not_cover_keep_peft_layers_and_say_so(
+        llama_dir, lora_kwargs, monkeypatch):
+    from xtuner.model import sft
+
+    logged = []
+    monkeypatch.setattr(sft, "print_log", lambda msg, *a, **k: logged.append(str(msg)))
+    model = SupervisedFinetune(llm=bf16_llm(llama_dir), use_activation_checkpointing=False,
+                               lora=LoraConfig(r=8, lora_alpha=16, **lora_kwargs))
+    assert not any(isinstance(m, FusedLoraLinear4bit) for m in model.modules())
+    assert f"model.fused_lora: {next(iter(lora_kwargs))}; peft's LoRA layers run" in logged
 
 
 def test_eval_disabled_adapters_and_other_dtypes_take_peft_forward(llama_dir, monkeypatch):
@@ -152,6 +234,27 @@ def test_fused_layers_merge_as_peft_layers(llama_dir):
     assert torch.equal(got, expected)
 
 
-def test_fused_lora_false_keeps_peft_layers(llama_dir):
-    model = _model(llama_dir, fused=False)
-    assert not any(isinstance(m, FusedLoraLinear4bit) for m in model.modules())
+@pytest.mark.parametrize("adapters_16bit", [False, True], ids=["autocast", "adapters_16bit"])
+def test_dropout_is_drawn_on_the_dtype_peft_draws_it_on(llama_dir, monkeypatch, adapters_16bit):
+    """The mask depends on the dtype it is drawn on (CUDA's dropout kernel vectorises by it):
+    under autocast peft drops the input in its own dtype, without autocast after casting it
+    to the adapter's dtype."""
+    drawn = {}
+    for fused in (False, True):
+        model = _model(llama_dir, fused=fused, dropout=0.1, adapters_16bit=adapters_16bit).train()
+        layer = _one_layer(model)
+        seen = drawn[fused] = []
+        if fused:
+            def recording(t, *args, seen=seen, native=torch.native_dropout):
+                seen.append(t.dtype)
+                return native(t, *args)
+
+            monkeypatch.setattr(torch, "native_dropout", recording)
+        else:
+            layer.lora_dropout["default"].register_forward_pre_hook(
+                lambda m, args, seen=seen: seen.append(args[0].dtype))
+        x = torch.randn(3, layer.in_features)  # float32, as peft's prepared QLoRA stream
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not adapters_16bit):
+            layer(x)
+        monkeypatch.undo()
+    assert drawn[True] == drawn[False] == [torch.bfloat16 if adapters_16bit else torch.float32]

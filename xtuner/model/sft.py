@@ -187,13 +187,14 @@ class SupervisedFinetune(BaseModel):
             process; accumulated micro-batches and DDP add the gradients up in 16-bit. A base
             that computes in float32 keeps float32 adapters. Needs ``lora``. Off by default:
             ``xtuner train`` ran no faster with it on W2.
-        fused_lora: QLoRA's adapted layers run their training forward and backward as one
+        fused_lora: QLoRA's adapted layers run their train-mode forward and backward as one
             autograd function each (the 4-bit base matmul and the LoRA branch sharing the
-            input cast, the adapter's output added inside the matmul; see
-            :mod:`xtuner.model.fused_lora`) instead of peft's chain of sub-modules: fewer
-            kernels and less host work per layer. Same adapters, state dict and results up to
-            rounding; eval passes and cases it does not cover use peft's forward. Default
-            True; ``False``: peft's layers.
+            input cast, no clone of the base output; see :mod:`xtuner.model.fused_lora`)
+            instead of peft's chain of sub-modules: fewer kernels and less host work per
+            layer. Same adapters, state dict, dropout masks and sums as peft's, up to
+            rounding; eval passes and the cases it does not cover use peft's forward (DoRA,
+            adapter biases, ``use_torch_compile`` and ZeRO-3 keep peft's layers, logged).
+            Default True; ``False``: peft's layers.
         loss_reduction: how the loss of an optimizer step is normalised (see
             :mod:`xtuner.model.loss`): ``'token'`` (default: mean over every trained token
             of the step, across accumulation steps and ranks), ``'sample'`` (each sample
@@ -208,6 +209,7 @@ class SupervisedFinetune(BaseModel):
                  reentrant_checkpointing=True, adapters_16bit=False, fused_lora=True):
         super().__init__()
         self.fused_lora = bool(fused_lora)
+        self.use_torch_compile = use_torch_compile
         self.adapters_16bit = bool(adapters_16bit)
         if self.adapters_16bit and lora is None:
             raise ConfigError("model.adapters_16bit=True keeps LoRA adapters in 16-bit, and "
@@ -313,8 +315,8 @@ class SupervisedFinetune(BaseModel):
     def _prepare_lora(self, lora, use_activation_checkpointing: bool) -> None:
         from peft import get_peft_model
 
-        if isinstance(lora, dict):
-            lora = BUILDER.build(lora)
+        # A copy: the caller's config is left as given (target modules, custom layers).
+        lora = BUILDER.build(lora) if isinstance(lora, dict) else copy.deepcopy(lora)
         if is_quantized(self.llm):
             # Freezes the quantized base and casts norms to fp32 (QLoRA); the frozen
             # embeddings and head stay 16-bit (same values, half the memory).
@@ -325,18 +327,38 @@ class SupervisedFinetune(BaseModel):
                           f"({saved / 2**30:.2f} GiB less)", logger="current")
         if lora.target_modules is None:
             lora.target_modules = find_all_linear_names(self.llm)
-        if self.fused_lora and is_quantized(self.llm):
+        fused = self.fused_lora and is_quantized(self.llm)
+        unfused_because = fused and self._peft_layers_needed(lora)
+        if unfused_because:
+            print_log(f"model.fused_lora: {unfused_because}; peft's LoRA layers run",
+                      logger="current")
+            fused = False
+        if fused:
             from .fused_lora import fused_lora_layers  # imports bitsandbytes
 
-            # peft's custom-module registry (on a copy: the caller's config is left as given)
-            lora = copy.deepcopy(lora)
             lora._register_custom_module(fused_lora_layers())
         # Under ZeRO-3 the adapters must share the base model's dtype (see _prepare_for_zero3);
         # elsewhere peft keeps them in fp32 for stable updates.
         self.llm = get_peft_model(self.llm, lora,
                                   autocast_adapter_dtype=_zero3_dtype() is None)
+        if fused:
+            layers = sum(type(m) in fused_lora_layers().values() for m in self.llm.modules())
+            print_log(f"QLoRA: {layers} adapted 4-bit layers fused (model.fused_lora=False for "
+                      "peft's layers)", logger="current")
         if self.adapters_16bit:
             self._cast_adapters()
+
+    def _peft_layers_needed(self, lora) -> str | None:
+        """Why the fused QLoRA layers would never run with ``lora`` here (None: they can)."""
+        if self.use_torch_compile:
+            return "use_torch_compile compiles peft's layers"
+        if _zero3_dtype() is not None:
+            return "ZeRO-3 partitions the adapters"
+        if lora.use_dora:
+            return "use_dora"
+        if getattr(lora, "lora_bias", False):
+            return "lora_bias"
+        return None
 
     def _cast_adapters(self) -> None:
         """``adapters_16bit``: the float32 LoRA weights to the base's 16-bit compute dtype."""
