@@ -12,6 +12,7 @@ from xtuner.model.quantization import HALF_DTYPES
 
 __all__ = ["AmpOptimWrapper", "MasterWeights", "fast_optimizer_defaults"]
 
+
 class MasterWeights:
     """Float32 master copies of the 16-bit trained parameters an optimizer was given, which
     the optimizer updates in their place (mixed precision with master weights, as DeepSpeed
@@ -53,7 +54,7 @@ class MasterWeights:
         """Move the model's 16-bit gradients onto the masters, in float32."""
         for param, master in zip(self.params, self.masters):
             master.grad = None if param.grad is None else param.grad.float()
-            param.grad = None
+        self.drop_model_grads()
 
     def copy_to_model(self) -> None:
         """Round the updated masters into the model's 16-bit parameters."""

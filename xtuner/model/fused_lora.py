@@ -142,7 +142,8 @@ class FusedLoraLinear4bit(Linear4bit):
                 or any(map(_has_hooks, (base, lora_a, lora_b, dropout)))
                 or torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
                 or hasattr(lora_a.weight, "ds_id")
-                or any(p.requires_grad for p in base.parameters())
+                or base.weight.requires_grad
+                or (base.bias is not None and base.bias.requires_grad)
                 or getattr(base.weight.quant_state, "packing_format_for_cpu", False)):
             return None
         # peft computes the adapter in autocast's dtype, else in the adapter's own dtype;

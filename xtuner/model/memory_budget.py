@@ -37,8 +37,10 @@ its own logits term: log-probabilities from the whole row's logits keep about 25
 of all three; ORPO's NLL term adds its own). Both terms are fitted to H200 peaks of QLoRA r=64
 of a Llama-3-8B shape, every layer checkpointed: DPO 20.7 GiB at 4,752 tokens, 17.2 GiB at
 4,096; ORPO 21.0 GiB at 4,096; with ``chunked_logps`` 15.4 GiB for both, which is about 10
-bytes per (token x vocabulary) more than the chunked path should keep (the cause is not found
-yet; the estimate counts it, so a plan never promises what the card cannot hold).
+bytes per (token x vocabulary) more than the chunked path should keep (the estimate counts it,
+so a plan never promises what the card cannot hold). Those runs had no autocast; under bf16
+autocast, as ``xtuner train`` runs them, DPO with ``chunked_logps`` peaked at 11.0 GiB, so the
+excess is likely float32 compute and the estimate is about 18% high for autocast runs.
 
 A budget that even every lever cannot meet is refused before training, in one line that names
 the smallest budget that fits.

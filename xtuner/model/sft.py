@@ -334,7 +334,7 @@ class SupervisedFinetune(BaseModel):
                       logger="current")
             fused = False
         if fused:
-            from .fused_lora import fused_lora_layers  # imports bitsandbytes
+            from .fused_lora import FusedLoraLinear4bit, fused_lora_layers  # imports bnb
 
             lora._register_custom_module(fused_lora_layers())
         # Under ZeRO-3 the adapters must share the base model's dtype (see _prepare_for_zero3);
@@ -342,7 +342,7 @@ class SupervisedFinetune(BaseModel):
         self.llm = get_peft_model(self.llm, lora,
                                   autocast_adapter_dtype=_zero3_dtype() is None)
         if fused:
-            layers = sum(type(m) in fused_lora_layers().values() for m in self.llm.modules())
+            layers = sum(isinstance(m, FusedLoraLinear4bit) for m in self.llm.modules())
             print_log(f"QLoRA: {layers} adapted 4-bit layers fused (model.fused_lora=False for "
                       "peft's layers)", logger="current")
         if self.adapters_16bit:
