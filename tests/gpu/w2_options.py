@@ -3,17 +3,19 @@ sitting (issues #19, #20).
 
     python3 tests/gpu/w2_options.py [--variants adapters_16bit=True adapters_16bit=False]
                                     [--budgets full 14.2GB 8GB] [--steps 40] [--no-varlen]
+                                    [--bf16]
 
 From the repo root of a GPU machine with the carried wheels (``.whl``; see
 ``tests/gpu/common.sh``). W2 is XTuner v0's QLoRA config
 (``tests/gpu/v0_reference/w2_llama3_8b_qlora_2k.py``: a Llama-3-8B shape with random weights,
 packed 2048-token rows, fp16 autocast, LoRA dropout 0.1), with varlen attention unless
-``--no-varlen`` (the v0 config unchanged). Each variant is a ``model.KEY=VALUE`` setting (the
-first is the reference). For each budget (``full``: the card, as configured; else
-``--memory-budget``, with the process capped to it as a card of that size would be) it runs
-every variant with the same seed and prints tokens/s over the last 20 iterations (each logged
-with its own time), the peak memory, and each variant's largest loss difference from the
-first (the same updates, so bf16/fp16 noise only).
+``--no-varlen`` (the v0 config unchanged); ``--bf16`` loads, computes and autocasts in
+bfloat16 instead of the config's float16 (as the catalog's QLoRA configs do). Each variant is a
+``model.KEY=VALUE`` setting (the first is the reference). For each budget (``full``: the
+card, as configured; else ``--memory-budget``, with the process capped to it as a card of that
+size would be) it runs every variant with the same seed and prints tokens/s over the last 20
+iterations (each logged with its own time), the peak memory, and each variant's largest loss
+difference from the first.
 """
 from __future__ import annotations
 
@@ -29,7 +31,13 @@ from multi_gpu_w1 import _rows, _tokens_per_sec, _value
 CONFIG = BENCH / "w2_llama3_8b_qlora_2k.py"
 
 
-def _train(name: str, budget: str, option: str, steps: int, varlen: bool, out: Path) -> dict:
+BF16 = ["model.llm.torch_dtype=bfloat16",
+        "model.llm.quantization_config.bnb_4bit_compute_dtype=bfloat16",
+        "optim_wrapper.dtype=bfloat16"]
+
+
+def _train(name: str, budget: str, option: str, steps: int, varlen: bool, bf16: bool,
+           out: Path) -> dict:
     extra, env = [], {}
     if budget != "full":
         extra = ["--memory-budget", budget]
@@ -37,7 +45,8 @@ def _train(name: str, budget: str, option: str, steps: int, varlen: bool, out: P
     log = out / f"{name}.log"
     rc = _run([sys.executable, str(REPO / "tests/gpu/xtuner_cli.py"), "train", str(CONFIG),
                "--work-dir", str(out / name), "--seed", "0", *extra, "--cfg-options",
-               *(VARLEN if varlen else []), f"train_cfg.max_iters={steps}", f"model.{option}",
+               *(VARLEN if varlen else []), *(BF16 if bf16 else []),
+               f"train_cfg.max_iters={steps}", f"model.{option}",
                "default_hooks.logger.interval=1", "log_processor.window_size=1"],
               log, f"/tmp/site:{REPO}", REPO, **env)
     print(f"== {name} rc={rc}", flush=True)
@@ -51,6 +60,7 @@ def main() -> int:
     parser.add_argument("--budgets", nargs="+", default=["full", "14.2GB"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--no-varlen", action="store_true")
+    parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--out", default="/tmp/w2_options")
     args = parser.parse_args()
     out = Path(args.out)
@@ -60,7 +70,8 @@ def main() -> int:
                    stdout=subprocess.DEVNULL)
     for budget in args.budgets:
         runs = {option: _train(f"w2_{budget}_{option.replace('=', '_')}", budget, option,
-                               args.steps, not args.no_varlen, out) for option in args.variants}
+                               args.steps, not args.no_varlen, args.bf16, out)
+                for option in args.variants}
         reference = args.variants[0]
         for option, rows in runs.items():
             rate = _tokens_per_sec(rows, last=20)

@@ -9,13 +9,12 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 
-def bf16_llm(path, quantized: bool = True):
-    """``path``'s model in bfloat16; with ``quantized``, its linear layers in NF4 computing in
-    bfloat16 (skips the test without bitsandbytes)."""
+def bf16_llm(path, quantized: bool = True, dtype: torch.dtype = torch.bfloat16):
+    """``path``'s model in bfloat16 (or ``dtype``); with ``quantized``, its linear layers in
+    NF4 computing in that dtype (skips the test without bitsandbytes)."""
     quant = None
     if quantized:
         pytest.importorskip("bitsandbytes")
         quant = transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                bnb_4bit_compute_dtype=torch.bfloat16)
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
-                                                quantization_config=quant)
+                                                bnb_4bit_compute_dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, quantization_config=quant)

@@ -23,6 +23,7 @@ from xtuner.model.fused_lora import FusedLoraLinear4bit  # noqa: E402
 def _model(llama_dir, fused: bool, dropout: float = 0.0, **kwargs) -> SupervisedFinetune:
     torch.manual_seed(0)
     lora = dict(type=LoraConfig, r=8, lora_alpha=24, target_modules=None, lora_dropout=dropout)
+    kwargs.setdefault("activations_16bit", False)  # peft's float32 hidden states
     return SupervisedFinetune(llm=bf16_llm(llama_dir), lora=lora, fused_lora=fused,
                               use_activation_checkpointing=kwargs.pop("checkpointing", False),
                               **kwargs)

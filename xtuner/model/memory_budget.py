@@ -19,7 +19,8 @@ less than 2% of the budget on top of those taken), and stops as soon as the esti
    backward pass in pinned host memory (transformers' ``offload``, torch's ``save_on_cpu``).
    Costs two copies over PCIe a step; changes no number.
 4. ``activations_16bit``: QLoRA only: the hidden states between layers in 16-bit instead of
-   float32 (peft upcasts the embeddings; the checkpointed layer inputs are then float32).
+   float32 (peft's preparation upcasts the embeddings' output and the norms, so the
+   checkpointed layer inputs are float32); the same as ``model.activations_16bit=True``.
    Halves what checkpointing keeps; the residual stream is rounded to 16-bit, as in a model
    that is not quantized.
 5. ``optimizer_8bit``: bitsandbytes' paged 8-bit AdamW states for the trained weights
@@ -154,7 +155,7 @@ class MemorySizes:
         trainable_params = sum(p.numel() for p in trained)
         trainable_bytes = sum(p.numel() * p.element_size() for p in trained)
         embedding = llm.get_input_embeddings()
-        upcast = getattr(model, "embedding_upcast", None) is not None
+        upcast = getattr(model, "float32_hidden_states", None) is not None
         residual = 4 if upcast or embedding.weight.dtype == torch.float32 else 2
         return cls(weights=weights, trainable_params=trainable_params,
                    trainable_bytes=trainable_bytes,
@@ -319,7 +320,8 @@ def available_levers(model, optimizer_type: str | None) -> tuple[str, ...]:
         levers.append("checkpointing")
         if torch.cuda.is_available():  # pinned host memory needs an accelerator
             levers.append("offload_activations")
-    if getattr(model, "embedding_upcast", None) is not None:
+    if (getattr(model, "float32_hidden_states", None) is not None
+            and getattr(model, "activations_16bit_mode", "auto") is not False):
         levers.append("activations_16bit")
     if optimizer_type in ("AdamW", "Adam"):
         levers.append("optimizer_8bit")
@@ -334,8 +336,8 @@ def apply_memory_plan(model, plan: MemoryPlan) -> None:
     elif plan.checkpointing == "auto" and model.checkpointing_plan is not None:
         model.checkpointing_plan.budget = plan.budget
     if "activations_16bit" in plan.levers:
-        model.embedding_upcast.remove()
-        model.embedding_upcast = None
+        model.float32_hidden_states.remove()
+        model.float32_hidden_states = None
     if "chunked_logps" in plan.levers and not model.chunked_logps:
         model.enable_chunked_logps()
     print_log(plan.describe(), logger="current", level=logging.INFO)

@@ -30,8 +30,8 @@ import logging
 import torch
 from mmengine import print_log
 
-__all__ = ["HALF_DTYPES", "base_compute_dtype", "keep_4bit_layers_trainable",
-           "prepare_kbit_model"]
+__all__ = ["HALF_DTYPES", "Float32HiddenStates", "base_compute_dtype",
+           "keep_4bit_layers_trainable", "prepare_kbit_model"]
 
 # The 16-bit floating-point dtypes (compute dtypes of quantized layers, loaded weights).
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -123,6 +123,36 @@ def _embedding_weights(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return found
 
 
+class Float32HiddenStates:
+    """What keeps a prepared QLoRA model's hidden states in float32, as peft's preparation
+    leaves them: the float32 hook on the input embedding's output and the frozen 16-bit
+    weights peft cast to float32 (the norms: their float32 weight times a 16-bit input is
+    float32 again, so without them the stream would return to float32 at the first norm).
+
+    :meth:`remove` puts both back: the hidden states between layers then stay in the 16-bit
+    dtype the model was loaded in, as in a model that is not quantized (half the memory a
+    checkpointed layer keeps, and no cast around every 4-bit matmul).
+    """
+
+    def __init__(self, hook, upcast: dict[torch.nn.Parameter, torch.dtype]):
+        self._hook = hook
+        self._upcast = upcast
+
+    @property
+    def weights(self) -> int:
+        """How many frozen weights peft cast to float32 (norms, biases)."""
+        return len(self._upcast)
+
+    def remove(self) -> None:
+        """Hidden states in 16-bit from now on: the hook removed, the weights cast back to
+        their loaded dtype (their values are the loaded ones: the cast up was exact)."""
+        if self._hook is not None:
+            self._hook.remove()
+        for weight, dtype in self._upcast.items():
+            weight.data = weight.data.to(dtype)
+        self._hook, self._upcast = None, {}
+
+
 def prepare_kbit_model(model: torch.nn.Module, use_gradient_checkpointing: bool):
     """peft's ``prepare_model_for_kbit_training`` (freeze the quantized base, norms to float32)
     with the frozen input embeddings and output head kept in their loaded 16-bit dtype.
@@ -140,15 +170,16 @@ def prepare_kbit_model(model: torch.nn.Module, use_gradient_checkpointing: bool)
         use_gradient_checkpointing: passed to peft.
 
     Returns:
-        ``(model, bytes_saved, upcast)``: ``upcast`` is the handle of the embedding's
-        float32 hook (None without one); removing it keeps the hidden states in 16-bit
-        (see :mod:`xtuner.model.memory_budget`).
+        ``(model, bytes_saved, float32_stream)``: ``float32_stream`` is the
+        :class:`Float32HiddenStates` of the model (None when its embeddings are not 16-bit);
+        removing it keeps the hidden states in 16-bit (``activations_16bit``).
     """
     from peft import prepare_model_for_kbit_training
 
     weights = {role: w for role, w in _embedding_weights(model).items()
                if w.dtype in HALF_DTYPES}
     devices = {id(w): (w.device, w.dtype) for w in weights.values()}
+    loaded = {id(p): p.dtype for p in model.parameters() if p.dtype in HALF_DTYPES}
     for weight in weights.values():
         weight.data = weight.data.cpu()
     model = prepare_model_for_kbit_training(
@@ -162,9 +193,12 @@ def prepare_kbit_model(model: torch.nn.Module, use_gradient_checkpointing: bool)
             continue
         saved += weight.numel() * (weight.element_size() - torch.finfo(dtype).bits // 8)
         weight.data = weight.data.to(dtype).to(device)
-    upcast = None
+    stream = None
     if "input" in weights and weights["input"].dtype != torch.float32:
-        upcast = model.get_input_embeddings().register_forward_hook(_upcast_output)
+        hook = model.get_input_embeddings().register_forward_hook(_upcast_output)
+        upcast = {p: loaded[id(p)] for p in model.parameters()
+                  if id(p) in loaded and p.dtype == torch.float32 and not p.requires_grad}
+        stream = Float32HiddenStates(hook, upcast)
     if "output" in weights and weights["output"].dtype != torch.float32:
         model.get_output_embeddings().register_forward_pre_hook(_match_head_input)
-    return model, saved, upcast
+    return model, saved, stream

@@ -195,6 +195,16 @@ class SupervisedFinetune(BaseModel):
             rounding; eval passes and the cases it does not cover use peft's forward (DoRA,
             adapter biases, ``use_torch_compile`` and ZeRO-3 keep peft's layers, logged).
             Default True; ``False``: peft's layers.
+        activations_16bit: QLoRA: keep the hidden states between layers in the 16-bit
+            dtype the model was loaded in (as in a model that is not quantized) instead of
+            the float32 that peft's ``prepare_model_for_kbit_training`` gives them (its
+            float32 embedding output and norms). Halves what a checkpointed layer keeps and
+            takes the casts around each 4-bit matmul out; the residual stream is rounded to
+            16-bit. ``'auto'`` (default): on when the 4-bit layers compute in bfloat16 (whose
+            range is float32's); off in float16, whose range a residual stream summed over
+            many layers can exceed (XTuner v0's QLoRA configs: peft's float32 stream, as in
+            v0); the memory plan (``--memory-budget``) turns it on where it needs the memory.
+            ``True`` (QLoRA only) or ``False``.
         loss_reduction: how the loss of an optimizer step is normalised (see
             :mod:`xtuner.model.loss`): ``'token'`` (default: mean over every trained token
             of the step, across accumulation steps and ranks), ``'sample'`` (each sample
@@ -206,8 +216,13 @@ class SupervisedFinetune(BaseModel):
                  use_varlen_attn=False, tokenizer=None, max_position_embeddings=None,
                  use_liger_kernel="auto", activation_memory_budget=None,
                  use_torch_compile=False, loss_reduction="token",
-                 reentrant_checkpointing=True, adapters_16bit=False, fused_lora=True):
+                 reentrant_checkpointing=True, adapters_16bit=False, fused_lora=True,
+                 activations_16bit="auto"):
         super().__init__()
+        if activations_16bit not in (True, False, "auto"):
+            raise ConfigError(f"model.activations_16bit={activations_16bit!r}: use 'auto', "
+                              "True or False")
+        self.activations_16bit = activations_16bit
         self.fused_lora = bool(fused_lora)
         self.use_torch_compile = use_torch_compile
         self.adapters_16bit = bool(adapters_16bit)
@@ -240,9 +255,15 @@ class SupervisedFinetune(BaseModel):
         checkpointing = _checkpointing_mode(use_activation_checkpointing)
         self.use_activation_checkpointing = checkpointing
         self.use_lora = lora is not None
-        self.embedding_upcast = None  # QLoRA: the hook keeping hidden states in float32
+        # QLoRA: what keeps the hidden states in float32 (xtuner.model.quantization)
+        self.float32_hidden_states = None
         if self.use_lora:
             self._prepare_lora(lora, bool(checkpointing))
+        # The setting as given: the memory plan may turn 'auto' on, never an explicit False.
+        self.activations_16bit_mode = activations_16bit
+        self.activations_16bit = self._hidden_states_16bit(activations_16bit)
+        if self.activations_16bit:
+            self._keep_hidden_states_16bit()
         self.checkpointing_plan = None
         if checkpointing:
             self.gradient_checkpointing_enable()
@@ -320,7 +341,7 @@ class SupervisedFinetune(BaseModel):
         if is_quantized(self.llm):
             # Freezes the quantized base and casts norms to fp32 (QLoRA); the frozen
             # embeddings and head stay 16-bit (same values, half the memory).
-            self.llm, saved, self.embedding_upcast = prepare_kbit_model(
+            self.llm, saved, self.float32_hidden_states = prepare_kbit_model(
                 self.llm, use_activation_checkpointing)
             if saved:
                 print_log(f"QLoRA: frozen embeddings and output head kept in 16-bit "
@@ -347,6 +368,36 @@ class SupervisedFinetune(BaseModel):
                       "peft's layers)", logger="current")
         if self.adapters_16bit:
             self._cast_adapters()
+
+    def _hidden_states_16bit(self, mode) -> bool:
+        """Whether ``activations_16bit`` (``True``, ``False`` or ``'auto'``) turns peft's
+        float32 hidden states to 16-bit here."""
+        if mode != "auto":
+            return bool(mode)
+        if self.float32_hidden_states is None:
+            return False  # not QLoRA, or peft's stream is not float32: nothing to do
+        dtype = base_compute_dtype(self.llm)
+        if dtype == torch.bfloat16:
+            return True
+        if dtype == torch.float16:
+            print_log("activations_16bit: QLoRA computing in float16 keeps peft's float32 hidden "
+                      "states (their sum over the layers can exceed float16's range where "
+                      "bfloat16's and float32's hold it); model.activations_16bit=True keeps "
+                      "them in float16, faster and smaller", logger="current")
+        return False
+
+    def _keep_hidden_states_16bit(self) -> None:
+        """``activations_16bit``: undo peft's float32 hidden states (QLoRA only)."""
+        if self.float32_hidden_states is None:
+            raise ConfigError("model.activations_16bit=True applies to QLoRA (a 4-bit/8-bit "
+                              "llm loaded in 16-bit, with lora), whose hidden states peft "
+                              "keeps in float32; this model's stay in its weights' dtype: "
+                              "remove activations_16bit")
+        self.float32_hidden_states.remove()
+        self.float32_hidden_states = None
+        print_log("activations_16bit: QLoRA's hidden states stay in "
+                  f"{self.llm.get_input_embeddings().weight.dtype} (peft's float32 embedding "
+                  "output and norms undone)", logger="current")
 
     def _peft_layers_needed(self, lora) -> str | None:
         """Why the fused QLoRA layers would never run with ``lora`` here (None: they can)."""
