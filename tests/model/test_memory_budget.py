@@ -186,6 +186,7 @@ def test_applying_the_plan_switches_the_model(llama_dir):
     assert embedding(ids).dtype == torch.float16
     assert {p.dtype for n, p in model.named_parameters() if "norm" in n} == {torch.float16}
     assert model.float32_hidden_states is None and model.checkpointing_plan is None
+    assert model.activations_16bit is True
     assert model.is_checkpointing_activations
 
 

@@ -338,6 +338,7 @@ def apply_memory_plan(model, plan: MemoryPlan) -> None:
     if "activations_16bit" in plan.levers:
         model.float32_hidden_states.remove()
         model.float32_hidden_states = None
+        model.activations_16bit = True
     if "chunked_logps" in plan.levers and not model.chunked_logps:
         model.enable_chunked_logps()
     print_log(plan.describe(), logger="current", level=logging.INFO)

@@ -138,11 +138,6 @@ class Float32HiddenStates:
         self._hook = hook
         self._upcast = upcast
 
-    @property
-    def weights(self) -> int:
-        """How many frozen weights peft cast to float32 (norms, biases)."""
-        return len(self._upcast)
-
     def remove(self) -> None:
         """Hidden states in 16-bit from now on: the hook removed, the weights cast back to
         their loaded dtype (their values are the loaded ones: the cast up was exact)."""

@@ -222,7 +222,6 @@ class SupervisedFinetune(BaseModel):
         if activations_16bit not in (True, False, "auto"):
             raise ConfigError(f"model.activations_16bit={activations_16bit!r}: use 'auto', "
                               "True or False")
-        self.activations_16bit = activations_16bit
         self.fused_lora = bool(fused_lora)
         self.use_torch_compile = use_torch_compile
         self.adapters_16bit = bool(adapters_16bit)
