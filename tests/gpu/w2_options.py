@@ -3,7 +3,7 @@ sitting (issues #19, #20).
 
     python3 tests/gpu/w2_options.py [--variants adapters_16bit=True adapters_16bit=False]
                                     [--budgets full 14.2GB 8GB] [--steps 40] [--no-varlen]
-                                    [--bf16]
+                                    [--bf16] [--repeat 1]
 
 From the repo root of a GPU machine with the carried wheels (``.whl``; see
 ``tests/gpu/common.sh``). W2 is XTuner v0's QLoRA config
@@ -14,13 +14,16 @@ bfloat16 instead of the config's float16 (as the catalog's QLoRA configs do). Ea
 ``model.KEY=VALUE`` setting (the first is the reference). For each budget (``full``: the
 card, as configured; else ``--memory-budget``, with the process capped to it as a card of that
 size would be) it runs every variant with the same seed and prints tokens/s over the last 20
-iterations (each logged with its own time), the peak memory, and each variant's largest loss
-difference from the first.
+iterations (each logged with its own time), the median step of the run after 5 warm-up steps,
+the peak memory, and each variant's largest loss difference from the first. ``--repeat N`` runs
+the variants N times, alternating their order: the host's speed drifts over minutes, so compare
+the medians of several alternating pairs, not one pair.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +56,30 @@ def _train(name: str, budget: str, option: str, steps: int, varlen: bool, bf16: 
     return _rows(log)
 
 
+def _median_step(rows: dict[int, str], skip: int = 5) -> float | None:
+    """The median logged iteration time after the first ``skip`` (warm-up) iterations."""
+    times = [_value(rows[k], "time") for k in sorted(rows) if k > skip]
+    times = [t for t in times if t is not None]
+    return statistics.median(times) if times else None
+
+
+def _report(title: str, runs: dict[str, dict[int, str]], reference: str) -> None:
+    for option, rows in runs.items():
+        rate = _tokens_per_sec(rows, last=20)
+        median = _median_step(rows)
+        memory = max((_value(r, "memory") or 0 for r in rows.values()), default=0) / 1024
+        line = (f"{title} {option}: "
+                f"{'failed' if rate is None else f'{rate:,.0f} tok/s'}, peak {memory:.2f} GB"
+                + ("" if median is None else f", median step {median:.3f} s"))
+        pairs = [(_value(runs[reference][k], "loss"), _value(rows[k], "loss"))
+                 for k in sorted(rows) if k in runs[reference]]
+        diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
+        if diffs and option != reference:
+            line += (f"; {len(diffs)} steps, losses {pairs[-1][1]:.4f} vs {pairs[-1][0]:.4f}"
+                     f", largest difference {max(diffs):.4f}")
+        print(line, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+",
@@ -61,6 +88,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--no-varlen", action="store_true")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the variants this many times, alternating their order")
     parser.add_argument("--out", default="/tmp/w2_options")
     args = parser.parse_args()
     out = Path(args.out)
@@ -69,22 +98,13 @@ def main() -> int:
                     "llama3_8b"], env=dict(os.environ, PYTHONPATH="/tmp/site"), check=True,
                    stdout=subprocess.DEVNULL)
     for budget in args.budgets:
-        runs = {option: _train(f"w2_{budget}_{option.replace('=', '_')}", budget, option,
-                               args.steps, not args.no_varlen, args.bf16, out)
-                for option in args.variants}
-        reference = args.variants[0]
-        for option, rows in runs.items():
-            rate = _tokens_per_sec(rows, last=20)
-            memory = max((_value(r, "memory") or 0 for r in rows.values()), default=0) / 1024
-            line = (f"W2 {budget} {option}: "
-                    f"{'failed' if rate is None else f'{rate:,.0f} tok/s'}, peak {memory:.2f} GB")
-            pairs = [(_value(runs[reference][k], "loss"), _value(rows[k], "loss"))
-                     for k in sorted(rows) if k in runs[reference]]
-            diffs = [abs(a - b) for a, b in pairs if a is not None and b is not None]
-            if diffs and option != reference:
-                line += (f"; {len(diffs)} steps, losses {pairs[-1][1]:.4f} vs {pairs[-1][0]:.4f}"
-                         f", largest difference {max(diffs):.4f}")
-            print(line, flush=True)
+        for repeat in range(args.repeat):
+            # Alternate the order: the host's speed drifts over minutes (README, Performance).
+            order = args.variants if repeat % 2 == 0 else args.variants[::-1]
+            runs = {option: _train(f"w2_{budget}_{option.replace('=', '_')}_r{repeat}", budget,
+                                   option, args.steps, not args.no_varlen, args.bf16, out)
+                    for option in order}
+            _report(f"W2 {budget} (run {repeat + 1}/{args.repeat})", runs, args.variants[0])
     print(f"logs: {out}")
     return 0
 
