@@ -336,9 +336,7 @@ def apply_memory_plan(model, plan: MemoryPlan) -> None:
     elif plan.checkpointing == "auto" and model.checkpointing_plan is not None:
         model.checkpointing_plan.budget = plan.budget
     if "activations_16bit" in plan.levers:
-        model.float32_hidden_states.remove()
-        model.float32_hidden_states = None
-        model.activations_16bit = True
+        model.keep_hidden_states_16bit()
     if "chunked_logps" in plan.levers and not model.chunked_logps:
         model.enable_chunked_logps()
     print_log(plan.describe(), logger="current", level=logging.INFO)

@@ -262,7 +262,7 @@ class SupervisedFinetune(BaseModel):
         self.activations_16bit_mode = activations_16bit
         self.activations_16bit = self._hidden_states_16bit(activations_16bit)
         if self.activations_16bit:
-            self._keep_hidden_states_16bit()
+            self.keep_hidden_states_16bit()
         self.checkpointing_plan = None
         if checkpointing:
             self.gradient_checkpointing_enable()
@@ -385,8 +385,9 @@ class SupervisedFinetune(BaseModel):
                       "them in float16, faster and smaller", logger="current")
         return False
 
-    def _keep_hidden_states_16bit(self) -> None:
-        """``activations_16bit``: undo peft's float32 hidden states (QLoRA only)."""
+    def keep_hidden_states_16bit(self) -> None:
+        """Undo peft's float32 hidden states (QLoRA only): ``activations_16bit``, or the
+        memory plan's lever of that name."""
         if self.float32_hidden_states is None:
             raise ConfigError("model.activations_16bit=True applies to QLoRA (a 4-bit/8-bit "
                               "llm loaded in 16-bit, with lora), whose hidden states peft "
@@ -394,6 +395,7 @@ class SupervisedFinetune(BaseModel):
                               "remove activations_16bit")
         self.float32_hidden_states.remove()
         self.float32_hidden_states = None
+        self.activations_16bit = True
         print_log("activations_16bit: QLoRA's hidden states stay in "
                   f"{self.llm.get_input_embeddings().weight.dtype} (peft's float32 embedding "
                   "output and norms undone)", logger="current")
