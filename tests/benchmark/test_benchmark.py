@@ -178,3 +178,33 @@ def test_synthetic_rows_with_images_count_each_image_as_its_features():
     assert sum(ThroughputHook.sample_lengths(batch, tokens_per_image=16)) == 400
     assert ThroughputHook.sample_lengths(batch, 16) == data.sample_lengths_of(0)
     assert torch.equal(batch["pixel_values"], row["pixel_values"])
+
+
+def test_random_init_builds_on_the_cpu_when_the_gpu_is_too_small(tmp_path, monkeypatch):
+    """An 8 GB card cannot hold the 16-bit 8B model its QLoRA job loads 4-bit: the random
+    weights are then drawn on the CPU, in bf16, and the folder loads as before."""
+    import transformers
+
+    from xtuner.benchmark.setup import make_random_init_model
+
+    config = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, vocab_size=300)
+    config.save_pretrained(tmp_path / "arch")
+    build = transformers.AutoModelForCausalLM.from_config
+    calls = []
+
+    def from_config(*args, **kwargs):  # the first call is the GPU's
+        calls.append(kwargs["dtype"])
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (the test's small GPU)")
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_config", from_config)
+    path = make_random_init_model(str(tmp_path / "arch"), str(tmp_path / "cache"))
+    assert calls == [torch.bfloat16, torch.bfloat16]
+    monkeypatch.undo()
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.vocab_size == 300
+    assert model.config.dtype == torch.bfloat16

@@ -4,17 +4,18 @@
 
 From the repo root of a GPU machine with the carried wheels (``.whl``, installed into
 /tmp/site by ``tests/gpu/common.sh``). For each model shape below it writes the model's
-``config.json`` (no download: the weights are random, ``--random-init``) and runs
-``xtuner benchmark CATALOG_CONFIG --random-init --memory-budget BUDGET`` with the process capped
-at BUDGET (``tests/gpu/xtuner_cli.py``, ``MEM_LIMIT_GB``), at the config's own max_length. It
-prints one markdown row per shape: the budget, the plan, the peak allocated and tokens/s, the
-figures README "Fine-tuning on a small GPU" gives per model size.
+``config.json`` (no download: the weights are random, ``--random-init``, drawn first on the
+whole card) and runs ``xtuner benchmark CATALOG_CONFIG --random-init --memory-budget BUDGET``
+with the process capped at BUDGET (``tests/gpu/xtuner_cli.py``, ``MEM_LIMIT_GB``), at the
+config's own max_length. It prints one markdown row per shape: the budget, the plan, the peak
+allocated and tokens/s, the figures README "Fine-tuning on a small GPU" gives per model size.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,14 +74,23 @@ def main() -> int:
         write_config = (f"import transformers; transformers.{config_class}(**{kwargs!r})"
                         f".save_pretrained({str(model_dir)!r})")
         subprocess.run([sys.executable, "-c", write_config], env=env, check=True)
+        work_dir = out / name
+        # The random weights first, on the whole card (the GPU draws them fastest; the
+        # capped run below finds them in its work dir); removed afterwards (16 GB each).
+        build = ("from xtuner.benchmark.setup import make_random_init_model; "
+                 f"make_random_init_model({str(model_dir)!r}, {str(work_dir)!r})")
+        subprocess.run([sys.executable, "-c", build], cwd=REPO, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
         log = out / f"{name}.log"
         with log.open("w") as stream:
             rc = subprocess.run(
                 [sys.executable, "tests/gpu/xtuner_cli.py", "benchmark", config, "--random-init",
-                 "--memory-budget", f"{budget}GB", "--steps", str(args.steps), "--cfg-options",
+                 "--memory-budget", f"{budget}GB", "--steps", str(args.steps),
+                 "--work-dir", str(work_dir), "--cfg-options",
                  f"model.llm.pretrained_model_name_or_path={model_dir}"],
                 cwd=REPO, env={**env, "MEM_LIMIT_GB": str(budget)}, stdout=stream,
                 stderr=subprocess.STDOUT, timeout=400).returncode
+        shutil.rmtree(work_dir, ignore_errors=True)
         text = log.read_text(errors="replace")
         figures = dict(FIGURES.findall(text))
         plan = re.search(r"memory plan for [0-9.]+ \w+: ([^;]+);", text)

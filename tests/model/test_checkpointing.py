@@ -176,7 +176,7 @@ def test_sft_auto_plan_on_gpu_machines(llama_dir, monkeypatch):
     import xtuner.model.sft as sft
 
     monkeypatch.setattr(sft.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(sft, "apply_liger_kernels", lambda llm, mode: False)
+    monkeypatch.setattr(sft, "apply_liger_kernels", lambda llm, mode, layer_kernels=True: False)
     monkeypatch.setattr(sft, "apply_device_fallbacks", lambda cfg: cfg)
     llm = dict(type=Auto.from_pretrained, pretrained_model_name_or_path=llama_dir)
     model = SupervisedFinetune(llm=llm, activation_memory_budget="1GB")

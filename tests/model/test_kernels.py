@@ -60,3 +60,27 @@ def test_liger_patches_the_instance_only(tmp_path, arch):
         a = patched(input_ids=ids, labels=ids).loss
         b = later(input_ids=ids, labels=ids).loss
     torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_loss_alone_for_compiled_layers(tmp_path):
+    """``layer_kernels=False`` (compiled layers): liger's loss, the model's own norms and MLP,
+    and the same loss as a model liger never touched."""
+    pytest.importorskip("liger_kernel")
+    from transformers import AutoModelForCausalLM
+
+    from xtuner.testing import tiny_llm_and_tokenizer
+
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, arch="llama", hidden_size=64)
+    patched = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda()
+    assert apply_liger_kernels(patched, mode=True, layer_kernels=False)
+    assert "forward" in vars(patched)
+    assert "forward" not in vars(patched.model.norm)
+    assert "forward" not in vars(patched.model.layers[0].mlp)
+    plain = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).cuda()
+    ids = torch.arange(3, 19, device="cuda")[None]
+    with torch.no_grad():
+        a = patched(input_ids=ids, labels=ids).loss
+        b = plain(input_ids=ids, labels=ids).loss
+    torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=2e-2)

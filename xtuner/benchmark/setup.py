@@ -83,17 +83,29 @@ def make_random_init_model(path_or_name: str, cache_dir: str, trust_remote_code=
     if osp.exists(done):
         return target
     tmp = f"{target}.tmp{os.getpid()}"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    # bf16 halves what is written; from_pretrained casts to the config's dtype on load.
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
     print_log(f"--random-init: building {config.model_type} with random weights in {target}",
               logger="current", level=logging.INFO)
-    with torch.device(device):
-        model = getattr(transformers, auto_class).from_config(
-            config, dtype=dtype, trust_remote_code=trust_remote_code)
+    build = getattr(transformers, auto_class).from_config
+    model = None
+    if torch.cuda.is_available():
+        # The GPU draws the random weights fastest; bf16 halves what is written (from_pretrained
+        # casts to the config's dtype on load).
+        try:
+            with torch.device("cuda"):
+                model = build(config, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
+        except torch.OutOfMemoryError:
+            # The small GPU a QLoRA job is sized for cannot hold the 16-bit model it loads
+            # 4-bit: build it in host memory instead.
+            torch.cuda.empty_cache()
+            print_log("--random-init: the 16-bit model does not fit on this GPU; building it "
+                      "on the CPU", logger="current", level=logging.INFO)
+    if model is None:
+        # Without a GPU, float32 (what a CPU run computes in); after one, bf16 (its size).
+        dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+        model = build(config, dtype=dtype, trust_remote_code=trust_remote_code)
     model.save_pretrained(tmp)
     del model
-    if device == "cuda":
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
     os.makedirs(cache_dir, exist_ok=True)
     shutil.rmtree(target, ignore_errors=True)

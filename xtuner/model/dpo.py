@@ -203,7 +203,7 @@ class DPO(PreferenceModel):
                 ref.set_attn_implementation(self.attn_implementation)
             if self.use_liger_kernel:
                 # the same kernels as the policy: at step 0 both give the same log-probs
-                apply_liger_kernels(ref, True)
+                apply_liger_kernels(ref, True, layer_kernels=not self.use_torch_compile)
             self._match_vocabulary(ref)
             ref = _freeze(ref)
         self.ref_llm = ref

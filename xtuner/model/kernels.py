@@ -9,7 +9,10 @@
 
 What is applied: fused linear + cross-entropy (the logits of a packed row are never
 materialized), RMSNorm and SwiGLU. liger's RoPE kernel is left out: liger installs it only by
-replacing a function in the transformers modeling module.
+replacing a function in the transformers modeling module. Where the decoder layers are compiled
+(``use_torch_compile``), only the fused loss is applied: liger's Triton kernels inside a
+compiled layer fail to compile (measured on an H200, session 9) and the compiler fuses the
+norms and the SwiGLU itself.
 
 Only the given instance changes. liger's ``_apply_liger_kernel_to_instance`` patches the
 instance's modules and ``forward`` in place, but its per-architecture functions also rebind
@@ -40,6 +43,8 @@ FLCE_CHUNK_MEM_CONST = 8
 
 _LIGER_OPTIONS = dict(rope=False, fused_linear_cross_entropy=True, cross_entropy=False,
                       rms_norm=True, swiglu=True)
+# The kernels that run inside a decoder layer.
+_LAYER_KERNELS = ("rms_norm", "swiglu")
 
 
 def _liger_table():
@@ -98,8 +103,14 @@ def _module_bindings_kept() -> Iterator[list[str]]:
                 restored.append(f"{name}.{attr}.forward")
 
 
-def apply_liger_kernels(model, mode="auto") -> bool:
+def apply_liger_kernels(model, mode="auto", layer_kernels: bool = True) -> bool:
     """Apply liger kernels to ``model`` according to ``mode``; returns whether they are on.
+
+    Args:
+        model: a transformers causal LM.
+        mode: ``'auto'``, True or False (see the module's docstring).
+        layer_kernels: also the kernels inside each decoder layer (RMSNorm, SwiGLU); False
+            applies the fused loss alone (for compiled layers).
 
     Raises:
         RuntimeError: ``mode`` is True and the kernels cannot be applied.
@@ -113,8 +124,13 @@ def apply_liger_kernels(model, mode="auto") -> bool:
         return False
     from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance
 
+    options = dict(_LIGER_OPTIONS)
+    if not layer_kernels:
+        options.update(dict.fromkeys(_LAYER_KERNELS, False))
     with _module_bindings_kept():
-        _apply_liger_kernel_to_instance(model=model, **_LIGER_OPTIONS)
-    print_log(f"liger kernels on for {model.config.model_type}: fused linear cross-entropy, "
-              "RMSNorm, SwiGLU", logger="current", level=logging.INFO)
+        _apply_liger_kernel_to_instance(model=model, **options)
+    which = ("fused linear cross-entropy, RMSNorm, SwiGLU" if layer_kernels else
+             "fused linear cross-entropy (the compiled layers fuse RMSNorm and SwiGLU)")
+    print_log(f"liger kernels on for {model.config.model_type}: {which}", logger="current",
+              level=logging.INFO)
     return True

@@ -248,7 +248,8 @@ class SupervisedFinetune(BaseModel):
         if self.sequence_parallel_size > 1:
             use_liger_kernel = self._prepare_sequence_parallel(use_liger_kernel)
         # Before PEFT wraps the model: the kernels replace modules of the base model.
-        self.use_liger_kernel = apply_liger_kernels(self.llm, use_liger_kernel)
+        self.use_liger_kernel = apply_liger_kernels(self.llm, use_liger_kernel,
+                                                    layer_kernels=not use_torch_compile)
         if tokenizer is not None:
             self._resize_embeddings(build_from_cfg(tokenizer))
         checkpointing = _checkpointing_mode(use_activation_checkpointing)
