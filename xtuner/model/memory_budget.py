@@ -30,6 +30,12 @@ What a run needs is estimated from the built model's own tensors (weights, train
 and from its shapes for the activations. The activation constants were measured on one H200
 (Llama-3-8B QLoRA r=64, 2048 tokens: a plain decoder layer keeps 594 MiB for backward,
 ``16 h + 6 i`` 16-bit values a token; a recomputed layer's backward peaks at about half of it).
+Attention that materialises its scores (``eager``, which Gemma 2 trains with to cap its
+attention logits) adds ``heads x tokens^2`` scores a layer: a plain layer keeps about 8 bytes
+each (the capped 16-bit scores, the float32 softmax and its 16-bit copy), and a recomputed
+layer's backward about 12 with their gradients, fitted to an H200 peak of Gemma-2-9B QLoRA r=64
+at 2,048 tokens, every layer checkpointed: 8.72 GiB allocated where the estimate without them
+said 8.0.
 Each run then checks itself: the ``'auto'`` checkpointing plan measures the first step.
 A preference run is estimated as supervised fine-tuning on the packed row of its pairs (the
 reference's forward pass runs without gradients, before the policy's, and keeps nothing), with
@@ -93,6 +99,10 @@ _CHUNKED_LOGPS_BYTES_PER_LOGIT = 10.6
 _HEADROOM = 0.97
 # A lever that saves less than this share of the budget is not worth what it costs.
 _WORTH = 0.02
+# Bytes an eager attention score takes: kept by a plain layer; held by a recomputed layer's
+# backward (see the module docstring).
+_SCORE_BYTES_KEPT = 8
+_SCORE_BYTES_RECOMPUTED = 12
 
 
 def _quant_state_bytes(tensor) -> int:
@@ -126,6 +136,9 @@ class MemorySizes:
         preference: the loss comes from sequence log-probabilities (DPO, ORPO).
         masters: the trained weights are 16-bit with float32 masters in the optimizer
             (``adapters_16bit``).
+        score_heads: attention heads whose ``tokens x tokens`` scores a layer materialises
+            (``eager`` attention); 0 where the attention kernel never keeps them (SDPA, flash,
+            varlen).
     """
 
     weights: int
@@ -139,6 +152,7 @@ class MemorySizes:
     residual_bytes: int = 2
     preference: bool = False
     masters: bool = False
+    score_heads: int = 0
 
     @classmethod
     def of(cls, model) -> MemorySizes:
@@ -157,6 +171,7 @@ class MemorySizes:
         embedding = llm.get_input_embeddings()
         upcast = getattr(model, "float32_hidden_states", None) is not None
         residual = 4 if upcast or embedding.weight.dtype == torch.float32 else 2
+        eager = getattr(config, "_attn_implementation", None) == "eager"
         return cls(weights=weights, trainable_params=trainable_params,
                    trainable_bytes=trainable_bytes,
                    layers=len(checkpointable_layers(llm)) or config.num_hidden_layers,
@@ -165,11 +180,21 @@ class MemorySizes:
                    vocab=config.vocab_size, residual_bytes=residual,
                    preference=hasattr(model, "enable_chunked_logps"),
                    masters=(bool(getattr(model, "adapters_16bit", False))
-                            and trainable_bytes < 4 * trainable_params))
+                            and trainable_bytes < 4 * trainable_params),
+                   score_heads=config.num_attention_heads if eager else 0)
+
+    def _layer_values(self, tokens: int) -> int:
+        return tokens * (16 * self.hidden + 6 * self.intermediate) * self.compute_bytes
 
     def plain_layer(self, tokens: int) -> int:
         """Bytes one decoder layer keeps for its backward pass when not checkpointed."""
-        return tokens * (16 * self.hidden + 6 * self.intermediate) * self.compute_bytes
+        return (self._layer_values(tokens)
+                + self.score_heads * tokens * tokens * _SCORE_BYTES_KEPT)
+
+    def recomputed_layer(self, tokens: int) -> int:
+        """Bytes a checkpointed layer's recomputation and backward pass hold at their peak."""
+        return (self._layer_values(tokens) // 2
+                + self.score_heads * tokens * tokens * _SCORE_BYTES_RECOMPUTED)
 
 
 def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int = 0
@@ -199,7 +224,7 @@ def estimate_memory(sizes: MemorySizes, tokens: int, levers, plain_layers: int =
         # Offloaded, one layer's input is on the device at a time (the one being copied).
         checkpointed = 1 if "offload_activations" in levers else sizes.layers - plain_layers
         kept = checkpointed * per_layer + plain_layers * plain
-        recomputed = plain // 2  # a recomputed layer's backward
+        recomputed = sizes.recomputed_layer(tokens)
     else:
         kept, recomputed = sizes.layers * plain, 0
     per_logit = sizes.compute_bytes + (_LOGPS_BYTES_PER_LOGIT if sizes.preference

@@ -1,6 +1,6 @@
 # Gemma 2 9B IT, qlora on alpaca, 3 epochs:
 #     xtuner train gemma2_9b_it_qlora_alpaca_e3 --deepspeed deepspeed_zero2
-#     on one 9 GB GPU, instead of --deepspeed: --memory-budget 9GB (see README)
+#     on one 10 GB GPU, instead of --deepspeed: --memory-budget 10GB (see README)
 _base_ = [
     '../../_base_/models/gemma/gemma2_9b_it.py',
     '../../_base_/datasets/alpaca.py',

@@ -1,6 +1,6 @@
 # Gemma 2 9B IT, qlora on custom_pretrain, 1 epoch:
 #     xtuner train gemma2_9b_it_qlora_custom_pretrain_e1 --deepspeed deepspeed_zero2
-#     on one 9 GB GPU, instead of --deepspeed: --memory-budget 9GB (see README)
+#     on one 10 GB GPU, instead of --deepspeed: --memory-budget 10GB (see README)
 _base_ = [
     '../../_base_/models/gemma/gemma2_9b_it.py',
     '../../_base_/datasets/custom_pretrain.py',
