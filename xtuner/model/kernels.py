@@ -11,8 +11,8 @@ What is applied: fused linear + cross-entropy (the logits of a packed row are ne
 materialized), RMSNorm and SwiGLU. liger's RoPE kernel is left out: liger installs it only by
 replacing a function in the transformers modeling module. Where the decoder layers are compiled
 (``use_torch_compile``), only the fused loss is applied: liger's Triton kernels inside a
-compiled layer fail to compile (measured on an H200, session 9) and the compiler fuses the
-norms and the SwiGLU itself.
+compiled layer fail to compile (``CompilationError`` on an H200) and the compiler fuses the
+norms and the gated MLP itself.
 
 Only the given instance changes. liger's ``_apply_liger_kernel_to_instance`` patches the
 instance's modules and ``forward`` in place, but its per-architecture functions also rebind
@@ -43,8 +43,9 @@ FLCE_CHUNK_MEM_CONST = 8
 
 _LIGER_OPTIONS = dict(rope=False, fused_linear_cross_entropy=True, cross_entropy=False,
                       rms_norm=True, swiglu=True)
-# The kernels that run inside a decoder layer.
-_LAYER_KERNELS = ("rms_norm", "swiglu")
+# The kernels that run inside a decoder layer (GEGLU: Gemma's MLP); liger passes each
+# architecture only the options its function takes.
+_LAYER_KERNELS = ("rms_norm", "swiglu", "geglu")
 
 
 def _liger_table():
@@ -109,8 +110,8 @@ def apply_liger_kernels(model, mode="auto", layer_kernels: bool = True) -> bool:
     Args:
         model: a transformers causal LM.
         mode: ``'auto'``, True or False (see the module's docstring).
-        layer_kernels: also the kernels inside each decoder layer (RMSNorm, SwiGLU); False
-            applies the fused loss alone (for compiled layers).
+        layer_kernels: also the kernels inside each decoder layer (RMSNorm, SwiGLU or
+            GEGLU); False applies the fused loss alone (for compiled layers).
 
     Raises:
         RuntimeError: ``mode`` is True and the kernels cannot be applied.
@@ -130,7 +131,7 @@ def apply_liger_kernels(model, mode="auto", layer_kernels: bool = True) -> bool:
     with _module_bindings_kept():
         _apply_liger_kernel_to_instance(model=model, **options)
     which = ("fused linear cross-entropy, RMSNorm, SwiGLU" if layer_kernels else
-             "fused linear cross-entropy (the compiled layers fuse RMSNorm and SwiGLU)")
+             "fused linear cross-entropy (the compiled layers fuse the norms and the MLP)")
     print_log(f"liger kernels on for {model.config.model_type}: {which}", logger="current",
               level=logging.INFO)
     return True

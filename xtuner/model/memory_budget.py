@@ -138,7 +138,8 @@ class MemorySizes:
             (``adapters_16bit``).
         score_heads: attention heads whose ``tokens x tokens`` scores a layer materialises
             (``eager`` attention); 0 where the attention kernel never keeps them (SDPA, flash,
-            varlen).
+            varlen). A micro-batch of several rows is counted as one row of all its tokens
+            (an upper bound).
     """
 
     weights: int
