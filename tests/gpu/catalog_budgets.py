@@ -47,7 +47,7 @@ SHAPES = {
         intermediate_size=11008, vocab_size=64000), 8.0),
     "gemma2_9b": ("gemma2_9b_it_qlora_alpaca_e3", "Gemma2Config", dict(
         hidden_size=3584, num_hidden_layers=42, num_attention_heads=16, num_key_value_heads=8,
-        head_dim=256, intermediate_size=14336, vocab_size=256000), 9.0),
+        head_dim=256, intermediate_size=14336, vocab_size=256000), 10.0),
     "qwen2_5_14b": ("qwen2_5_14b_instruct_qlora_alpaca_e3", "Qwen2Config", dict(
         hidden_size=5120, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
         intermediate_size=13824, vocab_size=152064, tie_word_embeddings=False), 12.5),
