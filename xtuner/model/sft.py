@@ -176,8 +176,10 @@ class SupervisedFinetune(BaseModel):
         tokenizer: the tokenizer (or its config); the embeddings are resized when it has more
             tokens than the model.
         max_position_embeddings: extend the context with linear RoPE scaling.
-        use_liger_kernel: fused liger kernels (fused linear cross-entropy, RMSNorm, SwiGLU):
-            ``'auto'`` (on with CUDA for supported models), ``True`` (required) or ``False``.
+        use_liger_kernel: fused liger kernels (fused linear cross-entropy, RMSNorm, SwiGLU;
+            with ``use_torch_compile`` the fused loss alone, the compiled layers fusing the
+            rest): ``'auto'`` (on with CUDA for supported models), ``True`` (required) or
+            ``False``.
         adapters_16bit: keep the LoRA adapters in the 16-bit dtype the base model computes in
             (QLoRA: ``bnb_4bit_compute_dtype``) instead of peft's float32, so autocast has no
             adapter weight to cast in each forward pass (and recomputed forward). The
