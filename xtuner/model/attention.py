@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from functools import cache, lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -25,19 +25,21 @@ __all__ = ["VARLEN_ATTN_IMPLEMENTATION", "register_varlen_attention", "varlen_at
 VARLEN_ATTN_IMPLEMENTATION = "xtuner_varlen"
 
 
-@lru_cache(maxsize=1)
-def _flash_attn_varlen():
-    """flash-attn's varlen kernel when the package is installed (it handles GQA itself)."""
+def _find_fused_kernel():
+    """The fused varlen kernel this install has, as ``kernel(q, k, v, cu, longest, scale)``.
+
+    flash-attn's ``flash_attn_varlen_func`` when the package is installed (it handles GQA
+    itself), else torch's ``torch.nn.attention.varlen.varlen_attn``, else None.
+    """
     try:
         from flash_attn import flash_attn_varlen_func
     except ImportError:
-        return None
-    return flash_attn_varlen_func
-
-
-@lru_cache(maxsize=1)
-def _torch_varlen_kernel():
-    """torch's fused varlen kernel and how to ask it for causal masking, or None."""
+        pass
+    else:
+        def flash_kernel(q, k, v, cu, longest, scale):
+            return flash_attn_varlen_func(q, k, v, cu, cu, longest, longest,
+                                          softmax_scale=scale, causal=True)
+        return flash_kernel
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
@@ -49,7 +51,32 @@ def _torch_varlen_kernel():
         causal = {"window_size": (-1, 0)}
     else:
         return None
-    return varlen_attn, causal, "enable_gqa" in params
+    has_gqa = "enable_gqa" in params
+
+    def torch_kernel(q, k, v, cu, longest, scale):
+        heads, kv_heads = q.shape[1], k.shape[1]
+        extra = {}
+        if kv_heads != heads:
+            if has_gqa:
+                extra = {"enable_gqa": True}
+            else:
+                k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
+        return varlen_attn(q, k, v, cu, cu, longest, longest, scale=scale, **causal, **extra)
+    return torch_kernel
+
+
+# Resolved once, outside any compiled region: the import probing and signature reading above
+# are not traceable by torch.compile, and doing them per call split every compiled decoder
+# layer at the attention call (graph breaks seen on torch 2.11).
+_UNRESOLVED = object()
+_FUSED_KERNEL = _UNRESOLVED
+
+
+def _fused_kernel():
+    global _FUSED_KERNEL
+    if _FUSED_KERNEL is _UNRESOLVED:
+        _FUSED_KERNEL = _find_fused_kernel()
+    return _FUSED_KERNEL
 
 
 def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -109,7 +136,6 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     k = key.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
     v = value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
     cu = cu_seq_lens_q.to(device=q.device, dtype=torch.int32)
-    kernel = _torch_varlen_kernel()
     if q.is_cuda and q.dtype == torch.float32 and torch.is_autocast_enabled("cuda"):
         # Under autocast over float32 weights, RoPE's float32 cos/sin promote q and k back
         # to float32; SDPA would cast them to the autocast dtype, and so does this backend.
@@ -118,15 +144,9 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout=
     fused = q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
     if q.is_cuda and not fused:
         _warn_unfused(q.dtype)
-    if fused and _flash_attn_varlen() is not None:
-        out = _flash_attn_varlen()(q, k, v, cu, cu, longest, longest, softmax_scale=scaling,
-                                   causal=True)
-    elif fused and kernel is not None:
-        varlen_attn, causal, has_gqa = kernel
-        if not has_gqa:
-            k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
-        extra = {"enable_gqa": True} if has_gqa and kv_heads != heads else {}
-        out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **causal, **extra)
+    kernel = _fused_kernel() if fused else None
+    if kernel is not None:
+        out = kernel(q, k, v, cu, longest, scaling)
     else:
         k, v = _repeat_kv(k, heads // kv_heads), _repeat_kv(v, heads // kv_heads)
         out = _per_sample_sdpa(q, k, v, cu, scaling)
@@ -153,4 +173,5 @@ def register_varlen_attention() -> str:
 
     AttentionInterface.register(VARLEN_ATTN_IMPLEMENTATION, varlen_attention_forward)
     AttentionMaskInterface.register(VARLEN_ATTN_IMPLEMENTATION, varlen_attention_mask)
+    _fused_kernel()
     return VARLEN_ATTN_IMPLEMENTATION
