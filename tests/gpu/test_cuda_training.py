@@ -14,6 +14,14 @@ pytestmark = [
 SAMPLES = [[5, 17, 23, 42, 8, 9, 31], [11, 12, 13], [40, 41, 42, 43, 44, 45, 46, 47, 48]]
 
 
+def _cuda_batch(samples):
+    """SAMPLES-like token lists packed into one varlen row, on the GPU."""
+    rows = [{"input_ids": s, "labels": s} for s in samples]
+    batch = default_collate_fn(rows, use_varlen_attn=True)["data"]
+    return {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
+                if isinstance(v, list) else v) for k, v in batch.items()}
+
+
 def _llm_cfg(path, dtype):
     from transformers import AutoModelForCausalLM
 
@@ -27,10 +35,7 @@ def test_packed_logits_equal_separate_runs_with_fused_kernel(tmp_path, arch):
                                           num_attention_heads=4, num_key_value_heads=2)
     model = SupervisedFinetune(_llm_cfg(model_dir, torch.bfloat16), use_varlen_attn=True,
                                use_activation_checkpointing=False).cuda().eval()
-    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
-    packed = default_collate_fn(rows, use_varlen_attn=True)["data"]
-    packed = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
-                  if isinstance(v, list) else v) for k, v in packed.items()}
+    packed = _cuda_batch(SAMPLES)
     with torch.no_grad():
         logits = model(packed, mode="predict")[0]["logits"].float()
         start = 0
@@ -62,10 +67,7 @@ def test_qlora_trains_on_cuda(tmp_path):
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
     model.cuda().train()
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
-    batch = default_collate_fn(rows, use_varlen_attn=True)["data"]
-    batch = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
-                 if isinstance(v, list) else v) for k, v in batch.items()}
+    batch = _cuda_batch(SAMPLES)
     losses = []
     for _ in range(30):
         loss = model(batch, mode="loss")["loss"]
@@ -79,10 +81,7 @@ def test_qlora_trains_on_cuda(tmp_path):
 def test_liger_kernels_keep_the_loss(tmp_path):
     pytest.importorskip("liger_kernel")
     model_dir, _ = tiny_llm_and_tokenizer(tmp_path, hidden_size=64)
-    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
-    batch = default_collate_fn(rows, use_varlen_attn=True)["data"]
-    batch = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
-                 if isinstance(v, list) else v) for k, v in batch.items()}
+    batch = _cuda_batch(SAMPLES)
     losses = {}
     for liger in (False, True):
         model = SupervisedFinetune(_llm_cfg(model_dir, torch.bfloat16), use_varlen_attn=True,
@@ -107,10 +106,7 @@ def test_varlen_under_autocast_over_fp32_weights_uses_the_fused_kernel(tmp_path,
                                           num_key_value_heads=2)
     model = SupervisedFinetune(_llm_cfg(model_dir, torch.float32), use_varlen_attn=True,
                                use_activation_checkpointing=False).cuda().eval()
-    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
-    packed = default_collate_fn(rows, use_varlen_attn=True)["data"]
-    packed = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
-                  if isinstance(v, list) else v) for k, v in packed.items()}
+    packed = _cuda_batch(SAMPLES)
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
         logits = model(packed, mode="predict")[0]["logits"].float()
         last = SAMPLES[-1]
@@ -130,10 +126,7 @@ def test_auto_checkpointing_fits_a_budget_on_cuda(tmp_path):
     plan = model.checkpointing_plan
     layers = checkpointable_layers(model.llm)
     assert plan.plain == 1 and sum(layer.gradient_checkpointing for layer in layers) == 3
-    rows = [{"input_ids": s, "labels": s} for s in SAMPLES]
-    data = default_collate_fn(rows, use_varlen_attn=True)["data"]
-    data = {k: (v.cuda() if torch.is_tensor(v) else [t.cuda() for t in v]
-                if isinstance(v, list) else v) for k, v in data.items()}
+    data = _cuda_batch(SAMPLES)
     torch.cuda.reset_peak_memory_stats()
     model(data)["loss"].backward()
     assert plan.layer_bytes > 0 and plan.forward_end is not None
@@ -148,3 +141,34 @@ def test_auto_checkpointing_fits_a_budget_on_cuda(tmp_path):
     model.fit_activation_checkpointing(2**31)
     assert plan.plain == 2 and [layer.gradient_checkpointing for layer in layers] == [
         True, True, False, False]
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_compiled_layers_trace_the_varlen_backend_whole(tmp_path, checkpointing):
+    """``fullgraph=True`` turns any graph break inside a decoder layer into an error: the
+    varlen backend must trace in one piece (on torch 2.11 its kernel lookup split every
+    layer), a new batch shape must not recompile, and the compiled layers must give the
+    eager loss and gradients."""
+    model_dir, _ = tiny_llm_and_tokenizer(tmp_path, hidden_size=64, num_attention_heads=4,
+                                          num_key_value_heads=2)
+    torch._dynamo.reset()
+    results = []
+    for compile_ in (False, dict(fullgraph=True)):
+        torch.manual_seed(0)
+        model = SupervisedFinetune(_llm_cfg(model_dir, torch.bfloat16), use_varlen_attn=True,
+                                   use_liger_kernel=False, use_torch_compile=compile_,
+                                   use_activation_checkpointing=checkpointing).cuda().train()
+        losses = []
+        # The second batch differs in length, sample count and longest sample: compiled
+        # dynamic, it must neither break the graph nor recompile.
+        second = SAMPLES[::-1] + [[7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
+        for step, samples in enumerate((SAMPLES, second)):
+            with torch._dynamo.config.patch(error_on_recompile=step > 0):
+                loss = model(_cuda_batch(samples), mode="loss")["loss"]
+                loss.backward()
+            losses.append(loss.item())
+        grad = model.llm.model.layers[0].self_attn.q_proj.weight.grad.float()
+        results.append((losses, grad))
+    (eager_losses, eager_grad), (compiled_losses, compiled_grad) = results
+    assert compiled_losses == pytest.approx(eager_losses, rel=2e-2)
+    torch.testing.assert_close(compiled_grad, eager_grad, atol=5e-2, rtol=5e-2)

@@ -216,6 +216,22 @@ def test_sft_torch_compile_compiles_each_layer_and_keeps_the_loss(llama_dir):
     torch.testing.assert_close(compiled(data)["loss"], plain(data)["loss"])
 
 
+def test_compiled_layers_take_a_new_length_without_recompiling(llama_dir):
+    """Rows change length from step to step; compiled static, each new length recompiled
+    every layer (torch's recompile limit was reached within 30 steps of W2)."""
+    from transformers import AutoModelForCausalLM as Auto
+
+    torch._dynamo.reset()
+    llm = dict(type=Auto.from_pretrained, pretrained_model_name_or_path=llama_dir)
+    model = SupervisedFinetune(llm=llm, use_activation_checkpointing=False,
+                               use_torch_compile=dict(backend="eager"))
+    generator = torch.Generator().manual_seed(3)
+    for step, length in enumerate((24, 31, 17)):
+        ids = torch.randint(5, 100, (1, length), generator=generator)
+        with torch._dynamo.config.patch(error_on_recompile=step > 0):
+            model({"input_ids": ids, "labels": ids})["loss"].backward()
+
+
 def test_plan_fits_the_longest_batch_not_the_measured_one(llama_dir):
     """Unpacked data: a short first batch must not un-checkpoint layers that a max_length
     batch would then overflow. Activations scale with tokens; weights do not."""

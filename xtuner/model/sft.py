@@ -171,7 +171,10 @@ class SupervisedFinetune(BaseModel):
         use_torch_compile: compile each decoder layer with ``torch.compile`` (regional
             compilation: the element-wise work around the matmuls is fused, so far fewer
             kernels are launched; the first steps are slower while it compiles). ``True``, or a
-            dict of ``torch.compile`` arguments.
+            dict of ``torch.compile`` arguments. Shapes are compiled dynamic
+            (``dynamic=True`` unless the dict says otherwise): packed rows change their
+            length, sample count and longest sample from step to step, and compiling each new
+            shape anew ran into torch's recompile limit within 30 steps.
         use_varlen_attn: packed rows carry several samples; attention stays within each sample.
         tokenizer: the tokenizer (or its config); the embeddings are resized when it has more
             tokens than the model.
@@ -276,7 +279,8 @@ class SupervisedFinetune(BaseModel):
                 raise ConfigError(f"model.activation_memory_budget: {exc}") from None
             self.checkpointing_plan = ActivationCheckpointingPlan(self.llm, budget)
         if use_torch_compile:
-            self._compile_layers({} if use_torch_compile is True else dict(use_torch_compile))
+            self._compile_layers({"dynamic": True} if use_torch_compile is True
+                                 else {"dynamic": True, **use_torch_compile})
         if peft_model is not None:
             self._load_adapter(peft_model)
 
