@@ -21,14 +21,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# name: (catalog config, transformers config class, its arguments, budget in GB)
+# name: (catalog config, transformers config class, its arguments, budget in GB: the header's,
+# or for a size whose leaves name none the smallest the plan accepts)
 SHAPES = {
     "qwen2_5_1_5b": ("qwen2_5_1_5b_instruct_qlora_alpaca_e3", "Qwen2Config", dict(
         hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-        intermediate_size=8960, vocab_size=151936, tie_word_embeddings=True), 2.0),
+        intermediate_size=8960, vocab_size=151936, tie_word_embeddings=True), 2.2),
     "qwen3_4b": ("qwen3_4b_qlora_alpaca_e3", "Qwen3Config", dict(
         hidden_size=2560, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
-        head_dim=128, intermediate_size=9728, vocab_size=151936, tie_word_embeddings=True), 4.0),
+        head_dim=128, intermediate_size=9728, vocab_size=151936, tie_word_embeddings=True), 4.2),
     "mistral_7b": ("mistral_7b_instruct_v0_3_qlora_alpaca_e3", "MistralConfig", dict(
         hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
         intermediate_size=14336, vocab_size=32768), 8.0),
@@ -50,7 +51,7 @@ SHAPES = {
         head_dim=256, intermediate_size=14336, vocab_size=256000), 10.0),
     "qwen2_5_14b": ("qwen2_5_14b_instruct_qlora_alpaca_e3", "Qwen2Config", dict(
         hidden_size=5120, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
-        intermediate_size=13824, vocab_size=152064, tie_word_embeddings=False), 12.5),
+        intermediate_size=13824, vocab_size=152064, tie_word_embeddings=False), 12.6),
 }
 FIGURES = re.compile(r"^(tokens/s per GPU|peak allocated \(GiB\))\s+([0-9.,]+)", re.M)
 

@@ -27,6 +27,7 @@ from xtuner.model.memory_budget import (
     estimate_memory,
     peak_bytes,
     plan_memory,
+    smallest_budget_bytes,
 )
 from xtuner.utils.errors import ConfigError
 
@@ -201,8 +202,8 @@ def test_the_constructor_swaps_in_paged_8bit_adamw_when_the_plan_needs_it(llama_
         lora=dict(type=LoraConfig, r=4, lora_alpha=8), use_activation_checkpointing=False)
     sizes = MemorySizes.of(model)
     # In bytes; the plan keeps 3% of a budget free.
-    tight = int(peak_bytes(estimate_memory(sizes, 64, ["optimizer_8bit"])) / 0.97) + 1
-    roomy = int(peak_bytes(estimate_memory(sizes, 64, [])) / 0.97) + 1
+    tight = smallest_budget_bytes(peak_bytes(estimate_memory(sizes, 64, ["optimizer_8bit"])))
+    roomy = smallest_budget_bytes(peak_bytes(estimate_memory(sizes, 64, [])))
     assert tight < roomy
     for budget, expected in ((f"{tight}B", "PagedAdamW8bit"), (f"{roomy}B", "AdamW")):
         wrapper = build_optim_wrapper(model, dict(
@@ -266,7 +267,7 @@ def test_the_plan_turns_chunked_logps_on(llama_dir):
     one = sum(p.numel() * p.element_size() for p in model.llm.parameters())
     assert sizes.preference and sizes.weights >= 2 * one  # the policy and its reference
     tokens = 4 * logps_chunk_tokens(sizes.vocab)  # a row of four chunks
-    tight = int(peak_bytes(estimate_memory(sizes, tokens, ["chunked_logps"])) / 0.97) + 1
+    tight = smallest_budget_bytes(peak_bytes(estimate_memory(sizes, tokens, ["chunked_logps"])))
     plan = plan_memory(sizes, tokens, f"{tight}B", available_levers(model, "AdamW"))
     assert plan.levers == ("chunked_logps",)
     assert not model.chunked_logps
@@ -325,7 +326,7 @@ def test_without_a_budget_a_gpu_run_plans_to_its_gpu(monkeypatch, llama_dir):
     # device_budget() is in bytes. A GPU that only 8-bit states fit gets them (the H200 run
     # capped at 8 GiB once read those bytes as GiB and planned nothing).
     sizes = MemorySizes.of(model)
-    tight = int(peak_bytes(estimate_memory(sizes, 64, ["optimizer_8bit"])) / 0.97) + 1
+    tight = smallest_budget_bytes(peak_bytes(estimate_memory(sizes, 64, ["optimizer_8bit"])))
     for device_bytes, expected in ((10 * GiB, "AdamW"), (tight, "PagedAdamW8bit"),
                                    (1024, "AdamW")):
         monkeypatch.setattr(engine, "device_budget", lambda b=device_bytes: b)

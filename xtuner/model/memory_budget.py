@@ -67,7 +67,7 @@ from .checkpointing import checkpointable_layers, parse_memory
 from .preference import logps_chunk_tokens
 
 __all__ = ["LEVERS", "MemoryPlan", "MemorySizes", "apply_memory_plan", "estimate_memory",
-           "peak_bytes", "plan_memory"]
+           "peak_bytes", "plan_memory", "smallest_budget_bytes", "usable_bytes"]
 
 LEVERS = ("fused_loss", "chunked_logps", "checkpointing", "offload_activations",
           "activations_16bit", "optimizer_8bit")
@@ -97,6 +97,10 @@ _LOGPS_BYTES_PER_LOGIT = 23
 # (an 8 GB plan without it ran out of memory).
 _CHUNKED_LOGPS_BYTES_PER_LOGIT = 10.6
 _HEADROOM = 0.97
+# ...and leave at least this much (or an eighth of a budget smaller than 2 GiB): on 2 GiB, 3%
+# is 61 MiB, and Qwen2.5-1.5B's plan, estimated at 1.9 GiB, ran out of memory at 1.92 GiB
+# allocated plus 70 MiB the allocator held unused (H200 capped at 2 GiB).
+_MIN_HEADROOM = 256 * 2**20
 # A lever that saves less than this share of the budget is not worth what it costs.
 _WORTH = 0.02
 # Bytes an eager attention score takes: kept by a plain layer; held by a recomputed layer's
@@ -281,6 +285,18 @@ class MemoryPlan:
                 f"{_gib(peak_bytes(self.estimate))} ({parts})")
 
 
+def usable_bytes(budget_bytes: int) -> int:
+    """What a plan may fill of a budget. The estimate is rough and the allocator fragments:
+    97% of it, and at most the budget less 256 MiB (less an eighth below 2 GiB)."""
+    headroom = max(budget_bytes * (1 - _HEADROOM), min(_MIN_HEADROOM, budget_bytes / 8))
+    return int(budget_bytes - headroom)
+
+
+def smallest_budget_bytes(total: int) -> int:
+    """The smallest budget whose :func:`usable_bytes` holds ``total`` bytes."""
+    return math.ceil(max(total / _HEADROOM, min(total + _MIN_HEADROOM, total * 8 / 7)))
+
+
 def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> MemoryPlan:
     """The cheapest set of levers whose estimate fits ``budget``.
 
@@ -302,8 +318,7 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
         raise ConfigError(f"memory budget: {exc}") from None
     # A loss takes only its own kind of lever against the logits.
     available = set(available) - {"fused_loss" if sizes.preference else "chunked_logps"}
-    # The estimate is rough and the allocator fragments: plan to 97% of the budget.
-    usable = int(budget_bytes * _HEADROOM)
+    usable = usable_bytes(budget_bytes)
     chosen: list[str] = []
     total = peak_bytes(estimate_memory(sizes, tokens, chosen))
     for lever in LEVERS:
@@ -316,7 +331,7 @@ def plan_memory(sizes: MemorySizes, tokens: int, budget, available=LEVERS) -> Me
                 total = with_it
     estimate = estimate_memory(sizes, tokens, chosen)
     if total > usable:
-        needed = total / _HEADROOM
+        needed = smallest_budget_bytes(total)
         smallest = (f"{math.ceil(needed / 2**30 * 10) / 10}GB" if needed >= 2**30
                     else f"{math.ceil(needed / 2**20)}MB")
         used = ", ".join(_DESCRIPTIONS[n] for n in chosen) or "no lever available"
