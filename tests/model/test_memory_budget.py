@@ -28,6 +28,7 @@ from xtuner.model.memory_budget import (
     peak_bytes,
     plan_memory,
     smallest_budget_bytes,
+    usable_bytes,
 )
 from xtuner.utils.errors import ConfigError
 
@@ -70,6 +71,30 @@ def test_a_budget_no_lever_can_meet_is_one_line_naming_the_smallest_that_fits():
     assert message.startswith("memory budget 6.0 GiB: 2048 tokens a micro-batch need about ")
     smallest = message.split("the smallest budget that fits is ")[1].split(" ")[0]
     assert plan_memory(W2, 2048, smallest).levers  # and that one is accepted
+
+
+@pytest.mark.parametrize("budget_gib", [0.001, 0.5, 1.9, 2.0, 2.2, 4.2, 8.0, 8.6, 12.6, 80.0])
+def test_the_headroom_is_three_percent_and_at_least_a_quarter_gib(budget_gib):
+    """The plan fills 97% of a budget and leaves at least 256 MiB (an eighth of one under
+    2 GiB); the smallest budget named for an estimate is the least that holds it."""
+    budget = int(budget_gib * GiB)
+    usable = usable_bytes(budget)
+    assert usable <= 0.97 * budget
+    assert budget - usable >= min(256 * 2**20, budget / 8) - 1
+    assert smallest_budget_bytes(usable) <= budget
+    smallest = smallest_budget_bytes(usable + 1)
+    assert usable_bytes(smallest) >= usable + 1 > usable_bytes(smallest - 2**10)
+
+
+def test_the_measured_qwen2_5_1_5b_run_is_no_longer_planned_into_2gb():
+    """On the H200 capped at 2 GiB, Qwen2.5-1.5B QLoRA r=64 (2,048 tokens, every lever,
+    estimated at 1.9 GiB) ran out of memory at 1.92 GiB allocated plus 70 MiB the allocator
+    held, asking for 36 MiB more."""
+    sizes = _qlora_sizes(1536, 28, 256, 8960, 151936, preference=False, tied=True)
+    with pytest.raises(ConfigError, match="the smallest budget that fits is 2.2GB"):
+        plan_memory(sizes, 2048, "2GB")
+    plan = plan_memory(sizes, 2048, "2.2GB")
+    assert plan.budget > (1.92 + 0.07) * GiB + 36 * 2**20  # what the failed run reached
 
 
 def test_without_liger_the_8gb_budget_is_refused():
