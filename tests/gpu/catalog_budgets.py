@@ -1,6 +1,6 @@
 """The catalog's QLoRA configs at the memory budget their header names, on a card of that size.
 
-    python3 tests/gpu/catalog_budgets.py [NAME ...] [--steps 8]
+    python3 tests/gpu/catalog_budgets.py [NAME ...] [--steps 8] [--cfg-options KEY=VALUE ...]
 
 From the repo root of a GPU machine with the carried wheels (``.whl``, installed into
 /tmp/site by ``tests/gpu/common.sh``). For each model shape below it writes the model's
@@ -61,6 +61,9 @@ def main() -> int:
     parser.add_argument("names", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--out", default="/tmp/catalog_budgets")
+    parser.add_argument("--cfg-options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more config settings for every run, e.g. "
+                             "model.use_torch_compile=True")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +91,7 @@ def main() -> int:
                 [sys.executable, "tests/gpu/xtuner_cli.py", "benchmark", config, "--random-init",
                  "--memory-budget", f"{budget}GB", "--steps", str(args.steps),
                  "--work-dir", str(work_dir), "--cfg-options",
-                 f"model.llm.pretrained_model_name_or_path={model_dir}"],
+                 f"model.llm.pretrained_model_name_or_path={model_dir}", *args.cfg_options],
                 cwd=REPO, env={**env, "MEM_LIMIT_GB": str(budget)}, stdout=stream,
                 stderr=subprocess.STDOUT, timeout=400).returncode
         shutil.rmtree(work_dir, ignore_errors=True)
