@@ -7,6 +7,9 @@
 #   bash tests/gpu/run_benchmarks.sh compile  # 1 GPU: W1 with torch.compile of the layers
 #   bash tests/gpu/run_benchmarks.sh multi  # 2 GPUs: W1 with ZeRO-2 on 1 and on 2 GPUs
 #   bash tests/gpu/run_benchmarks.sh llava  # 1 GPU: LLaVA QLoRA 7B + CLIP-L/336, packed rows
+#   bash tests/gpu/run_benchmarks.sh sitting  # 1 GPU, one sitting: W2 through XTuner 0.2.0,
+#                                           # TRL and `xtuner train` (compiled and eager) at
+#                                           # v0's memory and under 8 GiB (README's table)
 #   bash tests/gpu/run_benchmarks.sh small  # 1 GPU, one sitting: W2 on an 8 GB GPU -- xtuner
 #                                           # --memory-budget 8GB capped at 8 GiB, TRL's SFTTrainer
 #                                           # (.whltrl: pip download trl==1.16.0 --no-deps), v0;
@@ -95,6 +98,21 @@ case $mode in
     model=(--cfg-options model.llm.pretrained_model_name_or_path=/tmp/wl/llama3_8b)
     PROFILE=--profile bench w2 $W2 --profile --steps 15 "${model[@]}"
     bench w2_compile $W2 --steps 15 --warmup 8 "${model[@]}" model.use_torch_compile=True
+    ;;
+  sitting)  # 1 GPU, one sitting through each project's own train tool (~8 min): XTuner
+            # 0.2.0's W2 config, TRL with checkpointing, then xtuner in bfloat16, compiled and
+            # eager in alternating order, at v0's memory and under 8 GiB (w2_options.py)
+    PYTHONPATH=/tmp/site python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
+    [ -z "${SKIP_V0:-}" ] && v0 v0_w2 "$BENCH/w2_llama3_8b_qlora_2k.py"
+    if [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ]; then
+      [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+        --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
+      PYTHONPATH=/tmp/trl:/tmp/site timeout 150 python3 tests/gpu/peer_trl/peer_trl.py \
+        /tmp/wl/llama3_8b /tmp/wl/alpaca.json w2 --gc --steps 15 > "$out/trl_w2_gc.log" 2>&1
+      echo "== trl_w2_gc rc=$?"; grep "^TRL" "$out/trl_w2_gc.log"
+    fi
+    ours_env python3 tests/gpu/w2_options.py --bf16 --steps 30 --budgets 14.2GB 8GB \
+      --variants use_torch_compile=True use_torch_compile=False --out "$out/w2"
     ;;
   small)  # #20 in one sitting: who trains W2 fastest on an 8 GB GPU
     PYTHONPATH=/tmp/ref python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
