@@ -48,6 +48,15 @@ bench() {  # name, then xtuner benchmark arguments
     | cut -c1-250 | head -36
   grep -E "Error|error:|Activation checkpointing" "$out/$name.log" | grep -v error_if_nonfinite | tail -4
 }
+trl_w2() {  # TRL's SFTTrainer on W2 (carried .whltrl); arguments: peer_trl.py flags, e.g. --gc
+  [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ] || return 0
+  [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
+    --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
+  local name="trl_w2$(printf '%s' "$*" | tr -d ' -')"
+  PYTHONPATH=/tmp/trl:/tmp/site timeout 300 python3 tests/gpu/peer_trl/peer_trl.py \
+    /tmp/wl/llama3_8b /tmp/wl/alpaca.json w2 "$@" --steps 15 > "$out/$name.log" 2>&1
+  echo "== $name rc=$?"; grep "^TRL" "$out/$name.log"
+}
 losses() {  # the demo's first 50 losses, fast defaults vs the plain path
   for variant in fast plain; do
     extra=()
@@ -104,13 +113,7 @@ case $mode in
             # eager in alternating order, at v0's memory and under 8 GiB (w2_options.py)
     PYTHONPATH=/tmp/site python3 "$BENCH/make_model_and_data.py" /tmp/wl llama3_8b > /dev/null 2>&1
     [ -z "${SKIP_V0:-}" ] && v0 v0_w2 "$BENCH/w2_llama3_8b_qlora_2k.py"
-    if [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ]; then
-      [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
-        --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
-      PYTHONPATH=/tmp/trl:/tmp/site timeout 150 python3 tests/gpu/peer_trl/peer_trl.py \
-        /tmp/wl/llama3_8b /tmp/wl/alpaca.json w2 --gc --steps 15 > "$out/trl_w2_gc.log" 2>&1
-      echo "== trl_w2_gc rc=$?"; grep "^TRL" "$out/trl_w2_gc.log"
-    fi
+    trl_w2 --gc
     ours_env python3 tests/gpu/w2_options.py --bf16 --steps 30 --budgets 14.2GB 8GB \
       --variants use_torch_compile=True use_torch_compile=False --out "$out/w2"
     ;;
@@ -126,15 +129,8 @@ case $mode in
         model.reentrant_checkpointing=False
       MEM_LIMIT_GB=8 bench w2_default_capped $W2 --steps 15 "${model[@]}"
     fi
-    if [ -d .whltrl ] && [ -z "${SKIP_TRL:-}" ]; then
-      [ -d /tmp/trl ] || python3 -m pip install -q --no-index --no-deps --no-compile \
-        --no-cache-dir --target /tmp/trl .whltrl/*.whl > /dev/null
-      for gc in --gc ""; do
-        PYTHONPATH=/tmp/trl:/tmp/site timeout 300 python3 tests/gpu/peer_trl/peer_trl.py \
-          /tmp/wl/llama3_8b /tmp/wl/alpaca.json w2 $gc --steps 15 > "$out/trl_w2$gc.log" 2>&1
-        echo "== trl_w2$gc rc=$?"; grep "^TRL" "$out/trl_w2$gc.log"
-      done
-    fi
+    trl_w2 --gc
+    trl_w2
     [ -z "${SKIP_V0:-}" ] && v0 v0_w2 "$BENCH/w2_llama3_8b_qlora_2k.py"
     [ -z "${SKIP_OURS:-}" ] && bench w2 $W2 --steps 15 "${model[@]}"
     ;;

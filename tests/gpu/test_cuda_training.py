@@ -152,6 +152,9 @@ def test_compiled_layers_trace_the_varlen_backend_whole(tmp_path, checkpointing)
     model_dir, _ = tiny_llm_and_tokenizer(tmp_path, hidden_size=64, num_attention_heads=4,
                                           num_key_value_heads=2)
     torch._dynamo.reset()
+    # The second batch differs in length, sample count and longest sample: compiled
+    # dynamic, it must neither break the graph nor recompile.
+    second = SAMPLES[::-1] + [[7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
     results = []
     for compile_ in (False, dict(fullgraph=True)):
         torch.manual_seed(0)
@@ -159,9 +162,6 @@ def test_compiled_layers_trace_the_varlen_backend_whole(tmp_path, checkpointing)
                                    use_liger_kernel=False, use_torch_compile=compile_,
                                    use_activation_checkpointing=checkpointing).cuda().train()
         losses = []
-        # The second batch differs in length, sample count and longest sample: compiled
-        # dynamic, it must neither break the graph nor recompile.
-        second = SAMPLES[::-1] + [[7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]]
         for step, samples in enumerate((SAMPLES, second)):
             with torch._dynamo.config.patch(error_on_recompile=step > 0):
                 loss = model(_cuda_batch(samples), mode="loss")["loss"]

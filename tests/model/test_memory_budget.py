@@ -226,7 +226,7 @@ def test_the_constructor_swaps_in_paged_8bit_adamw_when_the_plan_needs_it(llama_
                  pretrained_model_name_or_path=llama_dir),
         lora=dict(type=LoraConfig, r=4, lora_alpha=8), use_activation_checkpointing=False)
     sizes = MemorySizes.of(model)
-    # In bytes; the plan keeps 3% of a budget free.
+    # In bytes: the least budget each estimate fits, headroom included.
     tight = smallest_budget_bytes(peak_bytes(estimate_memory(sizes, 64, ["optimizer_8bit"])))
     roomy = smallest_budget_bytes(peak_bytes(estimate_memory(sizes, 64, [])))
     assert tight < roomy

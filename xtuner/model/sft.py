@@ -279,8 +279,8 @@ class SupervisedFinetune(BaseModel):
                 raise ConfigError(f"model.activation_memory_budget: {exc}") from None
             self.checkpointing_plan = ActivationCheckpointingPlan(self.llm, budget)
         if use_torch_compile:
-            self._compile_layers({"dynamic": True} if use_torch_compile is True
-                                 else {"dynamic": True, **use_torch_compile})
+            user = {} if use_torch_compile is True else use_torch_compile
+            self._compile_layers({"dynamic": True, **user})
         if peft_model is not None:
             self._load_adapter(peft_model)
 
