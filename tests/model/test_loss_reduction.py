@@ -73,8 +73,12 @@ def test_two_cpu_ranks_give_the_gradient_of_one_rank_with_the_whole_batch(
         tiny_dirs, data, tmp_path):
     script = tmp_path / "two_ranks.py"
     out = tmp_path / "delta.pt"
+    # Registered first, so it runs last at exit: was the process group left to
+    # interpreter finalization (which can abort a gloo process)?
     script.write_text(
-        "import sys, torch, torch.distributed as dist\n"
+        "import atexit, os, sys, torch, torch.distributed as dist\n"
+        f"left = {str(tmp_path)!r} + '/left_' + os.environ['RANK']\n"
+        "atexit.register(lambda: open(left, 'w').write(str(dist.is_initialized())))\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
         "from loss_runs import samples, sgd_step_delta\n"
         f"data = samples({len_vocab(tiny_dirs)})\n"
@@ -87,6 +91,7 @@ def test_two_cpu_ranks_give_the_gradient_of_one_rank_with_the_whole_batch(
          "--master-port", str(free_port()), str(script)],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert [(tmp_path / f"left_{r}").read_text() for r in (0, 1)] == ["False", "False"]
     got = torch.load(out)
     want = _reference_step(tiny_dirs["llama"], data, "token")
     for key in want:

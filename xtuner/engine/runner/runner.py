@@ -1,7 +1,9 @@
 """xtuner's runners: mmengine's plain ``Runner`` and its ``FlexibleRunner`` (DeepSpeed), with
-the checkpoint's seed restored before anything random is built when resuming."""
+the checkpoint's seed restored before anything random is built when resuming, and the
+process group they join taken down before the interpreter exits."""
 from __future__ import annotations
 
+import atexit
 import logging
 
 from mmengine import print_log
@@ -12,6 +14,23 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from .schedulers import drop_empty_schedulers
 
 __all__ = ["Runner", "FlexibleRunner"]
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy the default process group when the interpreter exits, while it is still
+    whole. mmengine never destroys it, and a gloo group left to interpreter finalization
+    can abort the process (SIGABRT, "terminate called without an active exception") as
+    its worker threads release tensors after Python is gone; torch also warns about a
+    NCCL group left so. Registered once, however many runners a process builds."""
+    atexit.unregister(_destroy_process_group)
+    atexit.register(_destroy_process_group)
 
 
 class _ExactResumeMixin:
@@ -69,6 +88,8 @@ class Runner(_ExactResumeMixin, MMEngineRunner):
                 and not dist.is_initialized():
             dist.init_process_group(backend="gloo")
         super().setup_env(env_cfg)
+        if self.distributed:
+            destroy_process_group_at_exit()
         from xtuner.parallel.sequence import init_sequence_parallel
 
         init_sequence_parallel(self.cfg.get("sequence_parallel_size", 1))
@@ -112,7 +133,9 @@ class FlexibleRunner(_ExactResumeMixin, MMEngineFlexibleRunner):
     the strategy did not get is refused rather than run without sequence parallelism."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # the strategy joins the process group here
+        if self.distributed:
+            destroy_process_group_at_exit()
         from xtuner.parallel.sequence import get_sequence_parallel_world_size
         from xtuner.utils.errors import ConfigError
 
