@@ -1,22 +1,37 @@
 """Fixtures for every test."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests never reach the Hugging Face hub (nor do the processes they start), whatever the
+# machine: e.g. bitsandbytes on some CPUs asks the hub for a kernel when imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True)
-def _forget_new_loggers():
-    """Drop the mmengine loggers a test created: their handlers hold the test's captured
-    stdout, which is closed afterwards, and a later test logging through them would print a
-    "--- Logging error ---" traceback."""
-    from mmengine.logging import MMLogger
+def _forget_new_mmengine_instances():
+    """Drop the mmengine loggers, message hubs, visualizers and scopes a test created.
 
-    before = set(MMLogger._instance_dict)
+    A logger's handlers hold the test's captured stdout, which is closed afterwards: a later
+    test logging through it would print a "--- Logging error ---" traceback. The others are
+    named after their runner's start time, to the second: a runner of a later test started
+    within the same second would reuse them (the earlier run's work dir and loss history).
+    """
+    from mmengine.logging import MessageHub, MMLogger
+    from mmengine.registry import DefaultScope
+    from mmengine.visualization import Visualizer
+
+    kinds = (MMLogger, MessageHub, Visualizer, DefaultScope)
+    before = {kind: set(kind._instance_dict) for kind in kinds}
     yield
-    for name in set(MMLogger._instance_dict) - before:
-        logger = MMLogger._instance_dict.pop(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
+    for kind in kinds:
+        for name in set(kind._instance_dict) - before[kind]:
+            instance = kind._instance_dict.pop(name)
+            if kind is MMLogger:
+                for handler in list(instance.handlers):
+                    instance.removeHandler(handler)
 
 
 @pytest.fixture(autouse=True)

@@ -368,12 +368,28 @@ def test_a_failed_worker_is_one_line_and_its_exit_status(tmp_path, exit_status):
             in proc.stderr.splitlines()
 
 
+# torchrun stops the other workers as soon as one fails: a worker that fails on purpose
+# first waits (up to a minute) for rank 1's report, which a slow machine may still be
+# importing its way to.
+_WAIT_FOR_RANK_1 = (
+    "import time\n"
+    "def wait_for_rank_1():\n"
+    "    path = os.path.join(os.environ['XTUNER_ERROR_DIR'], 'rank1')\n"
+    "    for _ in range(600):\n"
+    "        if os.path.exists(path) and os.path.getsize(path):\n"
+    "            return\n"
+    "        time.sleep(0.1)\n")
+
+
 def test_a_users_mistake_is_printed_once_for_all_ranks(tmp_path):
     """Every rank reads the same config and fails with the same one-line error: the launcher
     prints it once; a line only one rank reports is printed too."""
-    body = ("from xtuner.utils.cli import run_main\n"
+    body = (_WAIT_FOR_RANK_1 +
+            "from xtuner.utils.cli import run_main\n"
             "from xtuner.utils.errors import ConfigError\n"
             "def main(argv):\n"
+            "    if sys.argv[1:]:  # let rank 1 report before torchrun stops it\n"
+            "        wait_for_rank_1()\n"
             "    raise ConfigError('cfg.py:3: the config is wrong')\n"
             "def other(argv):\n"
             "    raise ConfigError('only rank 1 sees this')\n"
@@ -396,13 +412,14 @@ def test_a_users_mistake_is_printed_once_for_all_ranks(tmp_path):
 def test_a_worker_killed_by_a_signal_is_named_after_the_lines_other_workers_left(tmp_path):
     """Rank 0 dies of SIGKILL (as of the host's out-of-memory killer) while rank 1 has
     reported a user error: both lines are printed, and the exit status is 128 + 9."""
-    body = ("import signal, time\n"
+    body = (_WAIT_FOR_RANK_1 +
+            "import signal\n"
             "from xtuner.utils.launch import report_error\n"
             "if os.environ['RANK'] == '1':\n"
             "    report_error('xtuner train: error: rank 1 saw this first')\n"
             "    time.sleep(30)\n"
             "else:\n"
-            "    time.sleep(2)\n"
+            "    wait_for_rank_1()\n"
             "    os.kill(os.getpid(), signal.SIGKILL)\n")
     proc = _launch_workers(tmp_path, body)
     assert proc.returncode == 128 + 9, proc.stderr[-2000:]

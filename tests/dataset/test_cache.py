@@ -245,10 +245,12 @@ def test_list_and_clean_the_cache(tmp_path, bos_tokenizer, calls, capsys):
     import time
 
     data = _write(tmp_path / "a.jsonl", ROWS)
+    folders = []  # named as made: two made within a coarse mtime tick would tie
     for max_length in (64, 96, 128):
+        before = set(_cache_dirs())
         _run(data, bos_tokenizer, max_length=max_length)
-    old, middle, new = sorted(
-        _cache_dirs(), key=lambda p: (p / MANIFEST).stat().st_mtime)
+        folders += set(_cache_dirs()) - before
+    old, middle, new = folders
     day = 86400
     now = time.time()
     for folder, age in ((old, 40 * day), (middle, 10 * day), (new, 0)):

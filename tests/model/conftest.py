@@ -7,10 +7,11 @@ import torch
 from xtuner.testing import tiny_llm_and_tokenizer
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_torch_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy 2-core runner OpenMP's
-    spinning threads make these tests 5-30x slower; run them on one thread."""
+    spinning threads make these tests 5-30x slower; run them on one thread. Per module, so
+    the tests after this folder run as they do alone."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -11,8 +11,6 @@ import pytest
 import torch
 from loss_runs import IGNORE, build_model, samples, sgd_step_delta
 
-from tests.ports import free_port
-
 HERE = Path(__file__).parent
 
 
@@ -73,12 +71,15 @@ def test_two_cpu_ranks_give_the_gradient_of_one_rank_with_the_whole_batch(
         tiny_dirs, data, tmp_path):
     script = tmp_path / "two_ranks.py"
     out = tmp_path / "delta.pt"
-    # Registered first, so it runs last at exit: was the process group left to
-    # interpreter finalization (which can abort a gloo process)?
+    # Registered first, so it runs last at exit: was the process group (or a DDP wrapper
+    # holding it, collected or not) left to interpreter finalization, which can abort a
+    # gloo process?
     script.write_text(
-        "import atexit, os, sys, torch, torch.distributed as dist\n"
+        "import atexit, gc, os, sys, torch, torch.distributed as dist\n"
+        "from torch.nn.parallel import DistributedDataParallel as DDP\n"
         f"left = {str(tmp_path)!r} + '/left_' + os.environ['RANK']\n"
-        "atexit.register(lambda: open(left, 'w').write(str(dist.is_initialized())))\n"
+        "atexit.register(lambda: open(left, 'w').write(str(\n"
+        "    (dist.is_initialized(), sum(isinstance(o, DDP) for o in gc.get_objects())))))\n"
         f"sys.path.insert(0, {str(HERE)!r})\n"
         "from loss_runs import samples, sgd_step_delta\n"
         f"data = samples({len_vocab(tiny_dirs)})\n"
@@ -88,10 +89,10 @@ def test_two_cpu_ranks_give_the_gradient_of_one_rank_with_the_whole_batch(
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", str(free_port()), str(script)],
+         "--standalone", str(script)],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert [(tmp_path / f"left_{r}").read_text() for r in (0, 1)] == ["False", "False"]
+    assert [(tmp_path / f"left_{r}").read_text() for r in (0, 1)] == ["(False, 0)"] * 2
     got = torch.load(out)
     want = _reference_step(tiny_dirs["llama"], data, "token")
     for key in want:

@@ -54,7 +54,7 @@ def _run_worker(tmp_path: Path, nproc: int, cases: list[str], **env_vars: str) -
     env = dict(_env(), SP_RESULTS=str(results), **env_vars)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-         f"--master_port={free_port()}", str(WORKER), *cases],
+         "--standalone", str(WORKER), *cases],
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and results.exists(), (proc.stdout + proc.stderr)[-4000:]
     return json.loads(results.read_text())

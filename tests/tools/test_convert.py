@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
+from tests.ports import free_port
 from xtuner.demo import TINY_LLM_PATH
 from xtuner.entry_point import main as xtuner
 
@@ -209,7 +210,7 @@ def test_deepspeed_zero2_directory(tmp_path):
         torch.distributed.destroy_process_group()
     """))
     work_dir = tmp_path / "work_dir"
-    port = str(29500 + os.getpid() % 1000)
+    port = str(free_port())
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, str(script), str(work_dir), port], env=env,
                           capture_output=True, text=True, timeout=300)

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from tests.model.gradients import assert_same_loss_and_grads
-from tests.ports import free_port
 from tests.train.test_trainer_api import _env, _log, _one_line_error, _run
 from xtuner.utils.constants import IGNORE_INDEX
 
@@ -336,7 +335,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path, assets):
                EXAMPLE_FREEZE_VISION="0")
     _run([sys.executable, str(EXAMPLE)], _env(tmp_path / "one", **env), tmp_path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(free_port()), str(EXAMPLE)]
+           "--standalone", str(EXAMPLE)]
     _run(cmd, _env(tmp_path / "two", **env), tmp_path)
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert sorted(one) == list(range(1, 9)) and sorted(two) == list(range(1, 5))

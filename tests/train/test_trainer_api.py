@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port
 from xtuner.train import (
     CELossConfig,
     DataloaderConfig,
@@ -81,7 +80,7 @@ def test_fit_trains_and_the_loss_falls(one_process):
 
 def test_torchrun_two_processes_match_one_process(one_process, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(free_port()), str(EXAMPLE)]
+           "--standalone", str(EXAMPLE)]
     _run(cmd, _env(tmp_path / "work", EXAMPLE_TOTAL_STEP="4"), tmp_path)
     two, one = _log(tmp_path / "work"), one_process["log"]
     assert sorted(two) == list(range(1, 9))  # each rank accumulates 4 / 2 = 2 rows
@@ -127,7 +126,7 @@ def test_sp_size_two_processes_on_one_row_match_one_process(one_process, tmp_pat
     """``sp_size=2`` on 2 processes: one data-parallel group, each row split over both
     processes; the losses and gradient norms are those of one process, step for step."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-           "--master-port", str(free_port()), str(EXAMPLE)]
+           "--standalone", str(EXAMPLE)]
     _run(cmd, _env(tmp_path / "work", EXAMPLE_TOTAL_STEP="4", EXAMPLE_SP_SIZE="2"), tmp_path)
     sp, one = _log(tmp_path / "work"), one_process["log"]
     (run,) = [p for p in (tmp_path / "work").iterdir() if p.is_dir() and p.name[:8].isdigit()]

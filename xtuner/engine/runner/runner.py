@@ -17,18 +17,26 @@ __all__ = ["Runner", "FlexibleRunner"]
 
 
 def _destroy_process_group() -> None:
+    import gc
+
     import torch.distributed as dist
 
+    from xtuner.parallel.sequence import init_sequence_parallel
+
     if dist.is_available() and dist.is_initialized():
+        init_sequence_parallel(1)  # drops this module's references to the subgroups
         dist.destroy_process_group()
+        # A finished run's DDP wrapper is garbage in a reference cycle that still holds the
+        # group: collected now, the group is freed while Python is whole.
+        gc.collect()
 
 
 def destroy_process_group_at_exit() -> None:
-    """Destroy the default process group when the interpreter exits, while it is still
-    whole. mmengine never destroys it, and a gloo group left to interpreter finalization
-    can abort the process (SIGABRT, "terminate called without an active exception") as
-    its worker threads release tensors after Python is gone; torch also warns about a
-    NCCL group left so. Registered once, however many runners a process builds."""
+    """Destroy the process groups when the interpreter exits, while it is still whole.
+    mmengine never destroys them, and a gloo group left to interpreter finalization can
+    abort the process (SIGABRT, "terminate called without an active exception") as its
+    worker threads release tensors after Python is gone; torch also warns about a NCCL
+    group left so. Registered once, however many runners a process builds."""
     atexit.unregister(_destroy_process_group)
     atexit.register(_destroy_process_group)
 
