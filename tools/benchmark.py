@@ -16,8 +16,7 @@ import os.path as osp
 import sys
 from collections.abc import Sequence
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.errors import UsageError
 from xtuner.utils.remote_code import add_trust_remote_code_argument
@@ -78,7 +77,7 @@ def parse_args(argv: Sequence[str] | None):
                         "H100/H200/A100 and others)")
     parser.add_argument("--work-dir", help="logs and the --random-init model "
                         "(default: ./work_dirs/benchmark/<config name>)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. model.use_activation_checkpointing=False")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none", help=argparse.SUPPRESS)

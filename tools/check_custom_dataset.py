@@ -31,21 +31,34 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
+
+
+def _count(text: str) -> int:
+    """A whole number of 0 or more (a negative ``-n`` would silently hide every problem)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
 
 
 def parse_args(argv: Sequence[str] | None):
     parser = ArgumentParser(prog="xtuner check-custom-dataset", description=__doc__)
     parser.add_argument("config", help="config file or catalog name (see `xtuner list-cfg`)")
-    parser.add_argument("-n", "--max-shown", type=int, default=20, metavar="N",
-                        help="problems printed per kind; the rest are counted (default 20)")
+    parser.add_argument("-n", "--max-shown", type=_count, default=20, metavar="N",
+                        help="problems printed per kind; the rest are counted (default 20; "
+                        "0 prints only the counts)")
     parser.add_argument("--num-proc", type=int, default=None, metavar="N",
                         help="tokenizer processes for large inputs (default: CPU count, "
                         "at most 16; 1 = no worker processes)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. "
                         "train_dataloader.dataset.dataset.data_files.train=my.jsonl")
     return parser.parse_args(argv)
@@ -62,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from xtuner.dataset.validation import check_config
 
-    reports = check_config(cfg, max_shown=max(args.max_shown, 0), num_proc=args.num_proc,
+    reports = check_config(cfg, max_shown=args.max_shown, num_proc=args.num_proc,
                            progress=False if args.no_progress else None)
     errors = sum(r.errors for r in reports)
     warnings = sum(r.warnings for r in reports)
@@ -72,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if errors:
         print(f"FAILED: {errors} error{'s' * (errors != 1)} and {warnings} "
               f"warning{'s' * (warnings != 1)} in {read} records ({read - kept} dropped)")
+        return 1
+    no_records = [r.spec.name for r in reports if r.read == 0]
+    if no_records:
+        print(f"FAILED: no usable sample in {', '.join(no_records)}: the file has no records")
         return 1
     empty = [r.spec.name for r in reports if r.kept == 0]
     if empty:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.remote_code import add_trust_remote_code_argument
 
@@ -29,7 +28,7 @@ def parse_args(argv: Sequence[str] | None):
                         help="show packed rows (several samples joined up to max_length, as "
                         "training sees them) instead of single samples")
     add_trust_remote_code_argument(parser, "the tokenizer folder's", config=True)
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys")
     return parser.parse_args(argv)
 

@@ -33,8 +33,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.remote_code import add_trust_remote_code_argument
 
@@ -63,7 +62,7 @@ def parse_args(argv: Sequence[str] | None):
     cache.add_argument("--older-than", type=float, metavar="DAYS",
                        help="with --clean-cache: delete folders unused for more than DAYS")
     add_trust_remote_code_argument(parser, "the tokenizer folder's", config=True)
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. "
                         "train_dataloader.dataset.max_length=4096")
     return parser.parse_args(argv)

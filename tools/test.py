@@ -19,8 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.remote_code import CONFIG_HINT, add_trust_remote_code_argument
 
@@ -35,7 +34,7 @@ def parse_args(argv: Sequence[str] | None):
                         help="iter_N.pth (file, or DeepSpeed folder) saved by `xtuner train`")
     parser.add_argument("--work-dir", help="where metrics and logs go (default: the config's "
                         "work_dir, else ./work_dirs/<config name>)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. test_dataloader.batch_size=1")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none", help="job launcher")

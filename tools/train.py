@@ -16,8 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
 from xtuner.utils.remote_code import CONFIG_HINT, add_trust_remote_code_argument
 
@@ -33,7 +32,7 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--resume", metavar="PATH|auto", help="resume from a checkpoint, or "
                         "'auto' for the latest one in the work dir")
     parser.add_argument("--seed", type=int, help="random seed (a resumed run keeps its own)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys, e.g. train_dataloader.batch_size=2 "
                         "optim_wrapper.optimizer.lr=1e-5")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
@@ -95,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              deepspeed=args.deepspeed or defaults["deepspeed"],
                              vis_backends=[n for n in ("tensorboard", "wandb")
                                            if getattr(args, n)] + defaults["vis_backends"],
-                             memory_budget=args.memory_budget)
+                             memory_budget=args.memory_budget,
+                             check_work_dir=not args.print_config)
     if args.print_config:
         print(cfg.pretty_text)
         return 0

@@ -189,6 +189,8 @@ def _resolve_mode(argv: list[str]) -> tuple[str, Mode, list[str]]:
 
 
 def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "help" and argv[1:]:  # `xtuner help train`: that mode's help
+        return _dispatch([*argv[1:], "-h"])
     if not argv or argv[0] in ("help", "-h", "--help"):
         print(usage())
         return 0

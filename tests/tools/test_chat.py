@@ -371,7 +371,8 @@ def test_fp16_without_cuda_falls_back_to_fp32(capsys):
     (["--lagent"], "--lagent"),
     (["--with-plugins", "calculate"], "--with-plugins"),
     (["--image", "cat.png"], "need --llava DIR"),
-    (["--llava", "./llava"], "no projector/ folder"),
+    (["--llava", "./no_such_llava"], "--llava ./no_such_llava does not exist"),
+    (["--llava", TINY_LLM_PATH], "no projector/ folder"),
     (["--prompt-template", "qwen_chta"], "did you mean 'qwen_chat'"),
     (["--system-template", "colourist"], "did you mean 'colorist'"),
     (["--system", "a", "--system-template", "colorist"], "not allowed with"),
@@ -395,6 +396,20 @@ def test_missing_model_dir_and_adapter_without_config(tmp_path, capsys):
     assert "adapter_config.json" in err and len(err.splitlines()) == 1
     assert xtuner_main(["chat", str(tmp_path / "not_an_adapter")]) == 2  # no config.json
     assert "config.json" in capsys.readouterr().err
+
+
+def test_an_adapter_as_model_suggests_its_base(tmp_path, capsys):
+    import json
+
+    adapter = tmp_path / "hf"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "base_model_name_or_path": "/models/my_base"}))
+    assert xtuner_main(["chat", str(adapter), "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert ("is a PEFT adapter, not a model; chat with its base model: xtuner chat "
+            f"/models/my_base --adapter {adapter}") in err
 
 
 class _Out(io.StringIO):

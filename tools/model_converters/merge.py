@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.paths import looks_local, max_shard_size
 from xtuner.utils.remote_code import add_trust_remote_code_argument
 
 DTYPE_HELP = ("dtype to merge and write in: 'auto' (default) keeps the base model's own dtype "
@@ -29,7 +30,7 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("adapter", metavar="ADAPTER",
                         help="PEFT adapter directory (e.g. from `xtuner convert pth_to_hf`)")
     parser.add_argument("save_dir", metavar="SAVE_DIR", help="output directory")
-    parser.add_argument("--max-shard-size", default="2GB",
+    parser.add_argument("--max-shard-size", default="2GB", type=max_shard_size,
                         help="largest weight file (default 2GB)")
     parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
                         help="where to merge: cpu, cuda, or auto (cuda when available)")
@@ -50,7 +51,12 @@ def parse_args(argv: Sequence[str] | None):
 
 
 def _check_inputs(args) -> None:
+    """Everything that can be checked before loading: the adapter folder, the base model's
+    existence and kind, the device, and that SAVE_DIR replaces neither input."""
     from xtuner.utils.errors import CheckpointError, SetupError
+    from xtuner.utils.paths import check_output_location
+
+    check_output_location(args.save_dir, {"BASE": args.base, "ADAPTER": args.adapter})
 
     adapter = Path(args.adapter).expanduser()
     if not adapter.is_dir():
@@ -67,14 +73,32 @@ def _check_inputs(args) -> None:
         raise CheckpointError(f"{adapter / 'adapter_config.json'} is not valid JSON: "
                               f"{exc}") from exc
     base = Path(args.base).expanduser()
-    looks_local = base.is_absolute() or args.base.startswith((".", "~")) or args.base.count("/") > 1
-    if not base.exists() and looks_local:
+    if not base.exists() and looks_local(args.base):
         raise CheckpointError(f"base model not found: {base}")
+    if args.is_clip:
+        _check_clip_base(args)
     if args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise SetupError("--device cuda, but no CUDA device is available; use --device cpu")
+
+
+def _check_clip_base(args) -> None:
+    """``--is-clip`` loads BASE as a ``CLIPVisionModel``, which another model's config breaks
+    with an AttributeError deep in transformers: refuse it by its ``model_type``."""
+    from transformers import AutoConfig
+
+    from xtuner.utils.errors import UsageError
+
+    try:
+        config = AutoConfig.from_pretrained(args.base, trust_remote_code=args.trust_remote_code)
+    except (OSError, ValueError):
+        return  # not readable here: loading BASE reports it
+    if config.model_type not in ("clip", "clip_vision_model"):
+        raise UsageError(f"--is-clip: BASE {args.base} is not a CLIP vision model (its "
+                         f"config.json says model_type '{config.model_type}'); drop --is-clip "
+                         "to merge into a language model")
 
 
 def _resolve_device(name: str) -> str:
@@ -182,11 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = _resolve_device(args.device)
     dtype = _base_dtype(args.base, args.dtype)
 
-    from peft import PeftModel
+    from xtuner.chat.loading import load_adapter
 
     model = _load_base(args, device, dtype)
-    model = PeftModel.from_pretrained(model, str(Path(args.adapter).expanduser()),
-                                      is_trainable=False)
+    model = load_adapter(model, str(Path(args.adapter).expanduser()), args.base,
+                         is_trainable=False)
     if args.verify:
         inputs = _parity_inputs(args, model)
         reference = _outputs(args, model, inputs)

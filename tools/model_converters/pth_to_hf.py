@@ -22,14 +22,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmengine.config import DictAction
-
+from xtuner.utils.cfg_options import CfgOptionsAction
 from xtuner.utils.cli import ArgumentParser, run_main
+from xtuner.utils.paths import max_shard_size
 from xtuner.utils.remote_code import CONFIG_HINT, add_trust_remote_code_argument
 
 DTYPE_HELP = ("dtype of the written weights: 'auto' (default) writes bf16 when the config loads "
               "the LLM in bf16 (model.llm.dtype, or the checkpoint's own dtype for 'auto'), "
               "else fp16 as XTuner v0 did; fp16, bf16 or fp32 force one")
+
+
+DEFAULT_SHARD_SIZE = "2GB"
 
 
 def parse_args(argv: Sequence[str] | None):
@@ -42,12 +45,13 @@ def parse_args(argv: Sequence[str] | None):
     parser.add_argument("--fp32", action="store_true", help="write float32 (= --dtype fp32)")
     parser.add_argument("--dtype", choices=["auto", "fp16", "bf16", "fp32"], default="auto",
                         help=DTYPE_HELP)
-    parser.add_argument("--max-shard-size", default="2GB",
-                        help="largest weight file of a full model (default 2GB)")
+    # None when not given: an export that cannot shard then stays quiet about it.
+    parser.add_argument("--max-shard-size", default=None, type=max_shard_size,
+                        help=f"largest weight file of a full model (default {DEFAULT_SHARD_SIZE})")
     parser.add_argument("--safe-serialization", action=argparse.BooleanOptionalAction,
                         default=True, help="write safetensors (default) or, with "
                         "--no-safe-serialization, pickled .bin files")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="override config keys, as for `xtuner train`")
     parser.add_argument("--save-format", choices=["xtuner", "huggingface"], default=None,
                         help="LLaVA models only: 'xtuner' (default; v0's folders: projector/, "
@@ -141,19 +145,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.errors import CheckpointError
-    from xtuner.utils.paths import resolve_config
+    from xtuner.utils.paths import check_output_location, resolve_config
 
     config_path = resolve_config(args.config)
-    cfg = load_config(config_path)
-    notes = merge_cfg_options(cfg, args.cfg_options)
+    check_output_location(args.save_dir, {"PTH": args.pth, "the config": config_path})
     pth = Path(args.pth).expanduser()
     if not pth.exists():
         raise CheckpointError(f"checkpoint not found: {pth}")
+    _check_checkpoint_file(pth)
+    cfg = load_config(config_path)
+    notes = merge_cfg_options(cfg, args.cfg_options)
     from xtuner.utils.remote_code import remote_code_errors, set_trust_remote_code
 
     set_trust_remote_code(cfg, args.trust_remote_code)
     with remote_code_errors(f"the model of {config_path.name}", CONFIG_HINT):
         return _convert(args, cfg, config_path, notes, pth)
+
+
+def _check_checkpoint_file(pth: Path) -> None:
+    """Refuse a PTH file that ``torch.save`` cannot have written (a config, a log...) before
+    ``torch.load`` does: its refusal advises ``weights_only=False``, which for a file that is
+    no checkpoint at all is wrong, and unsafe for one from elsewhere."""
+    import zipfile
+
+    from xtuner.utils.errors import CheckpointError
+
+    if pth.is_dir():
+        return  # a DeepSpeed checkpoint folder: checked where it is read
+    with pth.open("rb") as f:
+        legacy_pickle = f.read(1) == b"\x80"  # torch.save's pre-1.6 format: a pickle
+    if not legacy_pickle and not zipfile.is_zipfile(pth):
+        raise CheckpointError(f"PTH {pth} is not a PyTorch checkpoint; pass an iter_N.pth file "
+                              "or DeepSpeed checkpoint folder from the config's work_dirs/")
+
+
+def _note_unapplied(args, what: str, sharded: bool, safetensors_only: bool) -> None:
+    """Say which of ``--max-shard-size`` and ``--no-safe-serialization`` the writer of
+    ``what`` does not apply, so that no setting given is silently ignored."""
+    if args.max_shard_size is not None and not sharded:
+        print(f"note: --max-shard-size does not apply to {what}: its weights are written "
+              "unsharded")
+    if not args.safe_serialization and safetensors_only:
+        print(f"note: --no-safe-serialization does not apply to {what}: it is written as "
+              "safetensors")
 
 
 def _convert(args, cfg, config_path: Path, notes: list[str], pth: Path) -> int:
@@ -272,7 +306,9 @@ def _convert_text(args, cfg, config_path: Path, holder: list, save_dir: Path, dt
                   f"prompts ({dtype_name(compute_dtype)} compute); rounding the weights to "
                   f"{dtype_name(dtype)} moved the logits by up to {rounding:.3g}")
     del model
-    kwargs = dict(max_shard_size=args.max_shard_size, safe_serialization=args.safe_serialization)
+    _note_unapplied(args, "a PEFT adapter", sharded=not use_lora, safetensors_only=False)
+    kwargs = dict(max_shard_size=args.max_shard_size or DEFAULT_SHARD_SIZE,
+                  safe_serialization=args.safe_serialization)
     files = _write_checked(
         args, cfg, config_path, save_dir, holder, verify=verify,
         write=lambda model, folder: model.to_hf(cfg, folder, dtype=dtype,
@@ -360,6 +396,7 @@ def _convert_image_text(args, cfg, config_path: Path, holder: list, save_dir: Pa
         raise UsageError(f"--save-format is for LLaVA models; {config_path.name} trains an "
                          "image-text model, written as one Hugging Face folder: drop "
                          "--save-format")
+    _note_unapplied(args, "an image-text model", sharded=True, safetensors_only=True)
     verify = None
     if args.verify:
         inputs = _image_text_parity_inputs(load_processor(holder[0].processor_path))
@@ -381,7 +418,8 @@ def _convert_image_text(args, cfg, config_path: Path, holder: list, save_dir: Pa
         args, cfg, config_path, save_dir, holder, verify=verify,
         write=lambda model, folder: model.to_hf(
             cfg, folder, dtype=dtype,
-            save_pretrained_kwargs=dict(max_shard_size=args.max_shard_size)))
+            save_pretrained_kwargs=dict(max_shard_size=args.max_shard_size
+                                        or DEFAULT_SHARD_SIZE)))
     print(f"Saved the image-text model ({dtype_name(dtype)}) and its processor to {save_dir}: "
           f"{', '.join(files)}")
     return 0
@@ -397,6 +435,7 @@ def _convert_llava(args, cfg, config_path: Path, holder: list, save_dir: Path, d
     from xtuner.model.utils import is_quantized
 
     save_format = args.save_format or "xtuner"
+    _note_unapplied(args, "a LLaVA folder", sharded=False, safetensors_only=True)
     verify = None
     if args.verify:
         model = holder[0]

@@ -31,17 +31,17 @@ def parse_args(argv: Sequence[str] | None):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from xtuner.utils.errors import CheckpointError, UsageError
+    from xtuner.utils.errors import CheckpointError
+    from xtuner.utils.paths import check_output_location
 
     src = Path(args.src_dir).expanduser()
     if not src.is_dir():
         raise CheckpointError(f"source model directory not found: {src}")
+    check_output_location(args.dst_dir, {"SRC": args.src_dir}, "DST")
     from xtuner.model.export import atomic_output_dir, check_output_dir, find_weights, split_shards
 
     find_weights(src)  # fail before creating anything
     dst = check_output_dir(args.dst_dir, args.overwrite, "DST")
-    if dst == src.absolute():
-        raise UsageError("SRC and DST are the same directory")
     with atomic_output_dir(dst, args.overwrite, "DST") as tmp:
         index = split_shards(src, tmp, verify=args.verify)
     print(f"Wrote {len(index['weight_map'])} shards (one tensor each) to {dst}")

@@ -1,16 +1,23 @@
-"""Load the model, tokenizer and adapter for ``xtuner chat``, with one-line errors."""
+"""Load the model, tokenizer and adapter for ``xtuner chat``, with one-line errors.
+
+:func:`load_adapter` is also how ``xtuner convert merge`` and the LLaVA loader apply an adapter.
+"""
 from __future__ import annotations
 
+import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 
 from xtuner.model.utils import normalize_dtype
 from xtuner.utils.errors import CheckpointError, SetupError, UsageError
+from xtuner.utils.paths import looks_local
 
-__all__ = ["check_adapter_dir", "check_model_path", "load_model", "resolve_dtype"]
+__all__ = ["check_adapter_dir", "check_model_path", "load_adapter", "load_model",
+           "resolve_dtype"]
 
 
 def _warn(message: str) -> None:
@@ -39,12 +46,6 @@ def resolve_dtype(name: str, cuda: bool | None = None, model_path: str | None = 
     return dtype
 
 
-def _looks_local(path: str) -> bool:
-    """A hub id is ``name`` or ``org/name``; anything else can only be a local path."""
-    return (path.startswith((".", "/", "~")) or os.sep != "/" and os.sep in path
-            or path.count("/") > 1)
-
-
 def check_model_path(path: str) -> None:
     """Fail in one line when ``path`` is meant as a local model folder but is not one."""
     local = Path(path).expanduser()
@@ -53,9 +54,13 @@ def check_model_path(path: str) -> None:
             raise UsageError(f"model '{path}' is a file; expected a Hugging Face model folder "
                              "(with config.json) or a hub id")
         if not (local / "config.json").is_file():
+            if (local / "adapter_config.json").is_file():
+                raise UsageError(f"'{path}' is a PEFT adapter, not a model; chat with its base "
+                                 f"model: xtuner chat {adapter_base(local) or 'BASE'} "
+                                 f"--adapter {path}")
             raise UsageError(f"model folder '{path}' has no config.json; point at a folder "
                              "written by save_pretrained (or `xtuner convert merge`)")
-    elif _looks_local(path):
+    elif looks_local(path):
         raise UsageError(f"model folder '{path}' does not exist")
 
 
@@ -68,6 +73,74 @@ def check_adapter_dir(path: str) -> None:
     if not (folder / "adapter_config.json").is_file():
         raise CheckpointError(f"adapter folder '{path}' has no adapter_config.json; is it a "
                               "merged model? Then chat with it as MODEL, without --adapter")
+
+
+def adapter_base(adapter_dir: str | os.PathLike) -> str | None:
+    """The base model an adapter was trained on (``base_model_name_or_path`` in its
+    ``adapter_config.json``), or ``None`` when it names none or cannot be read."""
+    try:
+        config = json.loads((Path(adapter_dir).expanduser() / "adapter_config.json")
+                            .read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config.get("base_model_name_or_path") if isinstance(config, dict) else None
+
+
+def load_adapter(model, adapter_dir: str, base_name: str, **kwargs):
+    """``PeftModel.from_pretrained(model, adapter_dir)``, refusing an adapter that does not fit.
+
+    peft loads a weight of another shape with a size-mismatch traceback, only warns about
+    adapter weights of the model that the file lacks, and says nothing about weights in the
+    file with no place in the model (a base with fewer layers silently drops them). So the
+    adapter is loaded skipping misfits, and peft's own load report (``load_adapter``'s
+    missing and unexpected keys) decides; a misfit weight shows up there as missing.
+
+    Args:
+        model: the base model.
+        adapter_dir: the adapter folder (``adapter_config.json`` + weights).
+        base_name: how the user named the base model, for the message.
+        kwargs: passed to ``PeftModel.from_pretrained``.
+
+    Raises:
+        CheckpointError: one line with how many weights did not fit, an example of each
+            kind, and the base the adapter was trained on.
+    """
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        # peft's multi-line warnings on the misfits: they are reported below, in one line.
+        for start in ("Found missing adapter keys", "Some weights of .*ignore_mismatched_sizes",
+                      "Adapter name .* should not be contained"):
+            warnings.filterwarnings("ignore", message=start)
+        peft_model = PeftModel.from_pretrained(model, adapter_dir, ignore_mismatched_sizes=True,
+                                               **kwargs)
+        # from_pretrained drops load_adapter's report; loading the (small) adapter weights
+        # again into the adapter it just made returns it.
+        report = peft_model.load_adapter(adapter_dir, adapter_name=peft_model.active_adapter,
+                                         is_trainable=kwargs.get("is_trainable", False),
+                                         ignore_mismatched_sizes=True)
+    if report.unexpected_keys or report.missing_keys:
+        raise CheckpointError(_misfit_message(peft_model, report, adapter_dir, base_name))
+    return peft_model
+
+
+def _misfit_message(peft_model, report, adapter_dir: str, base_name: str) -> str:
+    """One line on the adapter weights that did not fit ``base_name``."""
+    problems = []
+    if report.unexpected_keys:
+        problems.append(f"{len(report.unexpected_keys)} adapter weights have no place in it "
+                        f"(e.g. {report.unexpected_keys[0]})")
+    if report.missing_keys:
+        key = report.missing_keys[0]
+        weight = peft_model.state_dict().get(key)
+        shape = tuple(weight.shape) if weight is not None else "?"
+        problems.append(f"{len(report.missing_keys)} adapter weights the model needs are "
+                        f"missing from it or of another shape (e.g. {key}: shape {shape} in "
+                        f"{base_name})")
+    trained_on = adapter_base(adapter_dir)
+    hint = (f"; it was trained on {trained_on}" if trained_on
+            else "; pass the base model it was trained on")
+    return f"adapter {adapter_dir} does not fit {base_name}: {'; '.join(problems)}{hint}"
 
 
 def _quantization(bits: int | None):
@@ -101,7 +174,8 @@ def load_model(model_path: str, adapter: str | None = None, bits: int | None = N
     Raises:
         UsageError: the model folder is missing or not a model.
         RemoteCodeError: the model needs its own code and ``trust_remote_code`` is off.
-        CheckpointError: the adapter folder is missing or has no ``adapter_config.json``.
+        CheckpointError: the adapter folder is missing, has no ``adapter_config.json``, or
+            does not fit the model.
         SetupError: ``--bits`` without CUDA/bitsandbytes, or a hub model that cannot be
             fetched (offline, unknown id).
     """
@@ -132,9 +206,7 @@ def load_model(model_path: str, adapter: str | None = None, bits: int | None = N
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SetupError(f"cannot load model '{model_path}': {first}") from exc
     if adapter is not None:
-        from peft import PeftModel
-
         extra = {"offload_folder": offload_folder} if offload_folder else {}
-        model = PeftModel.from_pretrained(model, adapter, **extra)
+        model = load_adapter(model, adapter, model_path, **extra)
     model.eval()
     return model, tokenizer

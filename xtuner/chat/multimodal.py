@@ -101,6 +101,9 @@ def _folder(path: Path) -> Path | None:
 def check_llava_dir(llava_dir: str, visual_encoder: str | None = None) -> Path:
     """Check a LLaVA folder before anything loads; return the vision tower's folder."""
     root = Path(llava_dir).expanduser()
+    if not root.exists():
+        raise UsageError(f"--llava {llava_dir} does not exist; pass the folder "
+                         "`xtuner convert pth_to_hf --save-format xtuner` wrote")
     if not (root / "projector").is_dir():
         raise UsageError(f"--llava {llava_dir}: no projector/ folder; pass the folder "
                          "`xtuner convert pth_to_hf --save-format xtuner` wrote")
@@ -136,9 +139,9 @@ def load_llava(llm, llava_dir: str, visual_encoder: str | None = None,
     tower = AutoModel.from_pretrained(str(tower_dir), dtype=dtype,
                                       trust_remote_code=trust_remote_code)
     if _folder(root / "visual_encoder_adapter"):
-        from peft import PeftModel
+        from .loading import load_adapter
 
-        tower = PeftModel.from_pretrained(tower, str(root / "visual_encoder_adapter"))
+        tower = load_adapter(tower, str(root / "visual_encoder_adapter"), str(tower_dir))
     processor = AutoImageProcessor.from_pretrained(str(tower_dir))
     model = LLaVAModel(llm=llm, visual_encoder=tower, visual_select_layer=visual_select_layer,
                        use_activation_checkpointing=False, use_liger_kernel=False)

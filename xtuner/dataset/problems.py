@@ -200,6 +200,9 @@ def log_warnings(warnings: list[tuple[Any, Problem]], tally: Tally | None = None
 def no_usable_sample(read: int, where: str, dropped: Counter) -> DataError:
     """The one-line error for training data of which no sample is left: how many records
     were read and why each kind was dropped."""
+    if read == 0:
+        return DataError(f"no usable training sample: {where} has no records; fill it, or point "
+                         "the config's data_files at the file that holds them")
     reasons = ", ".join(f"{n} {kind}" for kind, n in dropped.most_common()) or "none"
     return DataError(f"no usable training sample: {read} record{'s' * (read != 1)} read from "
                      f"{where}, every one dropped ({reasons}); fix the data or the settings "

@@ -40,13 +40,116 @@ RUNNER_KEYS = frozenset({
 })
 
 
+# What mmengine's Config reads; Python configs are xtuner's own.
+CONFIG_SUFFIXES = (".py", ".json", ".yaml", ".yml")
+
+
+def _module_exists(dotted: str) -> bool:
+    """Whether ``dotted`` names an importable module, found without importing it or its
+    parents (a config importing ``torch.optim`` must not import torch before the cheap
+    checks). A parent that is not a package (``os.path``) counts as found."""
+    import importlib.util
+    import sys
+    from importlib.machinery import PathFinder
+
+    if dotted in sys.modules:
+        return True
+    parts = dotted.split(".")
+    spec = importlib.util.find_spec(parts[0])
+    for depth in range(2, len(parts) + 1):
+        if spec is None:
+            return False
+        name = ".".join(parts[:depth])
+        if name in sys.modules:
+            spec = sys.modules[name].__spec__
+            continue
+        if not spec.submodule_search_locations:
+            return True  # a module whose attribute is imported like a submodule
+        spec = PathFinder.find_spec(name, list(spec.submodule_search_locations))
+    return spec is not None
+
+
+def _missing_module_hint(dotted: str) -> str:
+    """``" (did you mean 'xtuner.model'?)"`` from the modules beside the one misspelled."""
+    import pkgutil
+
+    parent, _, leaf = dotted.rpartition(".")
+    if not parent or not _module_exists(parent):
+        return ""
+    import importlib.util
+
+    spec = importlib.util.find_spec(parent)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    siblings = [f"{parent}.{m.name}" for m in pkgutil.iter_modules(locations)]
+    return did_you_mean(dotted, siblings)
+
+
+def _check_imports(path: Path, undefined: str | None = None) -> None:
+    """Check the config's absolute imports, reporting the first bad one by ``file:line``.
+
+    mmengine imports a config's ``from M import N`` lazily, so a misspelled module only fails
+    when the runner builds it, and a misspelled ``N`` is reported where ``N``'s intended name
+    is used. Every module is checked (without importing it); when loading failed on the
+    undefined name ``undefined``, the imported names are checked too (importing their
+    modules).
+
+    Raises:
+        ConfigError: a module that does not exist, or an imported name it lacks.
+    """
+    import ast
+    import importlib
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module]
+        elif isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            if not _module_exists(module):
+                raise ConfigError(f"{path}:{node.lineno}: no module named '{module}'"
+                                  f"{_missing_module_hint(module)}: fix the import")
+        if undefined is None or not isinstance(node, ast.ImportFrom):
+            continue
+        try:
+            imported = importlib.import_module(node.module)
+        except ImportError:  # exists but does not import (a missing dependency): not this check
+            continue
+        for alias in node.names:
+            if alias.name != "*" and not hasattr(imported, alias.name):
+                public = [n for n in dir(imported) if not n.startswith("_")]
+                raise ConfigError(f"{path}:{node.lineno}: {node.module} has no "
+                                  f"'{alias.name}'{did_you_mean(alias.name, public)}: fix the "
+                                  "import")
+
+
 def _load_file(path: Path) -> Config:
+    """``Config.fromfile`` with every way a config fails to load as one :class:`ConfigError`."""
+    import yaml
+
+    if path.suffix not in CONFIG_SUFFIXES:
+        raise ConfigError(f"{path} is not a config file: a config is a Python file (.py; "
+                          "mmengine also reads .json/.yaml); see `xtuner copy-cfg`")
     try:
-        return Config.fromfile(str(path))
-    except (SyntaxError, ImportError, NameError, AttributeError, TypeError, ValueError,
+        cfg = Config.fromfile(str(path))
+    except NameError as exc:
+        if path.suffix == ".py":
+            _check_imports(path, undefined=exc.name)  # a misspelled import is the cause
+        raise ConfigError(f"cannot load config {_config_error_location(exc, path)}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    except yaml.MarkedYAMLError as exc:
+        line = f":{exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        raise ConfigError(f"cannot load config {path}{line}: YAML syntax error: "
+                          f"{exc.problem}") from exc
+    except (SyntaxError, ImportError, AttributeError, TypeError, ValueError,
             KeyError) as exc:
         where = _config_error_location(exc, path)
         raise ConfigError(f"cannot load config {where}: {type(exc).__name__}: {exc}") from exc
+    if path.suffix == ".py":
+        _check_imports(path)
+    return cfg
 
 
 def _template_module(name: str):
@@ -283,10 +386,19 @@ _UNSET = object()
 
 def _check_value_type(cfg: Config, key: str, value) -> None:
     """A value of the wrong kind (``max_epochs=1x``) is one clear error, before anything runs."""
+    last = key.rsplit(".", 1)[-1]
+    if last in ("prompt_template", "template") and isinstance(value, str):
+        # A template name is accepted wherever a template is; a typo is refused here, before
+        # anything is built, rather than when the chat hook first uses it.
+        from xtuner.dataset.map_fns.template_map_fn import resolve_template
+
+        try:
+            resolve_template(value)
+        except ConfigError as exc:
+            raise ConfigError(f"--cfg-options {key}={value!r}: {exc}") from None
     old = _get_dotted(cfg._cfg_dict, key)
     if old is _UNSET or old is None or value is None:
         return
-    last = key.rsplit(".", 1)[-1]
     number = (int, float)
     if {type(old), type(value)} == {bool, str} and "auto" in (old, value):
         ok = True  # switches that take True, False or 'auto' (use_liger_kernel, ...)

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size
 
-__all__ = ["read_checkpoint_meta", "capture_rng_state", "restore_rng_state",
-           "accumulated_gradients", "restore_gradients"]
+from xtuner.utils.errors import CheckpointError
+
+__all__ = ["read_checkpoint_meta", "check_resume_checkpoint", "capture_rng_state",
+           "restore_rng_state", "accumulated_gradients", "restore_gradients"]
 
 
 def _deepspeed_client_state_file(path: str) -> str | None:
@@ -30,6 +32,24 @@ def _deepspeed_client_state_file(path: str) -> str | None:
     return None
 
 
+def _load(path: str):
+    """``torch.load`` a checkpoint file memory-mapped (its tensors are not read).
+
+    Raises:
+        CheckpointError: the file is not a readable torch checkpoint (truncated by a full
+            disk or a killed copy, or another format such as safetensors).
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"--resume: cannot read checkpoint {path} ({reason}): it is "
+                              "truncated or not a training checkpoint; resume from another "
+                              "iter_*.pth of the work dir") from exc
+
+
 def read_checkpoint_meta(path: str) -> dict:
     """The ``meta`` dict of a checkpoint file or DeepSpeed checkpoint folder, without reading
     its tensors (the file is memory-mapped)."""
@@ -37,7 +57,45 @@ def read_checkpoint_meta(path: str) -> dict:
         path = _deepspeed_client_state_file(path)
         if path is None:
             return {}
-    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    checkpoint = _load(path)
+    return dict(checkpoint.get("meta") or {}) if isinstance(checkpoint, dict) else {}
+
+
+def check_resume_checkpoint(path: str, model: torch.nn.Module) -> dict:
+    """Check that ``path`` is a training checkpoint of ``model`` and return its ``meta``.
+
+    mmengine would otherwise fail deep inside the resume with a ``KeyError: 'meta'`` (a
+    Hugging Face weights file) or an optimizer ``ValueError`` (a checkpoint of another config,
+    e.g. LoRA weights resumed into full fine-tuning). A DeepSpeed checkpoint folder is left to
+    DeepSpeed.
+
+    Raises:
+        CheckpointError: unreadable, not written by ``xtuner train``, or holding other weights
+            than ``model`` saves.
+    """
+    if osp.isdir(path):
+        return read_checkpoint_meta(path)
+    checkpoint = _load(path)
+    if not isinstance(checkpoint, dict) or not {"meta", "state_dict"} <= set(checkpoint):
+        raise CheckpointError(f"--resume: {path} is not a checkpoint written by xtuner train "
+                              "(it has no 'meta' and 'state_dict'); give an iter_*.pth of a "
+                              "work dir, or train from these weights by setting "
+                              "pretrained_model_name_or_path instead")
+    if not isinstance(model, torch.nn.Module):  # not built yet (FlexibleRunner)
+        return dict(checkpoint.get("meta") or {})
+    # Every trainable weight must be there (the optimizer state is theirs), and nothing the
+    # model does not have. The whole state dict, not the model's own (a LoRA model saves only
+    # its adapters), names everything a checkpoint may hold (quantisation states too).
+    saved = set(checkpoint["state_dict"])
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    missing = sorted(trainable - saved)
+    unexpected = sorted(saved - set(torch.nn.Module.state_dict(model)))
+    if missing or unexpected:
+        problems = ([f"{len(missing)} weights missing (e.g. {missing[0]})"] if missing else []) \
+            + ([f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else [])
+        raise CheckpointError(f"--resume: {path} was saved by a run of another model or "
+                              f"config ({'; '.join(problems)}): resume with the config that "
+                              "wrote it")
     return dict(checkpoint.get("meta") or {})
 
 

@@ -5,6 +5,7 @@ resume, device fallbacks, the crash-safe checkpoint hook, the collate pad id and
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import os.path as osp
@@ -15,7 +16,7 @@ from mmengine.config import Config, ConfigDict
 
 from xtuner.engine.config import make_dumpable, type_name
 from xtuner.engine.memory_budget import apply_memory_budget
-from xtuner.utils.errors import ConfigError, SetupError
+from xtuner.utils.errors import CheckpointError, ConfigError, SetupError
 
 __all__ = ["prepare_train_config", "apply_speed_defaults", "REQUIRED_KEYS"]
 
@@ -28,6 +29,19 @@ def check_required_keys(cfg: Config) -> None:
     if missing:
         raise ConfigError(f"config {cfg.filename} lacks {', '.join(missing)}; see "
                           "`xtuner copy-cfg` output for a complete config")
+
+
+def check_train_length(cfg: Config) -> None:
+    """``train_cfg.max_epochs``/``max_iters`` must be above 0 (fractions of an epoch are
+    allowed): mmengine would train one step on 0 or less and report success."""
+    train_cfg = cfg.get("train_cfg") or {}
+    for key in ("max_epochs", "max_iters"):
+        value = train_cfg.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+            hint = "above 0 (e.g. 0.1 for a tenth of an epoch)" if key == "max_epochs" \
+                else "to 1 or more"
+            raise ConfigError(f"train_cfg.{key}={value} in {cfg.filename}: a run must be "
+                              f"longer than 0; set {key} (or train_cfg.{key}) {hint}")
 
 
 def _amp_fallback(cfg: Config) -> None:
@@ -256,11 +270,39 @@ def apply_speed_defaults(cfg: Config) -> Config:
 
 
 def _work_dir(cfg: Config, work_dir: str | None) -> str:
+    """``--work-dir``, else the config's, else ``./work_dirs/<config name>``; checked to be
+    creatable (a file in its place would end in a FileExistsError traceback)."""
     if work_dir:
-        return work_dir
-    if cfg.get("work_dir"):
-        return cfg.work_dir
-    return osp.join("./work_dirs", osp.splitext(osp.basename(cfg.filename))[0])
+        chosen = work_dir
+    elif cfg.get("work_dir"):
+        chosen = cfg.work_dir
+    else:
+        chosen = osp.join("./work_dirs", osp.splitext(osp.basename(cfg.filename))[0])
+    target = path = osp.abspath(osp.expanduser(chosen))
+    while not osp.exists(path):  # the nearest part that exists must be a folder
+        path = osp.dirname(path)
+    if not osp.isdir(path):
+        what = ("exists and is not a folder" if path == target
+                else f"cannot be made: {path} is a file")
+        raise ConfigError(f"work dir '{chosen}' {what}: give another --work-dir")
+    return chosen
+
+
+def check_fresh_work_dir(work_dir: str) -> None:
+    """A new run (no ``--resume``) must not write into a work dir holding another run's
+    checkpoints: its ``last_checkpoint`` would point at the new run, its dumped config be
+    replaced and same-named ``iter_N.pth`` files overwritten.
+
+    Raises:
+        ConfigError: the work dir holds ``last_checkpoint``, ``iter_*.pth`` or ``epoch_*.pth``.
+    """
+    found = sorted(glob.glob(osp.join(glob.escape(work_dir), "iter_*.pth"))
+                   + glob.glob(osp.join(glob.escape(work_dir), "epoch_*.pth")),
+                   key=osp.getmtime)
+    if found or osp.exists(osp.join(work_dir, "last_checkpoint")):
+        latest = osp.basename(found[-1]) if found else "last_checkpoint"
+        raise ConfigError(f"work dir {work_dir} already holds checkpoints of a run ({latest}): "
+                          "continue it with --resume auto, or give another --work-dir")
 
 
 def _resume(cfg: Config, resume: str | None) -> None:
@@ -275,14 +317,29 @@ def _resume(cfg: Config, resume: str | None) -> None:
                       logger="current", level=logging.WARNING)
         return
     if not osp.exists(resume):
-        raise ConfigError(f"--resume: checkpoint '{resume}' does not exist")
+        raise CheckpointError(f"--resume: checkpoint '{resume}' does not exist")
+    if osp.isdir(resume) and osp.exists(osp.join(resume, "last_checkpoint")):
+        # A work dir, as `xtuner test` and `pth_to_hf` take it: its latest checkpoint.
+        from xtuner.engine.run_report import last_checkpoint
+
+        latest = last_checkpoint(resume)
+        if latest is None:
+            raise CheckpointError(f"--resume: work dir {resume}'s last_checkpoint names a "
+                                  "file that does not exist; give an iter_*.pth of it")
+        print_log(f"--resume {resume}: resuming its last checkpoint {latest}",
+                  logger="current")
+        resume = latest
+    elif osp.isdir(resume) and not glob.glob(osp.join(glob.escape(resume), "*model_states.pt")):
+        raise CheckpointError(f"--resume: {resume} is a folder but neither a work dir (no "
+                              "last_checkpoint) nor a DeepSpeed checkpoint; give an "
+                              "iter_*.pth file or the work dir")
     cfg.load_from = resume
 
 
 def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str = "none",
                          seed: int | None = None, resume: str | None = None,
                          deepspeed: str | None = None, vis_backends=(),
-                         memory_budget=None) -> Config:
+                         memory_budget=None, check_work_dir: bool = True) -> Config:
     """Apply ``xtuner train``'s flags and the machine's limits to ``cfg`` (in place).
 
     Args:
@@ -295,13 +352,18 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         vis_backends: names of :data:`VIS_SWITCHES` to log to (``--tensorboard``, ``--wandb``).
         memory_budget: ``--memory-budget`` (else ``cfg.memory_budget``): plan the run's GPU
             memory to it (:mod:`xtuner.engine.memory_budget`).
+        check_work_dir: refuse a new run (not resuming) into a work dir that holds another
+            run's checkpoints (:func:`check_fresh_work_dir`); off for ``--print-config``.
     """
     check_required_keys(cfg)
+    check_train_length(cfg)
     cfg.launcher = launcher
     cfg.work_dir = _work_dir(cfg, work_dir)
     if seed is not None:
         cfg.setdefault("randomness", ConfigDict())
         cfg.randomness["seed"] = seed
+    if check_work_dir and resume is None and not cfg.get("resume"):
+        check_fresh_work_dir(cfg.work_dir)
     _resume(cfg, resume)
     _crash_safe_checkpoints(cfg)
     add_vis_backends(cfg, vis_backends)

@@ -1,6 +1,7 @@
 """Helpers to build a Hugging Face model from an xtuner config dict."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -9,6 +10,7 @@ import torch
 from mmengine import print_log
 
 from xtuner.registry import BUILDER
+from xtuner.utils.errors import ConfigError
 
 from .quantization import HALF_DTYPES, keep_4bit_layers_trainable
 
@@ -20,6 +22,7 @@ __all__ = [
     "is_quantized",
     "apply_device_fallbacks",
     "unwrap_model",
+    "pretrained_errors",
 ]
 
 _DTYPES = {
@@ -103,6 +106,65 @@ def apply_device_fallbacks(llm_cfg: dict) -> dict:
     elif "device_map" in cfg and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         cfg["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return cfg
+
+
+def _is_from_pretrained(type_obj) -> bool:
+    """``type_obj`` (a callable, dotted name or lazy object) is a ``from_pretrained``."""
+    return str(getattr(type_obj, "__name__", type_obj)).endswith("from_pretrained")
+
+
+def _hub_failure(exc: BaseException):
+    """The huggingface_hub error in ``exc``'s chain that says the hub could not provide the
+    files (offline and not cached, unknown or gated repo), or None."""
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled,
+                            RepositoryNotFoundError)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def pretrained_errors(cfg):
+    """Turn the mistakes of a ``dict(type=....from_pretrained, pretrained_model_name_or_path=
+    NAME)`` into one line: a local folder that does not exist or is an adapter (checked before
+    loading), a hub id that is not cached while the hub cannot be reached, or that the hub
+    does not know. Other configs and other errors pass through unchanged.
+
+    Raises:
+        ConfigError: as above.
+    """
+    name = cfg.get("pretrained_model_name_or_path") if isinstance(cfg, dict) else None
+    if not isinstance(name, str) or not _is_from_pretrained(cfg.get("type")):
+        yield
+        return
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from xtuner.utils.paths import check_model_folder
+
+    builder = cfg.get("type")
+    check_model_folder(name, adapter_ok="Peft" in str(getattr(builder, "__qualname__", builder)))
+    try:
+        yield
+    except OSError as exc:  # transformers wraps the hub's errors in a plain OSError
+        cause = _hub_failure(exc)
+        if cause is None:
+            raise
+        if isinstance(cause, RepositoryNotFoundError):
+            raise ConfigError(f"'{name}' is not a model on the Hugging Face hub (or it is "
+                              "gated and needs `hf auth login`): check "
+                              "pretrained_model_name_or_path") from exc
+        raise ConfigError(f"'{name}' is not in the Hugging Face cache and the hub cannot be "
+                          "reached (offline): download it first or point "
+                          "pretrained_model_name_or_path at a local folder") from exc
 
 
 def unwrap_model(model):

@@ -11,9 +11,9 @@ from typing import Any
 
 from mmengine.utils.misc import get_object_from_string
 
-from xtuner.utils.errors import ConfigError, DataError
+from xtuner.utils.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["template_map_fn", "template_map_fn_factory"]
+__all__ = ["template_map_fn", "template_map_fn_factory", "resolve_template"]
 
 
 def template_map_fn(example: Mapping[str, Any], template: Mapping[str, Any]) -> dict:
@@ -77,8 +77,15 @@ def template_map_fn(example: Mapping[str, Any], template: Mapping[str, Any]) -> 
     return {"conversation": conversation}
 
 
-def _resolve_template(template: Any) -> Mapping[str, Any]:
-    """Turn a dotted path (or a bare ``PROMPT_TEMPLATE`` name) into the template mapping."""
+def resolve_template(template: Any) -> Mapping[str, Any]:
+    """Turn a dotted path (or a bare ``PROMPT_TEMPLATE`` name) into the template mapping.
+
+    Every place that takes a template (the data pipeline, ``EvaluateChatHook``) accepts the
+    same three forms through this function.
+
+    Raises:
+        ConfigError: an unknown name or path, or something that is not a template.
+    """
     if isinstance(template, str):
         name = template
         if "." not in name:
@@ -86,7 +93,8 @@ def _resolve_template(template: Any) -> Mapping[str, Any]:
 
             if name not in PROMPT_TEMPLATE:
                 raise ConfigError(
-                    f"unknown prompt template {name!r}; expected one of "
+                    f"unknown prompt template {name!r}{did_you_mean(name, PROMPT_TEMPLATE)}; "
+                    "expected one of "
                     f"{sorted(PROMPT_TEMPLATE)} or a dotted path such as "
                     "'xtuner.utils.PROMPT_TEMPLATE.qwen_chat'"
                 )
@@ -121,4 +129,4 @@ def template_map_fn_factory(template: Mapping[str, Any] | str) -> partial:
     Raises:
         ConfigError: The string cannot be resolved, or the result is not a template.
     """
-    return partial(template_map_fn, template=_resolve_template(template))
+    return partial(template_map_fn, template=resolve_template(template))

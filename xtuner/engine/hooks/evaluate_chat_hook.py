@@ -67,7 +67,8 @@ class EvaluateChatHook(Hook):
             prompt then shows its image first, as v0 did (``<image>\n`` + input).
         image_processor: the image processor (or its config) for ``evaluation_images``.
         system: system prompt for the first turn.
-        prompt_template: an entry of ``PROMPT_TEMPLATE``; ``None`` sends the raw text.
+        prompt_template: an entry of ``PROMPT_TEMPLATE``, its name (``'qwen_chat'``) or dotted
+            path; ``None`` sends the raw text.
         every_n_iters: also evaluate every N iterations.
         max_new_tokens: answer length limit (before training: 50).
         stop_word: deprecated single stop word.
@@ -91,6 +92,10 @@ class EvaluateChatHook(Hook):
         self.image_processor = (build_from_cfg(image_processor) if image_processor is not None
                                 else None)
         self.system = system or ""
+        if prompt_template is not None:  # a name, as the data pipeline accepts it too
+            from xtuner.dataset.map_fns.template_map_fn import resolve_template
+
+            prompt_template = resolve_template(prompt_template)
         self.prompt_template = prompt_template
         self.every_n_iters = every_n_iters
         self.max_new_tokens = max_new_tokens

@@ -62,9 +62,10 @@ class _ExactResumeMixin:
     def train(self):
         path = self._checkpoint_to_resume()
         if path is not None:
-            from xtuner.engine.resume_state import read_checkpoint_meta
+            from xtuner.engine.resume_state import check_resume_checkpoint
+            from xtuner.model.utils import unwrap_model
 
-            seed = read_checkpoint_meta(path).get("seed")
+            seed = check_resume_checkpoint(path, unwrap_model(self.model)).get("seed")
             if seed is not None and seed != self.seed:
                 self._restore_seed(seed)
         elif self._resume and self._load_from is None:
