@@ -274,6 +274,41 @@ def test_new_run_into_a_work_dir_with_checkpoints_is_refused(capsys, tmp_path, w
     assert xtuner_main(["train", FULL, "--work-dir", str(work_dir), "--print-config"]) == 0
 
 
+# ------------------------------------------------------------------ J: the model's arguments
+@pytest.mark.parametrize("demo, right, wrong, owner", [
+    (FULL, "use_varlen_attn=", "use_varlen_atn=", "SupervisedFinetune"),
+    (LORA, "lora_alpha=", "lora_alpah=", "LoraConfig"),
+])
+def test_misspelled_argument_of_the_model_is_named(capsys, tmp_path, demo, right, wrong,
+                                                    owner):
+    assert xtuner_main(["copy-cfg", demo, str(tmp_path)]) == 0
+    config = tmp_path / f"{demo}_copy.py"
+    text = config.read_text()
+    assert right in text
+    config.write_text(text.replace(right, wrong, 1))
+    line = _error(capsys, "train", str(config), "--print-config")
+    key = wrong.rstrip("=")
+    assert f"{key} in {config}: {owner} takes no argument '{key}'" in line
+    assert f"(did you mean '{right.rstrip('=')}'" in line
+
+
+def test_every_shipped_config_passes_the_argument_check():
+    """The check refuses only what building would refuse: no shipped config trips it."""
+    from xtuner.engine.config import load_config
+    from xtuner.engine.train_setup import check_model_arguments
+    from xtuner.utils.paths import config_catalog
+
+    configs = [p for p in config_catalog().values() if p.suffix == ".py"]
+    assert len(configs) > 900
+    for path in configs:
+        check_model_arguments(load_config(path))
+
+
+def test_misspelled_deepspeed_name_comes_before_the_machine_check(capsys):
+    line = _error(capsys, "train", FULL, "--deepspeed", "deepspeed_zero4", "--print-config")
+    assert "unknown DeepSpeed config 'deepspeed_zero4'" in line
+
+
 # ------------------------------------------------------------------------------- I: smaller
 def _data_option(path: Path) -> list[str]:
     return ["--cfg-options", f"train_dataloader.dataset.dataset.data_files.train={path}"]

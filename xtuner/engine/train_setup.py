@@ -44,6 +44,57 @@ def check_train_length(cfg: Config) -> None:
                               f"longer than 0; set {key} (or train_cfg.{key}) {hint}")
 
 
+def _strict_arguments(target) -> set[str] | None:
+    """The keyword arguments of ``target`` when its signature is exact -- one of xtuner's
+    classes, or a dataclass (peft's ``LoraConfig``), taking no ``**kwargs`` -- else None."""
+    import dataclasses
+    import inspect
+
+    if not isinstance(target, type) or not (target.__module__.startswith("xtuner.")
+                                            or dataclasses.is_dataclass(target)):
+        return None
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_model_arguments(cfg: Config) -> None:
+    """Every key of the ``model`` dict (and of the ``type=`` dicts inside it) must be an
+    argument of its class, where the class's signature says exactly which it takes.
+
+    A misspelled key (``use_activation_checkpointin``) would otherwise end, once the model is
+    being built, in a ``TypeError: __init__() got an unexpected keyword argument`` traceback.
+
+    Raises:
+        ConfigError: naming the key, the file and the closest argument.
+    """
+    from xtuner.engine.config import resolve_type
+    from xtuner.utils.errors import did_you_mean
+
+    def check(node, where: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if "type" in node:
+            try:
+                target = resolve_type(node["type"])
+            except (ImportError, AttributeError):
+                target = None  # building it reports that
+            accepted = _strict_arguments(target)
+            for key in node if accepted is not None else ():
+                if key not in ("type", "_scope_") and key not in accepted:
+                    raise ConfigError(f"{where}.{key} in {cfg.filename}: {target.__qualname__} "
+                                      f"takes no argument '{key}'"
+                                      f"{did_you_mean(key, accepted)}; fix or remove it")
+        for key, value in node.items():
+            check(value, f"{where}.{key}")
+
+    check(cfg.get("model"), "model")
+
+
 def _amp_fallback(cfg: Config) -> None:
     """mmengine's AmpOptimWrapper asserts a GPU: on the CPU train in fp32 instead."""
     wrapper = cfg.optim_wrapper
@@ -372,7 +423,9 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
     _fill_pad_index(cfg)
     if deepspeed:
         from xtuner.engine.deepspeed_config import apply_deepspeed
+        from xtuner.utils.paths import resolve_deepspeed_config
 
+        resolve_deepspeed_config(deepspeed)  # a misspelled name first, then the machine
         _check_deepspeed_machine()
         if launcher == "none":
             _single_process_rendezvous()
@@ -381,5 +434,6 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
         _amp_fallback(cfg)
     apply_speed_defaults(cfg)
     apply_memory_budget(cfg, memory_budget)
+    check_model_arguments(cfg)  # as it will be built, after the settings above
     os.makedirs(cfg.work_dir, exist_ok=True)
     return make_dumpable(cfg)
