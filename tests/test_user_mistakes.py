@@ -292,6 +292,13 @@ def test_misspelled_argument_of_the_model_is_named(capsys, tmp_path, demo, right
     assert f"(did you mean '{right.rstrip('=')}'" in line
 
 
+def test_optimizer_without_the_arguments_the_config_gives_it(capsys):
+    """v0 configs set ``optim_type`` beside AdamW's ``betas``: SGD takes no betas."""
+    line = _error(capsys, "train", FULL, "--print-config", "--cfg-options", "optim_type=SGD")
+    assert "optim_wrapper.optimizer.betas in " in line
+    assert "SGD takes no argument 'betas'" in line
+
+
 def test_every_shipped_config_passes_the_argument_check():
     """The check refuses only what building would refuse: no shipped config trips it."""
     from xtuner.engine.config import load_config
@@ -343,6 +350,28 @@ def test_no_problem_lines_shown_still_counts_them(capsys, tmp_path):
     out = capsys.readouterr().out
     assert f"{data}:4:" not in out
     assert "FAILED: 1 error" in out
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_batch_size_must_be_a_count(capsys, value):
+    line = _error(capsys, "train", FULL, "--print-config", "--cfg-options",
+                  f"train_dataloader.batch_size={value}")
+    assert f"train_dataloader.batch_size={value}" in line and "1 or more" in line
+
+
+def test_benchmark_json_path_is_checked_before_the_run(capsys, tmp_path):
+    line = _error(capsys, "benchmark", FULL, "--json", str(tmp_path))
+    assert f"--json {tmp_path} is a folder" in line
+    line = _error(capsys, "benchmark", FULL, "--json", str(tmp_path / "no" / "r.json"))
+    assert f"has no folder {tmp_path / 'no'}" in line
+
+
+def test_copy_cfg_where_no_folder_can_be_made(capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    line = _error(capsys, "copy-cfg", FULL, str(afile / "sub"))
+    assert f"cannot write {afile / 'sub'}" in line and "pick another save_dir" in line
+    assert afile.read_text() == "keep me"
 
 
 def test_folder_given_as_config(capsys, tmp_path):

@@ -126,8 +126,22 @@ def _run_xtuner(cfg, args, meter_steps):
     return meter, llm.config, trainable_fraction(llm), settings
 
 
+def _check_json_path(path: str | None) -> None:
+    """``--json`` is written after the whole benchmark: refuse a path it cannot be written to
+    now, not once the results are in."""
+    from xtuner.utils.errors import UsageError
+
+    if path is None:
+        return
+    parent = osp.dirname(osp.abspath(path))
+    if osp.isdir(path) or not osp.isdir(parent):
+        what = "is a folder" if osp.isdir(path) else f"has no folder {parent}"
+        raise UsageError(f"--json {path} {what}; name a file, e.g. --json results.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    _check_json_path(args.json)
     from xtuner.engine.config import load_config, merge_cfg_options
     from xtuner.utils.paths import resolve_config
     from xtuner.utils.remote_code import CONFIG_HINT, remote_code_errors, set_trust_remote_code

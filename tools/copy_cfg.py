@@ -92,8 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"{clash[0]} exists; pass --force to replace it"
                          + (f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""))
     for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a read-only or impossible place (/proc/x)
+            raise UsageError(f"cannot write {path}: {exc.strerror or exc}; pick another "
+                             "save_dir") from None
     extra = f" with {len(files) - 1} base files" if len(files) > 1 else ""
     print(f"Copied {source.stem}{extra} to {leaf}")
     return 0

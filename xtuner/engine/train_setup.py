@@ -31,6 +31,16 @@ def check_required_keys(cfg: Config) -> None:
                           "`xtuner copy-cfg` output for a complete config")
 
 
+def check_batch_size(cfg: Config) -> None:
+    """``train_dataloader.batch_size`` must be a whole number above 0: torch's ``DataLoader``
+    refuses anything else with a traceback once the runner builds it."""
+    value = (cfg.get("train_dataloader") or {}).get("batch_size")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise ConfigError(f"train_dataloader.batch_size={value!r} in {cfg.filename}: set it "
+                          "to a whole number of 1 or more (rows per step and process)")
+
+
 def check_train_length(cfg: Config) -> None:
     """``train_cfg.max_epochs``/``max_iters`` must be above 0 (fractions of an epoch are
     allowed): mmengine would train one step on 0 or less and report success."""
@@ -46,12 +56,14 @@ def check_train_length(cfg: Config) -> None:
 
 def _strict_arguments(target) -> set[str] | None:
     """The keyword arguments of ``target`` when its signature is exact -- one of xtuner's
-    classes, or a dataclass (peft's ``LoraConfig``), taking no ``**kwargs`` -- else None."""
+    classes, a dataclass (peft's ``LoraConfig``) or a torch optimizer, taking no
+    ``**kwargs`` -- else None."""
     import dataclasses
     import inspect
 
     if not isinstance(target, type) or not (target.__module__.startswith("xtuner.")
-                                            or dataclasses.is_dataclass(target)):
+                                            or dataclasses.is_dataclass(target)
+                                            or issubclass(target, torch.optim.Optimizer)):
         return None
     try:
         params = inspect.signature(target).parameters.values()
@@ -63,11 +75,13 @@ def _strict_arguments(target) -> set[str] | None:
 
 
 def check_model_arguments(cfg: Config) -> None:
-    """Every key of the ``model`` dict (and of the ``type=`` dicts inside it) must be an
-    argument of its class, where the class's signature says exactly which it takes.
+    """Every key of the ``model`` dict (and of the ``type=`` dicts inside it) and of the
+    optimizer must be an argument of its class, where the class's signature says exactly
+    which it takes.
 
-    A misspelled key (``use_activation_checkpointin``) would otherwise end, once the model is
-    being built, in a ``TypeError: __init__() got an unexpected keyword argument`` traceback.
+    A misspelled key (``use_activation_checkpointin``), or v0's ``optim_type = SGD`` beside
+    AdamW's ``betas``, would otherwise end, once built, in a ``TypeError: __init__() got an
+    unexpected keyword argument`` traceback.
 
     Raises:
         ConfigError: naming the key, the file and the closest argument.
@@ -75,7 +89,7 @@ def check_model_arguments(cfg: Config) -> None:
     from xtuner.engine.config import resolve_type
     from xtuner.utils.errors import did_you_mean
 
-    def check(node, where: str) -> None:
+    def check(node, where: str, registry=None) -> None:
         if not isinstance(node, dict):
             return
         if "type" in node:
@@ -83,6 +97,8 @@ def check_model_arguments(cfg: Config) -> None:
                 target = resolve_type(node["type"])
             except (ImportError, AttributeError):
                 target = None  # building it reports that
+            if target is None and registry is not None and isinstance(node["type"], str):
+                target = registry.get(node["type"])  # a registered name, e.g. 'SGD'
             accepted = _strict_arguments(target)
             for key in node if accepted is not None else ():
                 if key not in ("type", "_scope_") and key not in accepted:
@@ -93,6 +109,10 @@ def check_model_arguments(cfg: Config) -> None:
             check(value, f"{where}.{key}")
 
     check(cfg.get("model"), "model")
+    from mmengine.registry import OPTIMIZERS
+
+    check((cfg.get("optim_wrapper") or {}).get("optimizer"), "optim_wrapper.optimizer",
+          OPTIMIZERS)
 
 
 def _amp_fallback(cfg: Config) -> None:
@@ -408,6 +428,7 @@ def prepare_train_config(cfg: Config, work_dir: str | None = None, launcher: str
     """
     check_required_keys(cfg)
     check_train_length(cfg)
+    check_batch_size(cfg)
     cfg.launcher = launcher
     cfg.work_dir = _work_dir(cfg, work_dir)
     if seed is not None:
